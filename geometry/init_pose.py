@@ -1,0 +1,129 @@
+"""An initial pose from the reference mask alone (no human input).
+
+Coarse search over azimuth x elevation (theta = 0, a fixed focal length); for each view the
+silhouette's area and centroid are fitted to the mask's (distance and u, v); the best views
+are then refined. Cars and aircraft look alike from the front and the back, and from the
+left and the right, so the result lists hypotheses and flags when the two best are far apart
+in azimuth yet close in IoU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .iou import Reference
+from .pose import Pose, wrap_degrees
+from .refine import RefineResult, refine_fast
+from .render import SilhouetteRenderer
+
+DEFAULT_AZIMUTHS = tuple(range(0, 360, 20))
+DEFAULT_ELEVATIONS = (0.0, 12.0, 25.0, 40.0)
+FOCAL_PER_WIDTH = 1.155  # the release's median focal, 346 px at 300 px wide
+FAR_APART_DEG = 60.0
+
+
+@dataclass
+class Hypothesis:
+    pose: Pose
+    iou: float
+    coarse_iou: float
+
+    def to_dict(self) -> dict:
+        return {"pose": self.pose.to_dict(), "iou": self.iou, "coarse_iou": self.coarse_iou}
+
+
+@dataclass
+class InitResult:
+    hypotheses: list  # of Hypothesis, best first
+    ambiguous: bool  # the best far-apart alternative is within ``margin`` IoU of the best
+    renders: int
+
+    def to_dict(self) -> dict:
+        return {
+            "best": self.hypotheses[0].to_dict(),
+            "hypotheses": [h.to_dict() for h in self.hypotheses],
+            "ambiguous": self.ambiguous,
+            "renders": self.renders,
+        }
+
+
+def initial_pose(
+    renderer: SilhouetteRenderer,
+    mask: np.ndarray,
+    focal: float | None = None,
+    azimuths=DEFAULT_AZIMUTHS,
+    elevations=DEFAULT_ELEVATIONS,
+    refine_top: int = 4,
+    margin: float = 0.05,
+    mesh_frame: np.ndarray | None = None,
+) -> InitResult:
+    """Hypotheses for the pose of ``renderer``'s mesh in ``mask`` (boolean H x W), best first."""
+    reference = Reference(mask)
+    height, width = reference.mask.shape
+    focal = FOCAL_PER_WIDTH * width if focal is None else focal
+    ref_ys, ref_xs = np.nonzero(reference.mask)
+    ref_centre = np.array([ref_xs.mean(), ref_ys.mean()])
+    radius = renderer.mesh.radius
+    distance0 = 4.0 * radius
+    renders = 0
+    coarse = []
+    for elevation in elevations:
+        for azimuth in azimuths:
+            pose = Pose(
+                azimuth=float(azimuth), elevation=float(elevation), theta=0.0, distance=distance0, focal=focal,
+                u=ref_centre[0], v=ref_centre[1], width=width, height=height,
+                mesh_frame=np.eye(3) if mesh_frame is None else mesh_frame,
+            )
+            pose, value = _fit_scale_and_position(renderer, reference, pose, ref_centre)
+            renders += 2
+            coarse.append((value, pose))
+    coarse.sort(key=lambda item: -item[0])
+    chosen = _distinct(coarse, refine_top)
+    hypotheses = []
+    for value, pose in chosen:
+        result: RefineResult = refine_fast(renderer, reference.mask, pose)
+        renders += result.renders
+        hypotheses.append(Hypothesis(pose=result.refined, iou=result.iou_refined, coarse_iou=value))
+    hypotheses.sort(key=lambda h: -h.iou)
+    best = hypotheses[0]
+    rivals = [h for h in hypotheses[1:] if abs(wrap_degrees(h.pose.azimuth - best.pose.azimuth)) > FAR_APART_DEG]
+    ambiguous = bool(rivals) and best.iou - rivals[0].iou < margin
+    if rivals:  # the far-apart runner-up is always reported second
+        hypotheses.remove(rivals[0])
+        hypotheses.insert(1, rivals[0])
+    return InitResult(hypotheses=hypotheses, ambiguous=ambiguous, renders=renders)
+
+
+def _fit_scale_and_position(renderer, reference: Reference, pose: Pose, ref_centre) -> tuple[Pose, float]:
+    """Distance from the area ratio, then (u, v) so the centroids coincide; with its IoU."""
+    window = renderer.render_window(pose)
+    area = np.count_nonzero(window.mask)
+    if area == 0:
+        return pose, 0.0
+    pose = replace(pose, distance=pose.distance / math.sqrt(reference.area / area))
+    window = renderer.render_window(pose)
+    if not window.mask.any():
+        return pose, 0.0
+    ys, xs = np.nonzero(window.mask)
+    shift = ref_centre - np.array([xs.mean() + window.x0, ys.mean() + window.y0])
+    pose = replace(pose, u=pose.u + shift[0], v=pose.v + shift[1])
+    return pose, reference.iou_window(renderer.render_window(pose))
+
+
+def _distinct(coarse, count: int, min_separation: float = 25.0):
+    """The best ``count`` views, none within ``min_separation`` degrees of azimuth of a better one
+    at the same elevation band."""
+    chosen = []
+    for value, pose in coarse:
+        if all(
+            abs(wrap_degrees(pose.azimuth - other.azimuth)) >= min_separation
+            or abs(pose.elevation - other.elevation) > 15.0
+            for _, other in chosen
+        ):
+            chosen.append((value, pose))
+        if len(chosen) == count:
+            break
+    return chosen

@@ -1,0 +1,62 @@
+"""Binary masks on disk, and the noise of a real segmentation reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class MaskError(ValueError):
+    """A mask file that is missing, unreadable or empty."""
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A boolean (H, W) mask from an image file: nonzero (any channel, alpha ignored) is inside."""
+    from skimage.io import imread
+
+    path = Path(path)
+    if not path.is_file():
+        raise MaskError(f"mask file not found: {path}")
+    try:
+        image = imread(path)
+    except Exception as exc:  # skimage/PIL raise many types for a broken file
+        raise MaskError(f"{path}: cannot read mask image ({exc})") from None
+    if image.ndim == 3:
+        image = image[..., :3].max(axis=-1) if image.shape[-1] >= 3 else image[..., 0]
+    if image.ndim != 2:
+        raise MaskError(f"{path}: a mask must be a 2-D image, got shape {image.shape}")
+    mask = image > 0
+    if not mask.any():
+        raise MaskError(f"{path}: mask is empty (no nonzero pixel)")
+    return mask
+
+
+def write_mask(path: str | Path, mask: np.ndarray) -> None:
+    """Write a boolean mask as an 8-bit PNG (0 / 255)."""
+    from skimage.io import imsave
+
+    imsave(Path(path), (np.asarray(mask, dtype=bool) * 255).astype(np.uint8), check_contrast=False)
+
+
+def realistic_noise(mask: np.ndarray, rng: np.random.Generator, amplitude_px: float = 2.0) -> np.ndarray:
+    """Corrupt ``mask`` like a CNN segmentation: a smoothly wobbling boundary (random smooth
+    field of ``amplitude_px`` pixels added to the signed distance), a few blobs missed or added
+    near the boundary, and rounded corners."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    signed = ndimage.distance_transform_edt(mask) - ndimage.distance_transform_edt(~mask)
+    field = ndimage.gaussian_filter(rng.normal(size=mask.shape), sigma=6.0)
+    field *= amplitude_px / (np.abs(field).max() + 1e-12)
+    noisy = signed + field > 0
+    boundary = np.argwhere(np.abs(signed) < 3)
+    if len(boundary):
+        ys, xs = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
+        for _ in range(4):
+            cy, cx = boundary[rng.integers(len(boundary))]
+            radius = rng.uniform(1.5, 3.5) * amplitude_px
+            blob = (ys - cy) ** 2 + (xs - cx) ** 2 < radius**2
+            noisy = noisy | blob if rng.random() < 0.5 else noisy & ~blob
+    noisy = ndimage.binary_opening(noisy, iterations=1)
+    return noisy if noisy.any() else mask

@@ -1,0 +1,81 @@
+"""Pose JSON in any supported convention, named by its ``"convention"`` key.
+
+- ``finepose`` (default when the key is absent): :meth:`geometry.pose.Pose.to_dict`.
+- ``pascal3d``: azimuth, elevation, theta, distance, focal, px, py, viewport, plus
+  ``image_width``/``image_height``; optional ``mesh_frame`` (name or 3x3 matrix).
+- ``seed``: a release record (radians, ``f``, ``u``/``v`` from the centre of the 300-px-wide
+  image), plus the *original* ``image_width``/``image_height``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .conventions import pascal3d, seed
+from .frames import frame_matrix
+from .pose import Pose, PoseError
+
+CONVENTIONS = ("finepose", "pascal3d", "seed")
+
+
+def pose_from_dict(data: dict) -> Pose:
+    """A :class:`Pose` from JSON data in any supported convention."""
+    if not isinstance(data, dict):
+        raise PoseError(f"a pose must be a JSON object, got {type(data).__name__}")
+    convention = data.get("convention", "finepose")
+    if convention == "finepose":
+        frame = data.get("mesh_frame")
+        if isinstance(frame, str):
+            data = {**data, "mesh_frame": frame_matrix(frame)}
+        return Pose.from_dict(data)
+    if convention not in CONVENTIONS:
+        raise PoseError(f"unknown pose convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
+    width, height = _image_size(data)
+    if convention == "pascal3d":
+        frame = data.get("mesh_frame")
+        return pascal3d.to_pose(data, width, height, None if frame is None else frame_matrix(frame))
+    if convention == "seed":
+        return seed.to_pose(data, width, height)
+    raise PoseError(f"unknown pose convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
+
+
+def pose_to_dict(pose: Pose, convention: str = "finepose", **kwargs) -> dict:
+    """``pose`` as JSON data in ``convention`` (seed: ``width``/``height`` of the original image)."""
+    if convention == "finepose":
+        return pose.to_dict()
+    if convention == "pascal3d":
+        return pascal3d.from_pose(pose, **kwargs)
+    if convention == "seed":
+        width = kwargs.pop("width", pose.width)
+        height = kwargs.pop("height", pose.height)
+        record = seed.from_pose(pose, width, height, **kwargs)
+        return {"convention": "seed", **record, "image_width": width, "image_height": height}
+    raise PoseError(f"unknown pose convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
+
+
+def load_pose(path: str | Path) -> Pose:
+    """Read a pose JSON file, with errors naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PoseError(f"pose file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise PoseError(f"{path}: not valid JSON ({exc})") from None
+    try:
+        return pose_from_dict(data)
+    except PoseError as exc:
+        raise PoseError(f"{path}: {exc}") from None
+
+
+def _image_size(data: dict) -> tuple[int, int]:
+    try:
+        width, height = int(data["image_width"]), int(data["image_height"])
+    except KeyError as exc:
+        raise PoseError(f"pose needs the image size it refers to: missing {exc.args[0]}") from None
+    except (TypeError, ValueError):
+        raise PoseError("pose image_width/image_height must be integers") from None
+    if width <= 0 or height <= 0:
+        raise PoseError(f"pose image size must be positive, got {width}x{height}")
+    return width, height

@@ -1,0 +1,100 @@
+"""Exact binary silhouettes by ray casting with Open3D's ``RaycastingScene`` (CPU).
+
+A pixel is inside the silhouette when the ray through its centre hits the mesh. The scene is
+built once per :class:`SilhouetteRenderer`; rays are cast only inside the silhouette's
+bounding box (from the projected convex hull), so a render costs what the object covers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .camera import camera_points, mesh_extrinsics
+from .mesh import Mesh
+from .pose import Pose
+
+
+@dataclass(frozen=True)
+class Window:
+    """A mask of the pixels ``[y0:y0+h, x0:x0+w]``; everything outside is background."""
+
+    mask: np.ndarray
+    x0: int
+    y0: int
+
+    def full(self, width: int, height: int) -> np.ndarray:
+        """The window pasted into an all-false ``height`` x ``width`` mask."""
+        out = np.zeros((height, width), dtype=bool)
+        h, w = self.mask.shape
+        out[self.y0 : self.y0 + h, self.x0 : self.x0 + w] = self.mask
+        return out
+
+
+class SilhouetteRenderer:
+    """Renders the silhouette of one mesh at any pose."""
+
+    def __init__(self, mesh: Mesh):
+        import open3d as o3d
+        from scipy.spatial import ConvexHull
+
+        self.mesh = mesh
+        self._o3d = o3d
+        self._scene = o3d.t.geometry.RaycastingScene()
+        self._scene.add_triangles(
+            o3d.core.Tensor(mesh.vertices.astype(np.float32)), o3d.core.Tensor(mesh.triangles.astype(np.uint32))
+        )
+        try:
+            self.hull = mesh.vertices[ConvexHull(mesh.vertices).vertices]
+        except Exception:  # flat or degenerate meshes: every vertex bounds the silhouette
+            self.hull = mesh.vertices
+        self.rays_cast = 0
+
+    def bounds(self, pose: Pose) -> tuple[float, float, float, float] | None:
+        """Pixel bounding box (xmin, ymin, xmax, ymax) of the projected mesh, or None when any
+        hull point is at or behind the camera (then the whole image is searched)."""
+        cam = camera_points(pose, self.hull)
+        if np.any(cam[:, 2] <= 1e-9):
+            return None
+        xy = cam[:, :2] / cam[:, 2:3] * pose.focal + np.array([pose.u, pose.v])
+        return (*xy.min(axis=0), *xy.max(axis=0))
+
+    def window(self, pose: Pose) -> tuple[int, int, int, int]:
+        """Integer pixel window (x0, y0, x1, y1), clipped to the image, holding the silhouette."""
+        box = self.bounds(pose)
+        if box is None:
+            return 0, 0, pose.width, pose.height
+        x0 = max(0, math.floor(box[0]))
+        y0 = max(0, math.floor(box[1]))
+        x1 = min(pose.width, math.ceil(box[2]) + 1)
+        y1 = min(pose.height, math.ceil(box[3]) + 1)
+        return x0, y0, max(x0, x1), max(y0, y1)
+
+    def render_window(self, pose: Pose) -> Window:
+        """The silhouette inside its bounding window (see :class:`Window`)."""
+        return self._cast(pose, *self.window(pose))
+
+    def render_full_frame(self, pose: Pose) -> np.ndarray:
+        """The silhouette with a ray through every pixel of the image (no bounding box)."""
+        return self._cast(pose, 0, 0, pose.width, pose.height).mask
+
+    def _cast(self, pose: Pose, x0: int, y0: int, x1: int, y1: int) -> Window:
+        if x1 <= x0 or y1 <= y0:
+            return Window(np.zeros((0, 0), dtype=bool), x0, y0)
+        mat, t = mesh_extrinsics(pose)
+        inv = np.linalg.inv(mat)
+        # Ray direction (mesh frame) of pixel (x, y): inv @ ((x - u) / f, (y - v) / f, 1).
+        xs = (np.arange(x0, x1) - pose.u) / pose.focal
+        ys = (np.arange(y0, y1) - pose.v) / pose.focal
+        rays = np.empty((y1 - y0, x1 - x0, 6), dtype=np.float32)
+        rays[..., :3] = -inv @ t
+        rays[..., 3:] = xs[None, :, None] * inv[:, 0] + ys[:, None, None] * inv[:, 1] + inv[:, 2]
+        hits = self._scene.test_occlusions(self._o3d.core.Tensor(rays)).numpy()
+        self.rays_cast += hits.size
+        return Window(hits.astype(bool), x0, y0)
+
+    def render(self, pose: Pose) -> np.ndarray:
+        """The full ``pose.height`` x ``pose.width`` boolean silhouette."""
+        return self.render_window(pose).full(pose.width, pose.height)
