@@ -19,9 +19,9 @@ from geometry.procedural import car_mesh
 from geometry.refine import refine
 from geometry.render import SilhouetteRenderer
 
-HIDDEN_POSE = Pose(azimuth=35.0, elevation=12.0, theta=3.0, distance=2.4, focal=560.0, u=322.0, v=226.0, width=640, height=427)
+HIDDEN_POSE = Pose(azimuth=35.0, elevation=12.0, theta=3.0, distance=1.7, focal=560.0, u=322.0, v=226.0, width=640, height=427)
 #: A rough human start: offsets like the release's human-vs-refined differences.
-START_OFFSET = np.array([6.0, -4.0, -3.0, 0.12, 30.0, -9.0, 7.0])
+START_OFFSET = np.array([6.0, -4.0, -3.0, 0.09, 30.0, -9.0, 7.0])
 MASK_SIZE = (480, 320)  # the reference is coarser than the photo: the pose is rescaled to it
 
 
