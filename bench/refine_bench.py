@@ -86,7 +86,10 @@ def main(argv=None):
         sys.exit(f"benchmark data not found under {args.data} (expects finegrained_pose/ and meshes/)")
     rng = np.random.default_rng(args.seed)
     rows = {"paper": [], "fast": []}
-    for dataset, mesh, renderer, true, start, mask in make_cases(args.data, args.cases, rng):
+    from tqdm import tqdm
+
+    cases = make_cases(args.data, args.cases, rng)
+    for dataset, mesh, renderer, true, start, mask in tqdm(cases, total=args.cases * len(DATASETS), desc="cases"):
         for name, method in (("paper", refine_paper), ("fast", refine_fast)):
             result = method(renderer, mask, start)
             az_err = abs(wrap_degrees(result.refined.azimuth - true.azimuth))

@@ -26,8 +26,13 @@ def pose_from_dict(data: dict) -> Pose:
     convention = data.get("convention", "finepose")
     if convention == "finepose":
         frame = data.get("mesh_frame")
+        if isinstance(frame, dict) and "matrix" not in frame and "name" in frame:
+            frame = frame["name"]
         if isinstance(frame, str):
-            data = {**data, "mesh_frame": frame_matrix(frame)}
+            try:
+                data = {**data, "mesh_frame": frame_matrix(frame)}
+            except ValueError as exc:
+                raise PoseError(str(exc)) from None
         return Pose.from_dict(data)
     if convention not in CONVENTIONS:
         raise PoseError(f"unknown pose convention {convention!r}; use one of {', '.join(CONVENTIONS)}")

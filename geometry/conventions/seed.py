@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ..camera import angles_from_rotation, rotation
+from ..camera import angles_from_rotation, rot_x, rot_z, rotation
 from ..pose import Pose, PoseError
 
 RESIZED_WIDTH = 300
@@ -35,23 +35,14 @@ def resized_size(width: int, height: int) -> tuple[int, int]:
 
 
 def _ry(a: float) -> np.ndarray:
+    """The release's Ry: a rotation about y by -a in the right-handed sense."""
     c, s = math.cos(a), math.sin(a)
     return np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
 
 
-def _rx(e: float) -> np.ndarray:
-    c, s = math.cos(e), math.sin(e)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-
-
-def _rz(t: float) -> np.ndarray:
-    c, s = math.cos(t), math.sin(t)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 def seed_rotation(azimuth: float, elevation: float, theta: float) -> np.ndarray:
     """The release's ``Rz(theta) Rx(e) Ry(a)`` for angles in radians."""
-    return _rz(theta) @ _rx(elevation) @ _ry(azimuth)
+    return rot_z(theta) @ rot_x(elevation) @ _ry(azimuth)
 
 
 def seed_angles(matrix: np.ndarray) -> tuple[float, float, float]:
@@ -59,7 +50,7 @@ def seed_angles(matrix: np.ndarray) -> tuple[float, float, float]:
     row = matrix[2]  # third row of Rx(e) Ry(a) = (cos e sin a, sin e, cos e cos a)
     elevation = math.asin(max(-1.0, min(1.0, row[1])))
     azimuth = math.atan2(row[0], row[2])
-    in_plane = matrix @ (_rx(elevation) @ _ry(azimuth)).T
+    in_plane = matrix @ (rot_x(elevation) @ _ry(azimuth)).T
     return azimuth, elevation, math.atan2(in_plane[1, 0], in_plane[0, 0])
 
 
