@@ -15,7 +15,7 @@ STARTS = [
 
 
 def test_greedy_search_is_algorithm_1():
-    """On a separable quadratic the search steps by alpha*eps, halves, and stops under the threshold."""
+    """On a separable quadratic: moves of +-alpha*eps, halving, stop once alpha <= min_alpha."""
     target = np.array([0.3, -0.7])
     calls = []
 
@@ -24,11 +24,17 @@ def test_greedy_search_is_algorithm_1():
         return -float(((x - target) ** 2).sum())
 
     result = greedy_search(objective, [0.0, 0.0], steps=[0.1, 0.1], alpha=1.0, min_alpha=0.125)
-    np.testing.assert_allclose(result.x, target, atol=0.0125 + 1e-9)
-    # Every candidate differs from some earlier point by +-alpha*eps in one coordinate.
-    moves = np.abs(np.diff(np.array(calls), axis=0))
-    assert np.all(np.isclose(moves.max(axis=1) % 0.0125, 0) | np.isclose(moves.max(axis=1) % 0.0125, 0.0125))
+    np.testing.assert_allclose(result.x, target, atol=1e-9)
+    calls = np.array(calls)
+    # alpha takes 1, 1/2, 1/4 (1/8 stops): every candidate lies on the 0.025 grid ...
+    np.testing.assert_allclose(np.round(calls / 0.025) * 0.025, calls, atol=1e-12)
+    # ... and candidates come in +- pairs along one coordinate.
+    pairs = calls[1:].reshape(-1, 2, 2)
+    differ = np.abs(pairs[:, 0] - pairs[:, 1]) > 1e-12
+    assert np.all(differ.sum(axis=1) == 1)
     assert result.evaluations == len(calls)
+    # The result is the best point the search ever evaluated.
+    assert result.value == pytest.approx(-((calls - target) ** 2).sum(axis=1).min())
 
 
 @pytest.mark.parametrize("method", ["paper", "fast"])
