@@ -9,8 +9,9 @@ release's projection, for an image resized to 300 px wide (height ``int(H * 300 
 with ``Ry(a) = [[cos a, 0, -sin a], [0, 1, 0], [sin a, 0, cos a]]``. Points in front of this
 camera have negative depth, so it images the model point-mirrored; finepose reproduces it
 exactly with a proper rotation and the improper mesh frame :data:`MESH_FRAME`, which maps
-the release's ShapeNetCore OBJ coordinates (y up, front at +z) to the canonical frame
-(z up, front at -y) with x mirrored. Pixel coordinates are taken as finepose's (0-based).
+the release's ShapeNetCore OBJ coordinates (y up; +z, the release's azimuth-0 side, taken
+as the front) to the canonical frame (z up, front at -y) with x mirrored. Pixel coordinates
+are taken as finepose's (0-based).
 """
 
 from __future__ import annotations
