@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .conventions import pascal3d, seed
 from .frames import frame_matrix
 from .pose import Pose, PoseError
@@ -25,21 +27,15 @@ def pose_from_dict(data: dict) -> Pose:
         raise PoseError(f"a pose must be a JSON object, got {type(data).__name__}")
     convention = data.get("convention", "finepose")
     if convention == "finepose":
-        frame = data.get("mesh_frame")
-        if isinstance(frame, dict) and "matrix" not in frame and "name" in frame:
-            frame = frame["name"]
-        if isinstance(frame, str):
-            try:
-                data = {**data, "mesh_frame": frame_matrix(frame)}
-            except ValueError as exc:
-                raise PoseError(str(exc)) from None
+        if data.get("mesh_frame") is not None:
+            data = {**data, "mesh_frame": _mesh_frame(data["mesh_frame"])}
         return Pose.from_dict(data)
     if convention not in CONVENTIONS:
         raise PoseError(f"unknown pose convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
     width, height = _image_size(data)
     if convention == "pascal3d":
         frame = data.get("mesh_frame")
-        return pascal3d.to_pose(data, width, height, None if frame is None else frame_matrix(frame))
+        return pascal3d.to_pose(data, width, height, None if frame is None else _mesh_frame(frame))
     if convention == "seed":
         return seed.to_pose(data, width, height)
     raise PoseError(f"unknown pose convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
@@ -72,6 +68,16 @@ def load_pose(path: str | Path) -> Pose:
         return pose_from_dict(data)
     except PoseError as exc:
         raise PoseError(f"{path}: {exc}") from None
+
+
+def _mesh_frame(value) -> np.ndarray:
+    """A ``mesh_frame`` field: a frame name, ``{"name": ...}``, ``{"matrix": ...}`` or a 3x3 matrix."""
+    if isinstance(value, dict):
+        value = value["matrix"] if "matrix" in value else value.get("name")
+    try:
+        return frame_matrix(value)
+    except (TypeError, ValueError) as exc:
+        raise PoseError(f"mesh_frame: {exc}") from None
 
 
 def _image_size(data: dict) -> tuple[int, int]:
