@@ -9,8 +9,9 @@ reference = the exact silhouette at the true pose, 300 px wide.
 
 Methods: ``paper`` (Algorithm 1 with full-frame renders, as a plain implementation),
 ``paper-win`` (the same with bounding-box renders: the share of the speed-up that rendering
-alone gives) and ``fast``. Prints, per method: median seconds per image, renders per image, mean final IoU, share of
-cases with azimuth error under 2 degrees, and the speed ratio. Numbers, not assertions.
+alone gives) and ``fast``. Prints, per method: median seconds per image, renders per image,
+mean final IoU, share of cases with azimuth error under 2 degrees, and the speed ratios.
+Numbers, not assertions.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from __future__ import annotations
 import argparse
 import pickle
 import statistics
-from functools import partial
 import sys
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -76,7 +79,7 @@ def make_cases(data: Path, count: int, rng: np.random.Generator):
 def _canonical(record):
     """A release record as a canonical pose for a Pascal3D+ model (canonical frame)."""
     pose = seed.to_pose(record, *IMAGE_SIZE)
-    return pose.__class__(**{**pose.__dict__, "mesh_frame": np.eye(3)})
+    return replace(pose, mesh_frame=np.eye(3))
 
 
 def main(argv=None):
@@ -94,8 +97,6 @@ def main(argv=None):
         "fast": refine_fast,
     }
     rows = {name: [] for name in methods}
-    from tqdm import tqdm
-
     cases = make_cases(args.data, args.cases, rng)
     for dataset, mesh, renderer, true, start, mask in tqdm(cases, total=args.cases * len(DATASETS), desc="cases"):
         for name, method in methods.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def _print(data) -> None:
 def _pose_for(args, mask_shape=None) -> Pose:
     pose = load_pose(args.pose)
     if getattr(args, "frame", None):
-        pose = Pose(**{**pose.__dict__, "mesh_frame": frame_matrix(args.frame)})
+        pose = replace(pose, mesh_frame=frame_matrix(args.frame))
     if mask_shape is not None:
         height, width = mask_shape
         if (pose.width, pose.height) != (width, height):

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -68,7 +70,7 @@ def test_windowed_and_full_frame_renders_agree(car_renderer, rng):
 def test_improper_mesh_frame_renders_the_mirror_image(car_renderer):
     """Mirroring the model in x and the camera to azimuth -a flips the image left-right."""
     pose = Pose(azimuth=40, elevation=10, theta=0, distance=2, focal=400, u=149.5, v=100, width=300, height=200)
-    mirrored = Pose(**{**pose.__dict__, "azimuth": -40.0, "mesh_frame": np.diag([-1.0, 1.0, 1.0])})
+    mirrored = replace(pose, azimuth=-40.0, mesh_frame=np.diag([-1.0, 1.0, 1.0]))
     original = car_renderer.render(pose)
     flipped = car_renderer.render(mirrored)
     assert not np.array_equal(flipped, original)
