@@ -50,7 +50,6 @@ class SilhouetteRenderer:
             self.hull = mesh.vertices[ConvexHull(mesh.vertices).vertices]
         except Exception:  # flat or degenerate meshes: every vertex bounds the silhouette
             self.hull = mesh.vertices
-        self.rays_cast = 0
 
     def bounds(self, pose: Pose) -> tuple[float, float, float, float] | None:
         """Pixel bounding box (xmin, ymin, xmax, ymax) of the projected mesh, or None when any
@@ -92,7 +91,6 @@ class SilhouetteRenderer:
         rays[..., :3] = -inv @ t
         rays[..., 3:] = xs[None, :, None] * inv[:, 0] + ys[:, None, None] * inv[:, 1] + inv[:, 2]
         hits = self._scene.test_occlusions(self._o3d.core.Tensor(rays)).numpy()
-        self.rays_cast += hits.size
         return Window(hits.astype(bool), x0, y0)
 
     def render(self, pose: Pose) -> np.ndarray:

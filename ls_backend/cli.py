@@ -9,7 +9,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
 from geometry.frames import FRAMES, frame_matrix
 from geometry.mesh import MeshError, load_mesh
