@@ -78,7 +78,7 @@ def initial_pose(
                 mesh_frame=np.eye(3) if mesh_frame is None else mesh_frame,
             )
             pose, value = _fit_scale_and_position(renderer, reference, pose, ref_centre)
-            renders += 2
+            renders += FIT_RENDERS
             coarse.append((value, pose))
     coarse.sort(key=lambda item: -item[0])
     chosen = _distinct(coarse, refine_top)
@@ -97,8 +97,12 @@ def initial_pose(
     return InitResult(hypotheses=hypotheses, ambiguous=ambiguous, renders=renders)
 
 
+FIT_RENDERS = 3  # renders by _fit_scale_and_position: area, centroid, IoU
+
+
 def _fit_scale_and_position(renderer, reference: Reference, pose: Pose, ref_centre) -> tuple[Pose, float]:
-    """Distance from the area ratio, then (u, v) so the centroids coincide; with its IoU."""
+    """Distance from the area ratio, then (u, v) so the centroids coincide; with its IoU
+    (at most :data:`FIT_RENDERS` renders)."""
     window = renderer.render_window(pose)
     area = np.count_nonzero(window.mask)
     if area == 0:

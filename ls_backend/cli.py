@@ -9,7 +9,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-
 from geometry.frames import FRAMES, frame_matrix
 from geometry.mesh import MeshError, load_mesh
 from geometry.masks import MaskError, read_mask, write_mask
