@@ -77,3 +77,18 @@ class _quiet_open3d:
 
     def __exit__(self, *exc):
         self.o3d.utility.set_verbosity_level(self.o3d.utility.VerbosityLevel.Warning)
+
+
+def save_mesh(path: str | os.PathLike, mesh: Mesh) -> Path:
+    """Write ``mesh`` in the format its suffix names (OBJ, OFF, PLY, STL, GLB) with Open3D."""
+    import open3d as o3d
+
+    path = Path(path)
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise MeshError(f"{path}: unsupported mesh format {path.suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})")
+    legacy = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(mesh.vertices), o3d.utility.Vector3iVector(mesh.triangles))
+    with _quiet_open3d(o3d):
+        written = o3d.io.write_triangle_mesh(str(path), legacy)
+    if not written:
+        raise MeshError(f"{path}: Open3D could not write the mesh")
+    return path

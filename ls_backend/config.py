@@ -1,0 +1,105 @@
+"""Backend settings, read from the environment the way Label Studio ML backends are configured.
+
+Label Studio's own names:
+
+- ``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``: where task media and the API live.
+- ``BASIC_AUTH_USER`` / ``BASIC_AUTH_PASS``: when both are set, every endpoint but ``/health``
+  asks for them.
+- ``MODEL_DIR``: a writable folder (download cache, smart-keypoint memory).
+- ``LOG_LEVEL``: ``DEBUG``, ``INFO`` (default), ...
+
+finepose's own:
+
+- ``FINEPOSE_REGISTRY``: JSON file ``{"<model id>": {"mesh": path, "frame": name, ...}}``.
+- ``FINEPOSE_ALLOWED_HOSTS``: comma-separated extra hosts media may be fetched from (besides
+  ``LABEL_STUDIO_URL``'s); ``FINEPOSE_LOCAL_FILES_ROOTS``: comma-separated folders that
+  ``/data/local-files/?d=`` URLs may be read from directly (otherwise they are downloaded from
+  Label Studio).
+- ``FINEPOSE_MAX_IMAGE_BYTES`` (default 25 MB), ``FINEPOSE_MAX_IMAGE_PIXELS`` (default 40 M),
+  ``FINEPOSE_MAX_MESH_BYTES`` (default 200 MB).
+- ``FINEPOSE_METHOD`` (``fast`` or ``paper``), ``FINEPOSE_WORK_WIDTH``: refinement runs on the
+  reference resized to this width in px (default 300, as the release); results are given at
+  the image's own size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+MB = 1 << 20
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+def _int(env, name: str, default: int) -> int:
+    text = env.get(name)
+    if text in (None, ""):
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {text!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _list(env, name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    label_studio_url: str = ""
+    api_key: str = ""
+    basic_auth: tuple[str, str] | None = None
+    model_dir: Path = Path("finepose-model-dir")
+    log_level: str = "INFO"
+    registry: Path | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    local_files_roots: tuple[Path, ...] = ()
+    max_image_bytes: int = 25 * MB
+    max_image_pixels: int = 40_000_000
+    max_mesh_bytes: int = 200 * MB
+    method: str = "fast"
+    work_width: int = 300
+
+    @classmethod
+    def from_env(cls, env=None) -> "Settings":
+        env = os.environ if env is None else env
+        url = env.get("LABEL_STUDIO_URL", "").rstrip("/")
+        if url and urlparse(url).scheme not in ("http", "https"):
+            raise ConfigError(f"LABEL_STUDIO_URL must start with http:// or https://, got {url!r}")
+        user, password = env.get("BASIC_AUTH_USER", ""), env.get("BASIC_AUTH_PASS", "")
+        method = env.get("FINEPOSE_METHOD", "fast")
+        if method not in ("fast", "paper"):
+            raise ConfigError(f"FINEPOSE_METHOD must be 'fast' or 'paper', got {method!r}")
+        registry = env.get("FINEPOSE_REGISTRY")
+        return cls(
+            label_studio_url=url,
+            api_key=env.get("LABEL_STUDIO_API_KEY", ""),
+            basic_auth=(user, password) if user and password else None,
+            model_dir=Path(env.get("MODEL_DIR", "finepose-model-dir")),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            registry=Path(registry) if registry else None,
+            allowed_hosts=_list(env, "FINEPOSE_ALLOWED_HOSTS"),
+            local_files_roots=tuple(Path(p).resolve() for p in _list(env, "FINEPOSE_LOCAL_FILES_ROOTS")),
+            max_image_bytes=_int(env, "FINEPOSE_MAX_IMAGE_BYTES", 25 * MB),
+            max_image_pixels=_int(env, "FINEPOSE_MAX_IMAGE_PIXELS", 40_000_000),
+            max_mesh_bytes=_int(env, "FINEPOSE_MAX_MESH_BYTES", 200 * MB),
+            method=method,
+            work_width=_int(env, "FINEPOSE_WORK_WIDTH", 300),
+        )
+
+    @property
+    def media_hosts(self) -> set[str]:
+        """Hosts (``host[:port]``) media URLs may point at."""
+        hosts = set(self.allowed_hosts)
+        if self.label_studio_url:
+            hosts.add(urlparse(self.label_studio_url).netloc)
+        return hosts

@@ -1,0 +1,69 @@
+"""finepose's model class, shaped like label-studio-ml 2.x's ``LabelStudioMLBase``.
+
+``setup()``, ``predict(tasks, context=None, **kwargs)`` and ``fit(event, data, **kwargs)``
+keep their names and meaning; the heavy state (meshes, scenes, segmentation models) lives in
+the process-wide :class:`~ls_backend.resources.Resources`, so a model object is cheap and
+``/predict`` works in any worker without a prior ``/setup``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .label_config import parse_label_config
+from .pipeline import predict_task
+from .resources import Resources
+
+logger = logging.getLogger(__name__)
+
+REFINE_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+
+
+class FineposeModel:
+    def __init__(self, project_id=None, label_config: str | None = None, resources: Resources | None = None):
+        self.project_id = project_id
+        self.label_config = label_config
+        self.resources = resources or Resources.shared()
+
+    @property
+    def model_version(self) -> str:
+        return self.resources.model_version
+
+    def setup(self) -> None:
+        """Nothing to load here: resources are shared by the process and built on first use."""
+
+    def predict(self, tasks: list, context: dict | None = None, **kwargs) -> dict:
+        """One prediction per task, in order (``{"model_version", "predictions"}``).
+
+        A task that fails is logged and answered with an empty prediction carrying its
+        ``error``; a single-task request raises instead, so the client sees the 4xx.
+        """
+        config = parse_label_config(self.label_config)
+        predictions = []
+        for task in tasks:
+            try:
+                predictions.append(predict_task(task, config, self.resources, context).prediction)
+            except ValueError as exc:
+                if len(tasks) == 1:
+                    raise
+                logger.warning("task %s: %s", task.get("id") if isinstance(task, dict) else "?", exc)
+                predictions.append({"result": [], "score": 0.0, "model_version": self.model_version, "error": str(exc)})
+        return {"model_version": self.model_version, "predictions": predictions}
+
+    def fit(self, event: str, data: dict, **kwargs) -> dict:
+        """On a created/updated human annotation, refine its pose and store the refined pose as
+        a new prediction of that task (so the human and refined versions both stay)."""
+        if event not in REFINE_EVENTS:
+            return {"status": "ignored", "event": event}
+        annotation, task = data.get("annotation"), data.get("task")
+        if not isinstance(annotation, dict) or not isinstance(task, dict):
+            raise ValueError(f"{event} webhook without 'annotation' and 'task' objects")
+        project = data.get("project") or {}
+        config = parse_label_config(project.get("label_config") or self.label_config)
+        outcome = predict_task({**task, "annotations": [annotation]}, config, self.resources)
+        pred = outcome.prediction
+        stored = self.resources.client().predictions.create(
+            task=task["id"], result=pred["result"], score=pred["score"], model_version=pred["model_version"]
+        )
+        logger.info("task %s: stored refined prediction %s (IoU %.4f)", task["id"], stored.id, pred["score"])
+        return {"status": "refined", "task": task["id"], "prediction": stored.id, "score": pred["score"]}

@@ -1,0 +1,113 @@
+"""One task -> one refined-pose prediction: the backend's work, independent of HTTP.
+
+Where the initial pose comes from, in order: a smart region in the interactive context
+(clicked keypoints are fitted; a rectangle asks for the automatic pose inside it), the newest
+human annotation's seven numbers, ``data.pose``, the automatic initial pose from the reference.
+Where the reference comes from, in order: the human ``Reference`` brush region,
+``data.reference``, the segmentation models. Refinement runs on the reference resized to
+``FINEPOSE_WORK_WIDTH`` px wide; numbers and masks are given at the photo's own size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from geometry.init_pose import initial_pose
+from geometry.pose import Pose
+from geometry.refine import refine
+
+from . import media
+from .label_config import PoseConfig
+from .predictions import prediction
+from .resources import Resources
+from .smart import SmartRegions, fit_keypoints, keypoint_results, rectangle_mask
+from .tasks import TaskError, TaskInputs, brush_mask, pose_from_numbers, pose_from_task_data, read_task
+
+
+@dataclass
+class Outcome:
+    prediction: dict
+    pose: Pose | None  # None when too few keypoints were clicked to fit one
+    initial_source: str
+    reference_source: str
+    seconds: float
+
+
+def predict_task(task: dict, config: PoseConfig, resources: Resources, context: dict | None = None) -> Outcome:
+    """Refine the pose of one task and return its prediction."""
+    start = time.perf_counter()
+    settings = resources.settings
+    inputs = read_task(task, config)
+    registry = resources.require_registry()
+    entry = registry.entry(inputs.model_id)
+    renderer = registry.renderer(inputs.model_id)
+    image = media.read_image(media.fetch(inputs.image_url, settings, inputs.task_id), settings)
+    height, width = image.shape[:2]
+    smart = SmartRegions.from_context(context, config)
+    smart.remember(settings.model_dir / "smart-keypoints", inputs.task_id)
+    clicked = keypoint_results(config, smart.keypoints, width, height) if smart.keypoints else []
+    if smart.keypoints and not smart.enough_keypoints:  # keep the clicks on screen, no pose yet
+        pred = {"result": clicked, "score": 0.0, "model_version": resources.model_version}
+        return Outcome(pred, None, "keypoints (too few)", "none", time.perf_counter() - start)
+
+    initial, initial_source = _initial_pose(inputs, smart, registry, width, height, entry.frame_matrix)
+    reference, reference_source = _reference(inputs, resources, image, entry.category, renderer, initial)
+    if smart.rectangle is not None:
+        reference = reference & rectangle_mask(smart.rectangle, width, height)
+        if not reference.any():
+            raise TaskError("the rectangle holds none of the reference mask: draw it around the object")
+        initial, initial_source = None, "rectangle"
+
+    work_width = min(settings.work_width, width)
+    work_height = max(1, round(height * work_width / width))
+    work_reference = _resize_mask(reference, work_width, work_height)
+    if initial is None:
+        found = initial_pose(renderer, work_reference, mesh_frame=entry.frame_matrix)
+        initial = found.hypotheses[0].pose
+        initial_source = f"automatic ({initial_source})" if initial_source == "rectangle" else "automatic"
+    result = refine(renderer, work_reference, initial.rescaled(work_width, work_height), method=settings.method)
+    refined = result.refined.rescaled(width, height)
+    projection = renderer.render(refined)
+    pred = prediction(
+        config, refined, projection, reference, result.iou_initial, result.iou_refined, resources.model_version
+    )
+    pred["result"].extend(clicked)
+    return Outcome(pred, refined, initial_source, reference_source, time.perf_counter() - start)
+
+
+def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, height, frame) -> tuple[Pose | None, str]:
+    if smart.keypoints:
+        return fit_keypoints(registry.keypoints(inputs.model_id), smart.keypoints, width, height, frame), "keypoints"
+    if inputs.human_numbers is not None:
+        return pose_from_numbers(inputs.human_numbers, width, height, frame), "annotation"
+    if inputs.data_pose is not None:
+        return pose_from_task_data(inputs.data_pose, width, height, frame), "data.pose"
+    return None, "reference"
+
+
+def _reference(inputs: TaskInputs, resources: Resources, image, category, renderer, initial) -> tuple[np.ndarray, str]:
+    height, width = image.shape[:2]
+    if inputs.human_reference is not None:
+        mask = brush_mask(inputs.human_reference)
+        if mask.any():
+            return _resize_mask(mask, width, height), "annotation"
+    if inputs.reference_url is not None:
+        path = media.fetch(inputs.reference_url, resources.settings, inputs.task_id)
+        return media.read_reference(path, resources.settings, (width, height)), "data.reference"
+    projection = renderer.render(initial) if initial is not None else None
+    found = resources.segmenter().segment(image, category, projection)
+    if not found.mask.any():
+        raise TaskError(f"segmentation found no {category} in the image: give a reference mask")
+    return found.mask, f"segmentation ({found.source})"
+
+
+def _resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    if mask.shape == (height, width):
+        return mask
+    from skimage.transform import resize
+
+    return resize(mask.astype(np.float32), (height, width), order=1, anti_aliasing=True) >= 0.5
+

@@ -1,0 +1,137 @@
+"""The CAD model registry: which mesh a task's ``data.model`` means.
+
+A registry is a JSON file (``FINEPOSE_REGISTRY``)::
+
+    {"<model id or category>": {"mesh": "<path>", "frame": "<frame name>",
+                                "category": "car" | "aeroplane", "keypoints": "<path>"}}
+
+``mesh`` and ``keypoints`` are relative to the registry file's folder unless absolute;
+``frame`` is a name of :data:`geometry.frames.FRAMES` (default ``pascal3d``); ``category``
+chooses the segmentation classes (default: guessed from the id, else ``car``); ``keypoints``
+defaults to ``<mesh stem>_keypoints.json`` beside the mesh when that exists. Task data only
+ever names an id: never a path. Meshes and their ray-casting scenes are built once per
+process, on first use, and kept.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geometry.frames import FRAMES, frame_matrix
+from geometry.keypoints import KeypointError, keypoints_path, load_keypoints
+from geometry.mesh import load_mesh
+from geometry.render import SilhouetteRenderer
+
+CATEGORIES = ("car", "aeroplane")
+
+
+class RegistryError(ValueError):
+    """The registry file is malformed, or a model id is unknown."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    model_id: str
+    mesh: Path
+    frame: str
+    category: str
+    keypoints: Path | None
+
+    @property
+    def frame_matrix(self) -> np.ndarray:
+        return frame_matrix(self.frame)
+
+
+class Registry:
+    """Model id -> :class:`ModelEntry`, with a per-process cache of renderers."""
+
+    def __init__(self, entries: dict[str, ModelEntry], max_mesh_bytes: int = 200 << 20, source: str = ""):
+        self.entries = entries
+        self.max_mesh_bytes = max_mesh_bytes
+        self.source = source
+        self._renderers: dict[str, SilhouetteRenderer] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | Path, max_mesh_bytes: int = 200 << 20) -> "Registry":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RegistryError(f"model registry not found: {path} (set FINEPOSE_REGISTRY)") from None
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"model registry {path} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise RegistryError(f"model registry {path} must be a JSON object of model id -> entry")
+        entries = {str(key): _entry(str(key), value, path.parent) for key, value in data.items()}
+        return cls(entries, max_mesh_bytes=max_mesh_bytes, source=str(path))
+
+    def entry(self, model_id) -> ModelEntry:
+        if not isinstance(model_id, str) or not model_id:
+            raise RegistryError(f"task data 'model' must be a non-empty string naming a registered model, got {model_id!r}")
+        try:
+            return self.entries[model_id]
+        except KeyError:
+            known = ", ".join(sorted(self.entries)[:10]) or "none"
+            raise RegistryError(f"unknown model {model_id!r}: not in the registry (known: {known})") from None
+
+    def renderer(self, model_id: str) -> SilhouetteRenderer:
+        """The renderer of a model's mesh, built on first use and then shared."""
+        entry = self.entry(model_id)
+        with self._lock:
+            renderer = self._renderers.get(model_id)
+            if renderer is None:
+                renderer = SilhouetteRenderer(load_mesh(entry.mesh, max_bytes=self.max_mesh_bytes))
+                self._renderers[model_id] = renderer
+        return renderer
+
+    def keypoints(self, model_id: str) -> dict[str, np.ndarray]:
+        """The model's named 3D keypoints in mesh-file coordinates ({} when it has none)."""
+        entry = self.entry(model_id)
+        if entry.keypoints is None:
+            return {}
+        try:
+            return load_keypoints(entry.keypoints)
+        except KeypointError as exc:
+            raise RegistryError(f"keypoints of model {model_id!r}: {exc}") from None
+
+    def version_key(self) -> str:
+        """A short digest of the registry contents, part of the backend's model version."""
+        import hashlib
+
+        text = json.dumps({k: [str(e.mesh), e.frame] for k, e in sorted(self.entries.items())})
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _entry(model_id: str, value, root: Path) -> ModelEntry:
+    if not isinstance(value, dict) or not isinstance(value.get("mesh"), str):
+        raise RegistryError(f"registry entry {model_id!r} must be an object with a 'mesh' path")
+    frame = value.get("frame", "pascal3d")
+    if frame not in FRAMES:
+        raise RegistryError(f"registry entry {model_id!r}: unknown frame {frame!r} (known: {', '.join(FRAMES)})")
+    category = value.get("category") or _guess_category(model_id)
+    if category not in CATEGORIES:
+        raise RegistryError(f"registry entry {model_id!r}: category must be one of {CATEGORIES}, got {category!r}")
+    mesh = _resolve(root, value["mesh"])
+    keypoints = value.get("keypoints")
+    if keypoints is not None:
+        keypoints = _resolve(root, keypoints)
+    else:
+        beside = keypoints_path(mesh)
+        keypoints = beside if beside.is_file() else None
+    return ModelEntry(model_id=model_id, mesh=mesh, frame=frame, category=category, keypoints=keypoints)
+
+
+def _resolve(root: Path, path: str) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (root / path)
+
+
+def _guess_category(model_id: str) -> str:
+    lowered = model_id.lower()
+    return "aeroplane" if any(word in lowered for word in ("aero", "air", "plane", "jet", "boeing", "airbus")) else "car"
