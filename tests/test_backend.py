@@ -1,0 +1,228 @@
+"""The ML backend through Flask's test client: predictions, sources of pose and reference,
+smart regions, webhooks and bad input."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from geometry.camera import project
+from geometry.iou import iou
+from geometry.pose import PARAMETER_NAMES
+from ls_backend.api import create_app
+from ls_backend.predictions import brush_result
+from ls_backend.tasks import brush_mask
+from tests.backend_fixtures import make_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("backend"))
+
+
+@pytest.fixture(scope="module")
+def client(world):
+    return create_app(world.resources).test_client()
+
+
+def predict(client, world, tasks, context=None):
+    body = {"tasks": tasks, "label_config": world.label_config, "project": "3.1700000000", "params": {"context": context or {}}}
+    return client.post("/predict", json=body)
+
+
+def numbers(prediction) -> dict:
+    return {r["from_name"]: r["value"]["number"] for r in prediction["result"] if r["type"] == "number"}
+
+
+def brushes(prediction) -> dict:
+    return {r["value"]["brushlabels"][0]: brush_mask(r) for r in prediction["result"] if r["type"] == "brushlabels"}
+
+
+def pose_of(prediction, world):
+    values = numbers(prediction)
+    return replace(world.true_pose, **{name: values[name] for name in PARAMETER_NAMES})
+
+
+def test_health_and_setup_report_the_version_predictions_carry(client, world):
+    health = client.get("/health").get_json()
+    assert health["status"] == "UP" and health["models"] == 1
+    version = client.post("/setup", json={"project": "3.1", "schema": world.label_config}).get_json()["model_version"]
+    assert version == health["model_version"] and version.startswith("finepose-")
+    response = predict(client, world, [world.task(pose=world.start_pose.to_dict(), reference=world.url("reference.png"))])
+    assert response.get_json()["model_version"] == version
+    assert response.get_json()["results"][0]["model_version"] == version
+
+
+def test_prediction_from_data_pose_and_reference_has_every_part(client, world):
+    response = predict(client, world, [world.task(pose=world.start_pose.to_dict(), reference=world.url("reference.png"))])
+    assert response.status_code == 200, response.get_json()
+    [prediction] = response.get_json()["results"]
+    values = numbers(prediction)
+    assert set(values) == set(PARAMETER_NAMES) | {"iou_before", "iou_after"}
+    assert 0.0 <= values["azimuth"] < 360.0 and -180.0 < values["theta"] <= 180.0
+    assert prediction["score"] == pytest.approx(values["iou_after"], abs=1e-6)
+    assert values["iou_after"] > values["iou_before"] + 0.1
+    refined = pose_of(prediction, world)
+    masks = brushes(prediction)
+    assert set(masks) == {"Projection", "Reference"}
+    assert masks["Projection"].shape == (world.true_pose.height, world.true_pose.width)
+    # The brush regions are exactly the refined silhouette and the reference.
+    assert np.array_equal(masks["Projection"], world.renderer.render(refined))
+    assert np.array_equal(masks["Reference"], world.reference)
+    assert iou(masks["Projection"], world.reference) > 0.97
+    assert abs(refined.azimuth - world.true_pose.azimuth) < 3.0
+
+
+def test_human_annotation_comes_before_data_pose(client, world):
+    human = replace(world.true_pose, azimuth=30.0, u=240.0)
+    task = world.task(pose=replace(world.true_pose, azimuth=120.0).to_dict(), reference=world.url("reference.png"))
+    task["annotations"] = [world.human_annotation(human)]
+    [prediction] = predict(client, world, [task]).get_json()["results"]
+    expected_before = iou(world.renderer.render(human.rescaled(300, 200)), _work_reference(world))
+    assert numbers(prediction)["iou_before"] == pytest.approx(expected_before, abs=1e-6)
+    assert iou(brushes(prediction)["Projection"], world.reference) > 0.97
+
+
+def test_human_reference_brush_comes_before_data_reference(client, world):
+    shifted = np.roll(world.reference, 25, axis=1)  # the human's own (shifted) reference
+    config = _config(world)
+    task = world.task(pose=world.start_pose.to_dict(), reference=world.url("reference.png"))
+    task["annotations"] = [{"id": 3, "result": [brush_result(config, "Reference", shifted)]}]
+    [prediction] = predict(client, world, [task]).get_json()["results"]
+    masks = brushes(prediction)
+    assert np.array_equal(masks["Reference"], shifted)
+    assert iou(masks["Projection"], shifted) > 0.95
+    assert pose_of(prediction, world).u == pytest.approx(world.true_pose.u + 25, abs=4)
+
+
+def test_automatic_initial_pose_without_any_pose(client, world):
+    [prediction] = predict(client, world, [world.task(reference=world.url("reference.png"))]).get_json()["results"]
+    assert iou(brushes(prediction)["Projection"], world.reference) > 0.9
+
+
+def test_smart_keypoints_fit_the_pose_and_are_remembered(client, world):
+    from geometry.procedural_keypoints import car_keypoints
+
+    keypoints = car_keypoints()
+    names = sorted(keypoints)[:5]
+    pixels = project(world.true_pose, np.array([keypoints[n] for n in names]))
+    regions = [_keypoint_region(name, xy, world) for name, xy in zip(names, pixels)]
+    task = world.task(task_id=41, reference=world.url("reference.png"))
+    # Two clicks: too few for a pose; they are echoed back so they stay on screen.
+    [first] = predict(client, world, [task], {"result": regions[:2]}).get_json()["results"]
+    assert {r["value"]["keypointlabels"][0] for r in first["result"]} == set(names[:2])
+    assert not numbers(first)
+    # Three more clicks, one call each (as Label Studio sends them): the pose is fitted.
+    for region in regions[2:]:
+        [last] = predict(client, world, [task], {"result": [region]}).get_json()["results"]
+    assert len([r for r in last["result"] if r["type"] == "keypointlabels"]) == 5
+    assert iou(brushes(last)["Projection"], world.reference) > 0.95
+
+
+def test_smart_rectangle_searches_inside_the_box(client, world):
+    ys, xs = np.nonzero(world.reference)
+    w, h = world.true_pose.width, world.true_pose.height
+    box = {"x": (xs.min() - 5) / w * 100, "y": (ys.min() - 5) / h * 100,
+           "width": (xs.max() - xs.min() + 10) / w * 100, "height": (ys.max() - ys.min() + 10) / h * 100}
+    region = {"from_name": "box", "to_name": "image", "type": "rectanglelabels", "value": {**box, "rectanglelabels": ["Object"]}}
+    [prediction] = predict(client, world, [world.task(reference=world.url("reference.png"))], {"result": [region]}).get_json()["results"]
+    assert iou(brushes(prediction)["Projection"], world.reference) > 0.9
+
+
+def test_webhook_refines_the_human_pose_and_stores_a_prediction(world, monkeypatch):
+    stored = []
+
+    class Predictions:
+        def create(self, **kwargs):
+            stored.append(kwargs)
+            return type("Stored", (), {"id": 99})()
+
+    monkeypatch.setattr(world.resources, "client", lambda: type("Client", (), {"predictions": Predictions()})())
+    client = create_app(world.resources).test_client()
+    task = world.task(task_id=5, reference=world.url("reference.png"))
+    body = {"action": "ANNOTATION_CREATED", "annotation": world.human_annotation(world.start_pose), "task": task,
+            "project": {"id": 3, "label_config": world.label_config}}
+    response = client.post("/webhook", json=body)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["status"] == "refined"
+    [kwargs] = stored
+    assert kwargs["task"] == 5 and kwargs["model_version"] == world.resources.model_version
+    assert kwargs["score"] > 0.97
+    ignored = client.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 1}], "project": {"id": 3}})
+    assert ignored.status_code == 201 and ignored.get_json()["status"] == "ignored" and len(stored) == 1
+
+
+@pytest.mark.parametrize(
+    "change, status, words",
+    [
+        (lambda t: t.pop("data"), 422, "'data'"),
+        (lambda t: t["data"].pop("model"), 422, "data.model"),
+        (lambda t: t["data"].update(model="no-such-car"), 404, "unknown model 'no-such-car'"),
+        (lambda t: t["data"].update(image="/data/local-files/?d=missing.png"), 422, "LABEL_STUDIO_URL"),
+        (lambda t: t["data"].update(pose={**t["data"]["pose"], "azimuth": math.nan}), 422, "azimuth"),
+        (lambda t: t["data"].update(pose={**t["data"]["pose"], "distance": -1}), 422, "distance"),
+        (lambda t: t["data"].update(reference="file:///etc/passwd"), 422, "refused"),
+        (lambda t: t["data"].update(image="/data/local-files/?d=../../etc/passwd"), 422, ".."),
+        (lambda t: t["data"].update(image="http://evil.example.com/a.png"), 422, "FINEPOSE_ALLOWED_HOSTS"),
+    ],
+)
+def test_bad_tasks_get_clear_errors_and_the_server_keeps_serving(client, world, change, status, words):
+    task = world.task(pose=world.start_pose.to_dict(), reference=world.url("reference.png"))
+    change(task)
+    response = predict(client, world, [task])
+    assert response.status_code == status, response.get_json()
+    assert words in response.get_json()["error"]
+    good = predict(client, world, [world.task(pose=world.start_pose.to_dict(), reference=world.url("reference.png"))])
+    assert good.status_code == 200
+
+
+def test_bad_requests(client, world):
+    assert client.post("/predict", data="not json", content_type="application/json").status_code == 400
+    assert client.post("/predict", json={"tasks": [], "label_config": world.label_config}).status_code == 422
+    wrong = client.post("/predict", json={"tasks": [world.task()], "label_config": "<View><Image name='i' value='$image'/></View>"})
+    assert wrong.status_code == 422 and "Number" in wrong.get_json()["error"]
+    broken = client.post("/predict", json={"tasks": [world.task()], "label_config": "<View><Image"})
+    assert broken.status_code == 422 and "not a valid Label Studio config" in broken.get_json()["error"]
+    assert client.post("/webhook", json={"no": "action"}).status_code == 422
+
+
+def test_a_bad_task_in_a_batch_does_not_sink_the_others(client, world):
+    good = world.task(task_id=1, pose=world.start_pose.to_dict(), reference=world.url("reference.png"))
+    bad = world.task(task_id=2, model="unknown")
+    results = predict(client, world, [good, bad]).get_json()["results"]
+    assert results[0]["score"] > 0.97
+    assert results[1]["result"] == [] and "unknown model" in results[1]["error"]
+
+
+def test_missing_segmentation_weights_say_which_file(client, world, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("FINEPOSE_MASKRCNN_WEIGHTS", raising=False)
+    import ls_backend.segmentation as segmentation
+
+    monkeypatch.setattr(segmentation, "_default", None)
+    response = predict(client, world, [world.task(pose=world.start_pose.to_dict())])
+    assert response.status_code == 503
+    assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in response.get_json()["error"]
+    assert str(tmp_path) in response.get_json()["error"]
+
+
+def _config(world):
+    from ls_backend.label_config import parse_label_config
+
+    return parse_label_config(world.label_config)
+
+
+def _work_reference(world):
+    from ls_backend.pipeline import _resize_mask
+
+    return _resize_mask(world.reference, 300, 200)
+
+
+def _keypoint_region(name, xy, world):
+    w, h = world.true_pose.width, world.true_pose.height
+    value = {"x": (xy[0] + 0.5) / w * 100, "y": (xy[1] + 0.5) / h * 100, "width": 0.5, "keypointlabels": [name]}
+    return {"from_name": "keypoints", "to_name": "image", "type": "keypointlabels", "original_width": w,
+            "original_height": h, "value": value}
