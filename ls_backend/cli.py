@@ -140,6 +140,18 @@ def cmd_demo(args) -> None:
     _print(run_demo(out_dir=Path(args.out), method=args.method, seed=args.seed))
 
 
+def cmd_serve(args) -> None:
+    from .serve import serve
+
+    serve(args.host, args.port, args.workers, args.threads, dev=args.dev)
+
+
+def cmd_prelabel(args) -> None:
+    from .prelabel import prelabel
+
+    _print(prelabel(args.project, workers=args.workers, state=Path(args.state) if args.state else None))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="finepose", description="Refine 3D poses of CAD models against masks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, default="fast")
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="serve the Label Studio ML backend (settings from the environment)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=9090)
+    p.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
+    p.add_argument("--threads", type=int, default=8, help="threads per worker")
+    p.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("prelabel", help="refine every task of a Label Studio project into predictions")
+    p.add_argument("--project", type=int, required=True, help="Label Studio project id")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    p.add_argument("--state", help="JSON-lines progress file (default: MODEL_DIR/prelabel-project-ID.jsonl)")
+    p.set_defaults(func=cmd_prelabel)
     return parser
 
 

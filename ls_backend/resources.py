@@ -44,6 +44,13 @@ class Resources:
             raise RegistryError("no model registry configured: set FINEPOSE_REGISTRY to a JSON file of model id -> mesh")
         return self.registry
 
+    def warm_up(self) -> None:
+        """Load every registry mesh and build its ray-casting scene now."""
+        registry = self.require_registry()
+        for model_id in registry.entries:
+            registry.renderer(model_id)
+        logger.info("loaded %d meshes from %s", len(registry.entries), registry.source)
+
     @property
     def model_version(self) -> str:
         """Stable across processes for the same code, method, resolution and registry: Label

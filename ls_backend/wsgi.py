@@ -1,0 +1,17 @@
+"""WSGI entry point: ``gunicorn 'ls_backend.wsgi:app'`` (as the docker image runs it).
+
+Settings come from the environment (see :mod:`ls_backend.config`); with
+``FINEPOSE_PRELOAD_MESHES=1`` every registry mesh is loaded when the process starts instead of
+on first use.
+"""
+
+import logging
+import os
+
+from .api import create_app
+from .resources import Resources
+
+logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+if os.environ.get("FINEPOSE_PRELOAD_MESHES") == "1":
+    Resources.shared().warm_up()
+app = create_app()
