@@ -220,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     p.add_argument("--state", help="JSON-lines progress file (default: MODEL_DIR/prelabel-project-ID.jsonl)")
     p.set_defaults(func=cmd_prelabel)
+
+    from .evaluate import register as register_evaluate
+    from .registry_match import register as register_registry
+    from .stats import register as register_stats
+
+    register_stats(sub)
+    register_evaluate(sub)
+    register_registry(sub)
     return parser
 
 

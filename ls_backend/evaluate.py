@@ -1,0 +1,333 @@
+"""``finepose evaluate``: segmentation IoU of pose sets against ground-truth masks (the
+paper's Tables 2 and 3), with paired differences between sets.
+
+For every evaluated image and every named pose set, the set's pose is turned into a
+silhouette of its model at the mask's size (:meth:`PoseRecord.pose_for`: release records
+take the mask's size as the original image size, canonical poses are rescaled to it) and
+compared with the mask by IoU. The evaluated images are those with a mask (or the list
+given), and every set must hold each of them; images of a set without a mask are ignored.
+
+- Masks are any mapping ``image key -> (H, W) bool array`` (:func:`geometry.iou`'s inputs);
+  :class:`MaskFolder` reads ``<folder>/<image key>.png`` (``geometry.masks.read_mask``).
+- Meshes: :class:`MeshRegistry`, ``{"<model id>": {"mesh": "<path>", "frame": "<name>"}}``
+  (relative paths from the registry's folder; ``frame`` from ``geometry/frames.py``, when given,
+  replaces the pose's mesh frame), or one mesh for every model. One renderer per mesh, cached.
+- IoU summaries: mean ± sample standard deviation, in percent in the table.
+- Paired differences ``B - A`` (for each pair of sets in the order given): mean with a
+  percentile bootstrap 95% CI (seeded; resampling images), and the shares of images where
+  B > A, B = A, B < A.
+
+Outputs in ``--out``: ``per_image.csv`` (image, mask size, each set's model and IoU),
+``iou_histogram.png``, ``evaluation.json``. Stdout: the table, or the JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from geometry.frames import frame_matrix
+from geometry.iou import Reference
+from geometry.masks import MaskError, read_mask
+from geometry.mesh import load_mesh
+from geometry.render import SilhouetteRenderer
+
+from .posesets import image_key, load_pose_set
+
+BOOTSTRAP_RESAMPLES = 10000
+#: Two sizes describe the same image when rescaling one to the other's width moves the height by <= this.
+ASPECT_TOLERANCE_PX = 1.0
+
+
+class MaskFolder(Mapping):
+    """Ground-truth masks ``<folder>/<image key>.png`` (searched recursively), read on access."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise MaskError(f"mask folder not found: {self.folder}")
+        self._paths = {image_key(p.relative_to(self.folder).as_posix()): p for p in sorted(self.folder.rglob("*.png"))}
+        if not self._paths:
+            raise MaskError(f"{self.folder}: no .png masks found")
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._paths:
+            raise MaskError(f"no mask for image {key!r}: {self.folder / (key + '.png')} not found")
+        return read_mask(self._paths[key])
+
+    def __iter__(self):
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+class MeshRegistry:
+    """Model id -> mesh file and optional mesh frame; renderers built once per mesh file."""
+
+    def __init__(self, entries: dict[str, tuple[Path, np.ndarray | None]], default=None, source: str = ""):
+        self.entries = entries
+        self.default = default
+        self.source = source
+        self._renderers: dict[Path, SilhouetteRenderer] = {}
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "MeshRegistry":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"mesh registry not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not data:
+            raise ValueError(f"{path}: a registry is a non-empty object {{model id: {{mesh, frame}}}}")
+        entries = {}
+        for model, entry in data.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("mesh"), str):
+                raise ValueError(f'{path}: entry {model!r} needs a "mesh" path')
+            frame = entry.get("frame")
+            entries[model] = (path.parent / entry["mesh"], None if frame is None else _frame(frame, f"{path}: {model}"))
+        return cls(entries, source=str(path))
+
+    @classmethod
+    def single(cls, mesh: str | Path, frame: str | None = None) -> "MeshRegistry":
+        """One mesh for every model."""
+        return cls({}, default=(Path(mesh), None if frame is None else _frame(frame, "--frame")), source=str(mesh))
+
+    def lookup(self, model: str | None) -> tuple[Path, np.ndarray | None]:
+        if self.default is not None:
+            return self.default
+        if model not in self.entries:
+            raise ValueError(f"model {model!r} is not in the mesh registry {self.source}")
+        return self.entries[model]
+
+    def renderer(self, mesh_path: Path) -> SilhouetteRenderer:
+        if mesh_path not in self._renderers:
+            self._renderers[mesh_path] = SilhouetteRenderer(load_mesh(mesh_path))
+        return self._renderers[mesh_path]
+
+
+def _frame(name, where: str) -> np.ndarray:
+    try:
+        return frame_matrix(name)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+@dataclass
+class Evaluation:
+    """IoUs of each set (``ious[name][i]`` for ``images[i]``) and the models used."""
+
+    images: list[str]
+    sizes: list[tuple[int, int]]
+    ious: dict[str, np.ndarray]
+    models: dict[str, list[str | None]]
+
+
+def evaluate(masks: Mapping, sets: dict[str, Mapping], meshes: MeshRegistry, images=None) -> Evaluation:
+    """IoU of every set's silhouette with every mask (``images``: keys to evaluate, default all masks)."""
+    if len(sets) < 2:
+        raise ValueError(f"evaluate compares two or more pose sets, got {len(sets)}")
+    images = [image_key(i) for i in (masks.keys() if images is None else images)]
+    if not images:
+        raise ValueError("no image to evaluate")
+    indexed = {name: {image_key(k): r for k, r in records.items()} for name, records in sets.items()}
+    for name, records in indexed.items():
+        missing = [i for i in images if i not in records]
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise ValueError(
+                f"pose set {name!r} has no pose for {len(missing)} of {len(images)} evaluated " f"images: {shown}"
+            )
+    ious = {name: np.empty(len(images)) for name in sets}
+    models = {name: [] for name in sets}
+    sizes = []
+    for i, image in enumerate(tqdm(images, desc="evaluate", unit="image")):
+        if image not in masks:
+            raise MaskError(f"no mask for image {image!r}")
+        reference = Reference(masks[image])
+        sizes.append((reference.width, reference.height))
+        for name, records in indexed.items():
+            record = records[image]
+            ious[name][i] = _iou(record, reference, meshes, f"set {name!r}, image {image!r}")
+            models[name].append(record.model)
+    return Evaluation(images, sizes, ious, models)
+
+
+def _iou(record, reference: Reference, meshes: MeshRegistry, where: str) -> float:
+    try:
+        mesh_path, frame = meshes.lookup(record.model)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if record.pose is not None:
+        expected = record.pose.height * reference.width / record.pose.width
+        if abs(expected - reference.height) > ASPECT_TOLERANCE_PX:
+            raise ValueError(
+                f"{where}: mask is {reference.width}x{reference.height} but the pose refers to a "
+                f"{record.pose.width}x{record.pose.height} image (different aspect ratio)"
+            )
+    pose = record.pose_for(reference.width, reference.height)
+    if frame is not None:
+        pose = replace(pose, mesh_frame=frame)
+    return reference.iou_window(meshes.renderer(mesh_path).render_window(pose))
+
+
+def summarize(evaluation: Evaluation, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """Per-set mean/std IoU and paired differences (every pair, later set minus earlier)."""
+    names = list(evaluation.ious)
+    sets = {}
+    for name, values in evaluation.ious.items():
+        sets[name] = {
+            "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "min": float(values.min()),
+            "max": float(values.max()),
+        }
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            pairs.append({"a": a, "b": b, **paired_difference(evaluation.ious[a], evaluation.ious[b], resamples, seed)})
+    return {"images": len(evaluation.images), "sets": sets, "pairs": pairs}
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> dict:
+    """``b - a``: mean, seeded percentile-bootstrap 95% CI of the mean, shares b > a, b = a, b < a."""
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {
+        "mean_difference": float(diff.mean()),
+        "ci95": [float(low), float(high)],
+        "share_b_better": float(np.mean(diff > 0)),
+        "share_equal": float(np.mean(diff == 0)),
+        "share_b_worse": float(np.mean(diff < 0)),
+        "bootstrap": {"resamples": resamples, "seed": seed},
+    }
+
+
+def format_table(summary: dict) -> str:
+    """The paper's Table 2/3 layout (mean ± std IoU per set) and the paired differences."""
+    names = list(summary["sets"])
+    cells = [f"{100 * s['mean']:.1f}% ± {100 * s['std']:.1f}%" for s in summary["sets"].values()]
+    width = max(16, *(len(c) + 2 for c in cells), *(len(n) + 2 for n in names))
+    lines = [
+        f"{'Average IoUs':<22}" + "".join(f"{n:>{width}}" for n in names),
+        f"{summary['images']:>4} images{'':<12}" + "".join(f"{c:>{width}}" for c in cells),
+        "",
+    ]
+    for p in summary["pairs"]:
+        low, high = p["ci95"]
+        lines.append(
+            f"{p['b']} - {p['a']}: {100 * p['mean_difference']:+.1f} points "
+            f"[95% CI {100 * low:+.1f}, {100 * high:+.1f}]; {p['b']} better on "
+            f"{100 * p['share_b_better']:.1f}%, equal {100 * p['share_equal']:.1f}%, "
+            f"worse {100 * p['share_b_worse']:.1f}% of images"
+        )
+    return "\n".join(lines)
+
+
+def write_per_image_csv(path: Path, evaluation: Evaluation) -> None:
+    names = list(evaluation.ious)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "mask_width", "mask_height"] + [c for n in names for c in (f"{n}_model", f"{n}_iou")])
+        for i, image in enumerate(evaluation.images):
+            row = [image, *evaluation.sizes[i]]
+            for n in names:
+                row += [evaluation.models[n][i], repr(float(evaluation.ious[n][i]))]
+            writer.writerow(row)
+
+
+def plot_iou_histogram(path: Path, evaluation: Evaluation) -> None:
+    """Histograms of the IoUs of every set, 0.02 wide bins, overlaid as outlines."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    edges = np.linspace(0.0, 1.0, 51)
+    for name, values in evaluation.ious.items():
+        ax.hist(
+            values,
+            bins=edges,
+            histtype="step",
+            linewidth=1.5,
+            label=f"{name}: {100 * values.mean():.1f}% ± {100 * (values.std(ddof=1) if len(values) > 1 else 0):.1f}%",
+        )
+    ax.set_xlabel("IoU of the rendered silhouette with the ground-truth mask")
+    ax.set_ylabel("images")
+    ax.set_title(f"IoU per pose set ({len(evaluation.images)} images)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _named_set(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path:
+        raise ValueError(f"--set must look like NAME=PATH (NAME of letters, digits, _ . -), got {text!r}")
+    return name, path
+
+
+def cmd_evaluate(args) -> None:
+    named = [_named_set(s) for s in args.set]
+    names = [n for n, _ in named]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"pose set names must differ: {', '.join(duplicates)} given twice")
+    if args.bootstrap < 1:
+        raise ValueError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    if bool(args.registry) == bool(args.mesh):
+        raise ValueError("give either --registry (model id -> mesh) or --mesh (one mesh for every model)")
+    if args.frame and not args.mesh:
+        raise ValueError("--frame goes with --mesh; a registry names each model's frame")
+    meshes = MeshRegistry.from_json(args.registry) if args.registry else MeshRegistry.single(args.mesh, args.frame)
+    masks = MaskFolder(args.masks)
+    images = None
+    if args.images:
+        listed = Path(args.images)
+        if not listed.is_file():
+            raise ValueError(f"image list not found: {listed}")
+        images = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
+    sets = {name: load_pose_set(path) for name, path in named}
+    evaluation = evaluate(masks, sets, meshes, images)
+    summary = summarize(evaluation, resamples=args.bootstrap, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_per_image_csv(out / "per_image.csv", evaluation)
+    plot_iou_histogram(out / "iou_histogram.png", evaluation)
+    summary["sources"] = {name: path for name, path in named}
+    summary["files"] = [str(out / "per_image.csv"), str(out / "iou_histogram.png"), str(out / "evaluation.json")]
+    (out / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2) if args.json else format_table(summary))
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="IoU of pose sets against ground-truth masks (Tables 2/3)")
+    p.add_argument("--masks", required=True, help="folder of ground-truth masks <image stem>.png")
+    p.add_argument(
+        "--set",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="a named pose set (release .pkl, finepose-poses .json, folder of pose JSON); twice or more",
+    )
+    p.add_argument("--registry", help="JSON {model id: {mesh, frame}}")
+    p.add_argument("--mesh", help="one mesh for every model (instead of --registry)")
+    p.add_argument("--frame", help="mesh frame for --mesh (default: the poses' own)")
+    p.add_argument("--images", help="text file of image names to evaluate (default: every mask)")
+    p.add_argument("--out", required=True, help="folder for per_image.csv, iou_histogram.png, evaluation.json")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
+    p.set_defaults(func=cmd_evaluate)

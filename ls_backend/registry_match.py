@@ -1,0 +1,313 @@
+"""``finepose registry``: build the mesh registry the backend reads,
+``{"<category or model id>": {"mesh": "<path>", "frame": "<frame name>", ...}}``.
+
+``registry match`` matches fine-grained category names ("Audi TT Hatchback 2011") to CAD
+model names from metadata (``{model_id: name}`` as JSON, or a CSV with an id column
+``fullId``/``model_id``/``id`` — ShapeNet's ``wss.`` prefix is dropped — and a ``name``
+column):
+
+- names are normalised (ASCII, lower case, split into letter/digit tokens; 4-digit tokens
+  1900-2099 are years); an **exact** match has the same tokens in any order, or the same
+  characters once spaces and punctuation are dropped ("F-150" = "F150"), and must be unique;
+- otherwise models are ranked by ``score = 0.8 * tokens + 0.2 * year`` in [0, 1]: ``tokens`` is
+  an F1 of soft token matches (difflib ratio >= 0.8 counts its ratio, else 0) over the
+  non-year tokens; ``year`` is 1 when the category's year is one of the model's years or in
+  their range, ``1 - gap / 5`` (not below 0) otherwise, 0.5 when either side has none.
+  ``--accept S`` takes a best suggestion scoring >= S when no other model ties it; everything
+  else is listed as unmatched with its suggestions, for a human to choose.
+
+``registry from-cad`` reads the release's ``CAD/*.txt``: one ShapeNetCore.v1 model id per
+line, line i belonging to category i (1-based, the original dataset's class order; the file
+holds no names — give them with ``--names``, one per line in the same order). Several
+categories may share a model.
+
+Mesh paths: ``--shapenet-root ROOT --synset car|airplane|<8 digits>`` gives
+``ROOT/<synset>/<model_id>/model.obj`` (ShapeNetCore.v1 layout; absolute), or
+``--mesh-template`` any string with ``{model_id}`` (relative paths are read from the
+registry's folder). The frame defaults to ``shapenet_seed``, the release's.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import re
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from geometry.frames import FRAMES
+
+SYNSETS = {"car": "02958343", "airplane": "02691156", "aeroplane": "02691156"}
+TOKEN_WEIGHT, YEAR_WEIGHT = 0.8, 0.2
+SOFT_TOKEN_RATIO = 0.8
+YEAR_SCALE = 5.0
+DEFAULT_FRAME = "shapenet_seed"
+MODEL_ID = re.compile(r"[0-9a-f]{20,32}")
+
+
+@dataclass(frozen=True)
+class Name:
+    """A normalised name: non-year tokens, years, and the tokens run together."""
+
+    tokens: tuple[str, ...]
+    years: tuple[int, ...]
+    compact: str
+
+
+def normalise(text: str) -> Name:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    tokens = re.findall(r"[a-z0-9]+", ascii_text.replace("&", " and "))
+    years = tuple(sorted(int(t) for t in tokens if re.fullmatch(r"(19|20)\d\d", t)))
+    words = tuple(t for t in tokens if not re.fullmatch(r"(19|20)\d\d", t))
+    return Name(words, years, "".join(tokens))
+
+
+def is_exact(a: Name, b: Name) -> bool:
+    """Same tokens in any order, or the same characters without spaces and punctuation."""
+    return (sorted(a.tokens), a.years) == (sorted(b.tokens), b.years) or a.compact == b.compact
+
+
+def token_similarity(a: tuple[str, ...], b: tuple[str, ...]) -> float:
+    """F1 of soft token matches (difflib ratio >= SOFT_TOKEN_RATIO counts its ratio)."""
+    if not a or not b:
+        return 0.0
+
+    def best(token, others):
+        scores = [1.0 if token == o else difflib.SequenceMatcher(None, token, o).ratio() for o in others]
+        top = max(scores)
+        return top if top >= SOFT_TOKEN_RATIO else 0.0
+
+    recall = sum(best(t, b) for t in a) / len(a)
+    precision = sum(best(t, a) for t in b) / len(b)
+    return 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
+
+
+def year_similarity(category_years: tuple[int, ...], model_years: tuple[int, ...]) -> float:
+    if not category_years or not model_years:
+        return 0.5
+    low, high = min(model_years), max(model_years)
+    gap = min(max(0, low - y, y - high) for y in category_years)
+    return max(0.0, 1.0 - gap / YEAR_SCALE)
+
+
+def score(category: Name, model: Name) -> float:
+    """Similarity in [0, 1]; 1.0 for an exact match."""
+    if is_exact(category, model):
+        return 1.0
+    return TOKEN_WEIGHT * token_similarity(category.tokens, model.tokens) + YEAR_WEIGHT * year_similarity(
+        category.years, model.years
+    )
+
+
+def match_categories(
+    categories: list[str], metadata: dict[str, str], top: int = 3, accept: float | None = None
+) -> dict:
+    """Match each category to a model id: ``{"matched": {category: {model_id, name, match, score}},
+    "suggestions": {category: [{model_id, name, score}, ...]}, "unmatched": [category, ...]}``.
+
+    Only models sharing a token (or its first 3 letters) with the category are scored.
+    """
+    names = {model_id: normalise(name) for model_id, name in metadata.items()}
+    index = defaultdict(set)
+    for model_id, name in names.items():
+        for token in name.tokens:
+            index[token].add(model_id)
+            index[token[:3]].add(model_id)
+    report = {"matched": {}, "suggestions": {}, "unmatched": []}
+    for category in tqdm(categories, desc="match", unit="category"):
+        wanted = normalise(category)
+        candidates = set().union(*(index.get(t, set()) | index.get(t[:3], set()) for t in wanted.tokens))
+        ranked = sorted(((score(wanted, names[m]), m) for m in candidates), key=lambda x: (-x[0], x[1]))
+        suggestions = [{"model_id": m, "name": metadata[m], "score": round(s, 4)} for s, m in ranked[:top]]
+        exact = [m for s, m in ranked if s == 1.0 and is_exact(wanted, names[m])]
+        if len(exact) == 1:
+            report["matched"][category] = {
+                "model_id": exact[0],
+                "name": metadata[exact[0]],
+                "match": "exact",
+                "score": 1.0,
+            }
+        elif (
+            accept is not None
+            and not exact
+            and ranked
+            and ranked[0][0] >= accept
+            and (len(ranked) == 1 or ranked[1][0] < ranked[0][0])
+        ):
+            s, m = ranked[0]
+            report["matched"][category] = {
+                "model_id": m,
+                "name": metadata[m],
+                "match": "accepted",
+                "score": round(s, 4),
+            }
+        else:
+            report["unmatched"].append(category)
+            report["suggestions"][category] = suggestions
+    return report
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """``{model_id: name}`` from a JSON object or a CSV (id column fullId/model_id/id, name column)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"metadata file not found: {path}")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise ValueError(f"{path}: metadata JSON must be an object {{model_id: name}}")
+        metadata = data
+    else:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        columns = rows[0].keys() if rows else []
+        id_column = next((c for c in ("fullId", "model_id", "modelId", "id") if c in columns), None)
+        if id_column is None or "name" not in columns:
+            raise ValueError(
+                f"{path}: metadata CSV needs an id column (fullId, model_id, modelId or id) and a "
+                f"name column; found {', '.join(columns) or 'no rows'}"
+            )
+        metadata = {r[id_column].removeprefix("wss."): r["name"] for r in rows if r[id_column] and r["name"]}
+    if not metadata:
+        raise ValueError(f"{path}: no named models in the metadata")
+    return metadata
+
+
+def read_lines(path: str | Path, what: str) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} file not found: {path}")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise ValueError(f"{path}: no {what} in the file")
+    if "" in lines:
+        raise ValueError(f"{path}: line {lines.index('') + 1} is empty; one {what} per line")
+    return lines
+
+
+def read_cad_list(path: str | Path) -> list[str]:
+    """The release's ``CAD/*.txt``: model id of category i on line i."""
+    ids = read_lines(path, "model id")
+    bad = [(i + 1, x) for i, x in enumerate(ids) if not MODEL_ID.fullmatch(x)]
+    if bad:
+        raise ValueError(f"{path}: line {bad[0][0]} is not a ShapeNet model id: {bad[0][1]!r}")
+    return ids
+
+
+def mesh_path_function(args):
+    """model id -> mesh path, from --shapenet-root/--synset or --mesh-template."""
+    if bool(args.shapenet_root) == bool(args.mesh_template):
+        raise ValueError("give either --shapenet-root (with --synset) or --mesh-template")
+    if args.mesh_template:
+        if "{model_id}" not in args.mesh_template:
+            raise ValueError(f"--mesh-template must contain {{model_id}}, got {args.mesh_template!r}")
+        return lambda model_id: args.mesh_template.replace("{model_id}", model_id)
+    synset = SYNSETS.get((args.synset or "").lower(), args.synset)
+    if not synset or not re.fullmatch(r"\d{8}", synset):
+        raise ValueError(f"--synset must be car, airplane or an 8-digit ShapeNet synset, got {args.synset!r}")
+    root = Path(args.shapenet_root).absolute()
+    return lambda model_id: str(root / synset / model_id / "model.obj")
+
+
+def build_registry(assignments: dict[str, str], mesh_path, frame: str, by: str, extra: dict | None = None) -> dict:
+    """Registry from ``category -> model id``: keyed by category (with ``model_id``) or by model
+    (with its ``categories``)."""
+    registry = {}
+    for category, model_id in assignments.items():
+        if by == "category":
+            registry[category] = {
+                "mesh": mesh_path(model_id),
+                "frame": frame,
+                "model_id": model_id,
+                **(extra or {}).get(category, {}),
+            }
+        else:
+            entry = registry.setdefault(model_id, {"mesh": mesh_path(model_id), "frame": frame, "categories": []})
+            entry["categories"].append(category)
+    return registry
+
+
+def _write_registry(path: str, registry: dict) -> dict:
+    Path(path).write_text(json.dumps(registry, indent=2) + "\n")
+    existing = sum(Path(e["mesh"]).is_file() for e in registry.values())
+    return {"registry": str(path), "entries": len(registry), "mesh_files_found": existing}
+
+
+def cmd_match(args) -> None:
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    if args.accept is not None and not 0.0 <= args.accept <= 1.0:
+        raise ValueError(f"--accept must be a score in [0, 1], got {args.accept}")
+    categories = read_lines(args.categories, "category")
+    metadata = read_metadata(args.metadata)
+    mesh_path = mesh_path_function(args)
+    report = match_categories(categories, metadata, top=args.top, accept=args.accept)
+    assignments = {c: m["model_id"] for c, m in report["matched"].items()}
+    extra = {c: {"match": m["match"], "score": m["score"]} for c, m in report["matched"].items()}
+    summary = _write_registry(args.out, build_registry(assignments, mesh_path, args.frame, args.by, extra))
+    summary.update(
+        {
+            "categories": len(categories),
+            "exact": sum(m["match"] == "exact" for m in report["matched"].values()),
+            "accepted": sum(m["match"] == "accepted" for m in report["matched"].values()),
+            "unmatched": len(report["unmatched"]),
+        }
+    )
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        summary["report"] = str(args.report)
+    print(json.dumps({"summary": summary, **report}, indent=2))
+
+
+def cmd_from_cad(args) -> None:
+    ids = read_cad_list(args.cad)
+    if args.names:
+        names = read_lines(args.names, "category name")
+        if len(names) != len(ids):
+            raise ValueError(f"{args.names} has {len(names)} names but {args.cad} has {len(ids)} model ids")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{args.names}: category names must be unique")
+    else:
+        names = [str(i + 1) for i in range(len(ids))]
+    registry = build_registry(dict(zip(names, ids)), mesh_path_function(args), args.frame, args.by)
+    summary = _write_registry(args.out, registry)
+    summary.update({"categories": len(ids), "models": len(set(ids))})
+    print(json.dumps(summary, indent=2))
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("registry", help="build the mesh registry (category/model id -> mesh, frame)")
+    sub = p.add_subparsers(dest="registry_command", required=True)
+
+    def mesh_args(q, by_default):
+        q.add_argument("--shapenet-root", help="ShapeNetCore.v1 root: ROOT/<synset>/<model_id>/model.obj")
+        q.add_argument("--synset", help="car, airplane or an 8-digit synset id (with --shapenet-root)")
+        q.add_argument("--mesh-template", help="mesh path with {model_id} (instead of --shapenet-root)")
+        q.add_argument("--frame", choices=sorted(FRAMES), default=DEFAULT_FRAME, help="mesh frame of the meshes")
+        q.add_argument("--by", choices=("category", "model"), default=by_default, help="registry keys")
+        q.add_argument("--out", required=True, help="registry JSON to write")
+
+    q = sub.add_parser("match", help="match category names to CAD model names")
+    q.add_argument("--categories", required=True, help="text file, one category name per line")
+    q.add_argument("--metadata", required=True, help="JSON {model_id: name} or CSV (fullId/model_id/id, name)")
+    q.add_argument("--top", type=int, default=3, help="suggestions per unmatched category")
+    q.add_argument("--accept", type=float, help="accept a unique best suggestion scoring at least this")
+    q.add_argument("--report", help="write the matches and suggestions here too")
+    mesh_args(q, "category")
+    q.set_defaults(func=cmd_match)
+
+    q = sub.add_parser("from-cad", help="registry from the release's CAD/*.txt (category i -> model id)")
+    q.add_argument("--cad", required=True, help="CAD/StanfordCars3D.txt, FGVC_Aircraft3D.txt or CompCars3D.txt")
+    q.add_argument("--names", help="category names, one per line in the CAD list's order")
+    mesh_args(q, "model")
+    q.set_defaults(func=cmd_from_cad)
