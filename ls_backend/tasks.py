@@ -98,9 +98,10 @@ def pose_from_numbers(numbers: dict, width: int, height: int, mesh_frame: np.nda
 
 
 def pose_from_task_data(data: dict, width: int, height: int, mesh_frame: np.ndarray) -> Pose:
-    """``data.pose`` rescaled to the photo; the registry's mesh frame unless the pose names one."""
+    """``data.pose`` rescaled to the photo; the registry's mesh frame unless the pose names one
+    (or is a release record, whose convention fixes its frame)."""
     pose = pose_from_dict(data)
-    if "mesh_frame" not in data:
+    if "mesh_frame" not in data and data.get("convention", "finepose") != "seed":
         pose = replace(pose, mesh_frame=mesh_frame)
     return pose.rescaled(width, height) if (pose.width, pose.height) != (width, height) else pose
 
