@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="JSON-lines progress file (default: MODEL_DIR/prelabel-project-ID.jsonl)")
     p.set_defaults(func=cmd_prelabel)
 
+    from .dataset import register as register_dataset
     from .evaluate import register as register_evaluate
     from .registry_match import register as register_registry
     from .stats import register as register_stats
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_stats(sub)
     register_evaluate(sub)
     register_registry(sub)
+    register_dataset(sub)
     return parser
 
 

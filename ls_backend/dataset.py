@@ -1,0 +1,241 @@
+"""Datasets in and out of Label Studio.
+
+``import-seed``: a release pickle (human ``*_anno.pkl``, optionally the refined
+``*_anno_v2.pkl``) plus the image folder -> Label Studio tasks. ``data.pose`` is the release
+record as it is (``"convention": "seed"`` with the original image size, so no number is
+rewritten), ``data.model`` the record's ShapeNet model id (a registry id), ``data.source`` the
+file, key and standard split; the refined pose, when given, becomes a prediction (7 numbers,
+model version ``release-refined``). ``import-pascal3d``: Pascal3D+/ObjectNet3D ``viewpoint``
+records (a JSON file ``{image: {azimuth, elevation, theta, distance, focal, px, py, viewport,
+model, [image_width, image_height]}}``) the same way. Tasks are written to a JSON file and/or
+imported into a project through label-studio-sdk.
+
+``export``: a project's final poses -> the ``finepose-poses`` JSON (:mod:`.posesets`) and,
+optionally, the release pickle format. The final pose of a task is its newest human
+annotation's 7 numbers, else its imported ``data.pose`` (kept exactly). The split is the
+imported standard split when every task has one; otherwise a seeded random 2/3 : 1/3 split,
+recorded in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from geometry.conventions import seed
+from geometry.pose import Pose
+from geometry.pose_io import pose_from_dict
+
+from .label_config import parse_label_config
+from .posesets import PoseRecord, load_pose_set, write_pose_set
+from .predictions import number_result, pose_numbers
+from .tasks import newest_annotation, pose_from_numbers
+from .tasks import pose_numbers as annotated_numbers
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "pose_annotation.xml"
+RELEASE_VERSION = "release-refined"
+TEST_FRACTION = 1.0 / 3.0
+
+
+class DatasetError(ValueError):
+    """A dataset file, image folder or project that cannot be imported or exported."""
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image file's header."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
+
+
+def seed_tasks(human: Path, images: Path, url_template: str, refined: Path | None = None,
+               label_config: str | None = None) -> tuple[list[dict], list[str]]:
+    """Tasks for every record of ``human`` whose image is in ``images``; also the missing names.
+
+    ``url_template``: the task image URL with ``{name}`` for the file name, e.g.
+    ``/data/local-files/?d=stanford_cars/{name}``.
+    """
+    config = parse_label_config(label_config or TEMPLATE.read_text())
+    records = load_pose_set(human)
+    refined_set = load_pose_set(refined) if refined else {}
+    tasks, missing = [], []
+    for name, record in tqdm(sorted(records.items()), desc=f"import {Path(human).name}", unit="image"):
+        path = images / record.image
+        if not path.is_file():
+            missing.append(record.image)
+            continue
+        width, height = image_size(path)
+        pose = {"convention": "seed", **record.release, "model_id": record.model, "image_width": width, "image_height": height}
+        task = {
+            "data": {
+                config.image_key: url_template.format(name=record.image),
+                "model": record.model,
+                "pose": pose,
+                "source": {"file": Path(human).name, "key": record.image, "split": record.split},
+            }
+        }
+        if name in refined_set:
+            refined_pose = refined_set[name].pose_for(width, height)
+            result = [number_result(config, k, v) for k, v in pose_numbers(refined_pose).items()]
+            task["predictions"] = [{"model_version": RELEASE_VERSION, "result": result}]
+        tasks.append(task)
+    return tasks, missing
+
+
+def pascal3d_tasks(viewpoints: Path, images: Path, url_template: str, label_config: str | None = None):
+    """Tasks from Pascal3D+/ObjectNet3D viewpoint records (see the module docstring)."""
+    config = parse_label_config(label_config or TEMPLATE.read_text())
+    try:
+        records = json.loads(Path(viewpoints).read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{viewpoints}: not a JSON object of viewpoint records ({exc})") from None
+    tasks, missing = [], []
+    for name, record in sorted(records.items()):
+        path = images / name
+        if not path.is_file():
+            missing.append(name)
+            continue
+        width, height = image_size(path)
+        pose = {"convention": "pascal3d", **{k: v for k, v in record.items() if k != "model"},
+                "image_width": width, "image_height": height}
+        pose_from_dict(pose)  # refuse a bad record now, naming it
+        data = {config.image_key: url_template.format(name=name), "model": record.get("model"), "pose": pose,
+                "source": {"file": Path(viewpoints).name, "key": name, "split": None}}
+        tasks.append({"data": data})
+    return tasks, missing
+
+
+def import_into_project(client, project_id: int, tasks: list[dict], batch: int = 500) -> int:
+    """Import ``tasks`` into a project through the SDK; returns how many were created."""
+    created = 0
+    for start in tqdm(range(0, len(tasks), batch), desc=f"project {project_id}", unit="batch"):
+        response = client.projects.import_tasks(id=project_id, request=tasks[start : start + batch], return_task_ids=True)
+        created += len(getattr(response, "task_ids", None) or []) or (response.task_count or 0)
+    return created
+
+
+def final_pose(task: dict, frame: np.ndarray | None = None) -> tuple[Pose, str]:
+    """The task's final canonical pose and where it came from (``annotation``/``data.pose``)."""
+    data = task.get("data") or {}
+    imported = data.get("pose")
+    annotation = newest_annotation(task.get("annotations") or [])
+    numbers = annotated_numbers(annotation.get("result")) if annotation else None
+    if numbers is not None:
+        if not isinstance(imported, dict):
+            raise DatasetError(f"task {task.get('id')}: annotated, but data.pose (the image size) is missing")
+        base = pose_from_dict(imported)
+        width, height = int(imported["image_width"]), int(imported["image_height"])
+        return pose_from_numbers(numbers, width, height, base.mesh_frame if frame is None else frame), "annotation"
+    if not isinstance(imported, dict):
+        raise DatasetError(f"task {task.get('id')}: no annotated pose and no data.pose")
+    pose = pose_from_dict(imported)
+    if imported.get("convention") == "seed":  # the record refers to the 300-px copy: give it at full size
+        pose = pose.rescaled(int(imported["image_width"]), int(imported["image_height"]))
+    return pose, "data.pose"
+
+
+def export_project(client, project_id: int, out: Path, pickle_out: Path | None = None, seed_value: int = 0) -> dict:
+    """Write a project's final poses (see the module docstring); returns a summary."""
+    from .prelabel import _as_dict
+
+    tasks = [_as_dict(t) for t in client.tasks.list(project=project_id, fields="all")]
+    if not tasks:
+        raise DatasetError(f"project {project_id} has no tasks")
+    rows = []
+    for task in tqdm(tasks, desc=f"export project {project_id}", unit="task"):
+        pose, origin = final_pose(task)
+        source = task["data"].get("source") or {}
+        name = source.get("key") or f"task-{task['id']}"
+        rows.append((name, task["data"].get("model"), source.get("split"), pose, origin, task["data"].get("pose")))
+    splits, split_info = _splits([r[0] for r in rows], [r[2] for r in rows], seed_value)
+    records = [PoseRecord(image=r[0], model=r[1], split=splits[r[0]], pose=r[3]) for r in rows]
+    write_pose_set(out, records, split_info)
+    if pickle_out is not None:
+        write_release_pickle(pickle_out, rows)
+    return {"project": project_id, "tasks": len(rows), "annotated": sum(r[4] == "annotation" for r in rows),
+            "split": split_info, "out": str(out), "pickle": str(pickle_out) if pickle_out else None}
+
+
+def write_release_pickle(path: Path, rows) -> None:
+    """The release's pickle format: ``{image: {model_id, azimuth, ..., f, u, v}}`` (radians)."""
+    records = {}
+    for name, model, _split, pose, origin, imported in rows:
+        if origin == "data.pose" and isinstance(imported, dict) and imported.get("convention") == "seed":
+            records[name] = {"model_id": model, **{k: imported[k] for k in seed.FIELDS}}  # as imported
+            continue
+        records[name] = seed.from_pose(pose, pose.width, pose.height, model_id=model)
+    with open(path, "wb") as f:
+        pickle.dump(records, f, protocol=2)
+
+
+def _splits(names, given, seed_value: int) -> tuple[dict, dict]:
+    if all(split in ("train", "test") for split in given):
+        return dict(zip(names, given)), {"method": "standard", "seed": None, "test_fraction": None}
+    rng = np.random.default_rng(seed_value)
+    order = sorted(names)
+    test = set(np.asarray(order, dtype=object)[rng.permutation(len(order))[: round(len(order) * TEST_FRACTION)]])
+    return {n: "test" if n in test else "train" for n in names}, {
+        "method": "random", "seed": seed_value, "test_fraction": TEST_FRACTION}
+
+
+def register(subparsers) -> None:
+    """``finepose dataset import-seed | import-pascal3d | export``."""
+    dataset = subparsers.add_parser("dataset", help="bring datasets in and out of Label Studio")
+    sub = dataset.add_subparsers(dest="dataset_command", required=True)
+
+    def destination(p):
+        p.add_argument("--images", type=Path, required=True, help="folder of the photos (for their sizes)")
+        p.add_argument("--image-url", default="/data/local-files/?d={name}",
+                       help="task image URL with {name} for the file name (default: %(default)s)")
+        p.add_argument("--out", type=Path, help="write the tasks to this JSON file")
+        p.add_argument("--project", type=int, help="import the tasks into this Label Studio project")
+
+    p = sub.add_parser("import-seed", help="a release pickle (+ refined pickle) as tasks")
+    p.add_argument("--anno", type=Path, required=True, help="human poses, *_anno.pkl")
+    p.add_argument("--refined", type=Path, help="refined poses, *_anno_v2.pkl: become predictions")
+    destination(p)
+    p.set_defaults(func=_cmd_import, reader="seed")
+
+    p = sub.add_parser("import-pascal3d", help="Pascal3D+/ObjectNet3D viewpoint records as tasks")
+    p.add_argument("--viewpoints", type=Path, required=True, help="JSON {image: viewpoint record}")
+    destination(p)
+    p.set_defaults(func=_cmd_import, reader="pascal3d")
+
+    p = sub.add_parser("export", help="a project's final poses as finepose-poses JSON (+ release pickle)")
+    p.add_argument("--project", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--pickle", type=Path, help="also write the release's pickle format")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random split when no standard one is known")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_import(args) -> None:
+    from .resources import Resources
+
+    if not args.images.is_dir():
+        raise DatasetError(f"image folder not found: {args.images}")
+    if args.reader == "seed":
+        tasks, missing = seed_tasks(args.anno, args.images, args.image_url, args.refined)
+    else:
+        tasks, missing = pascal3d_tasks(args.viewpoints, args.images, args.image_url)
+    if not tasks:
+        raise DatasetError(f"no task made: none of the records' images is in {args.images}")
+    out = {"tasks": len(tasks), "missing_images": len(missing), "first_missing": missing[:10]}
+    if args.out:
+        args.out.write_text(json.dumps(tasks, indent=1))
+        out["out"] = str(args.out)
+    if args.project:
+        out["imported"] = import_into_project(Resources.shared().client(), args.project, tasks)
+    print(json.dumps(out, indent=2))
+
+
+def _cmd_export(args) -> None:
+    from .resources import Resources
+
+    summary = export_project(Resources.shared().client(), args.project, args.out, args.pickle, args.seed)
+    print(json.dumps(summary, indent=2))
