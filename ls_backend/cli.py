@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="JSON-lines progress file (default: MODEL_DIR/prelabel-project-ID.jsonl)")
     p.set_defaults(func=cmd_prelabel)
 
+    from .batch import register as register_batch
     from .dataset import register as register_dataset
     from .evaluate import register as register_evaluate
     from .registry_match import register as register_registry
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_evaluate(sub)
     register_registry(sub)
     register_dataset(sub)
+    register_batch(sub)
     return parser
 
 

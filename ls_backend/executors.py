@@ -1,0 +1,237 @@
+"""Where the items of ``finepose refine-batch`` are refined: in this process, in local
+processes, or on a Ray cluster.
+
+Every executor is a context manager with a ``workers`` count and ``map(items, method)``,
+which yields one record per item (see :func:`refine_item`) as soon as it is ready, in no
+particular order. Each worker process keeps the :class:`SilhouetteRenderer` of the meshes
+it saw last (:func:`renderer_for`), so a mesh is loaded once per process, not once per
+item, when items arrive grouped by mesh.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from typing import Iterable, Iterator
+
+from geometry.frames import frame_matrix
+from geometry.masks import read_mask
+from geometry.mesh import load_mesh
+from geometry.pose import Pose
+from geometry.pose_io import load_pose, pose_from_dict
+from geometry.refine import refine
+from geometry.render import SilhouetteRenderer
+
+EXECUTORS = ("serial", "process", "ray")
+#: Renderers kept per worker process (least recently used dropped first).
+RENDERER_CACHE_SIZE = 4
+RAY_REQUIREMENT = "ray==2.60.0"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One manifest entry; paths are absolute (resolved against the manifest's folder).
+
+    ``pose`` is the path of a pose JSON file or the pose JSON itself (any convention of
+    :func:`geometry.pose_io.pose_from_dict`); ``frame`` names a mesh frame that replaces the
+    pose's; ``image`` is carried to the output untouched.
+    """
+
+    id: str
+    mesh: str
+    mask: str
+    pose: str | dict
+    frame: str | None = None
+    image: str | None = None
+
+
+_renderers: OrderedDict[str, SilhouetteRenderer] = OrderedDict()
+
+
+def renderer_for(mesh_path: str) -> SilhouetteRenderer:
+    """This process's renderer of the mesh file at ``mesh_path``, loading it on first use."""
+    renderer = _renderers.get(mesh_path)
+    if renderer is None:
+        renderer = SilhouetteRenderer(load_mesh(mesh_path))
+        _renderers[mesh_path] = renderer
+        if len(_renderers) > RENDERER_CACHE_SIZE:
+            _renderers.popitem(last=False)
+    else:
+        _renderers.move_to_end(mesh_path)
+    return renderer
+
+
+def item_pose(item: Item) -> Pose:
+    """The item's starting pose, with its ``frame`` override applied."""
+    pose = load_pose(item.pose) if isinstance(item.pose, str) else pose_from_dict(item.pose)
+    return pose if item.frame is None else replace(pose, mesh_frame=frame_matrix(item.frame))
+
+
+def refine_item(item: Item, method: str) -> dict:
+    """Refine one item; never raises for a bad item.
+
+    Returns ``{"id", "mesh", "mask", ["image"], **RefineResult.to_dict()}``, or
+    ``{"id", "mesh", "mask", ["image"], "error": message}`` when the item cannot be refined
+    (missing or unreadable mesh or mask, invalid pose, ...).
+    """
+    record = {"id": item.id, "mesh": item.mesh, "mask": item.mask}
+    if item.image is not None:
+        record["image"] = item.image
+    try:
+        pose = item_pose(item)
+        mask = read_mask(item.mask)
+        result = refine(renderer_for(item.mesh), mask, pose, method=method)
+    except Exception as exc:  # a batch records any per-item failure and goes on
+        return {**record, "error": _describe(exc)}
+    return {**record, **result.to_dict()}
+
+
+def _describe(exc: Exception) -> str:
+    """The message of a finepose input error; other exceptions are prefixed by their type."""
+    return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+
+
+def local_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class SerialExecutor:
+    """Refines items one after the other in this process."""
+
+    workers = 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, items: Iterable[Item], method: str) -> Iterator[dict]:
+        for item in items:
+            yield refine_item(item, method)
+
+
+class ProcessExecutor:
+    """A pool of ``workers`` local processes (default: all local cores, at most one per item).
+
+    Workers are started with ``spawn``: a fresh interpreter, safe whatever threads Open3D
+    started in this process (``fork`` copies them mid-flight).
+    """
+
+    def __init__(self, workers: int | None = None, items: int = 1):
+        self.workers = max(1, min(workers or local_cores(), items))
+        self._pool = None
+
+    def __enter__(self):
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        return self
+
+    def __exit__(self, *exc):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        return False
+
+    def map(self, items: Iterable[Item], method: str) -> Iterator[dict]:
+        # The pool hands out items in submission order, so workers walk the meshes in order.
+        futures = [self._pool.submit(refine_item, item, method) for item in items]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BrokenProcessPool as exc:
+            raise RuntimeError(
+                "a worker process died (out of memory, a crash in a native library, or a script "
+                "calling run_batch without an `if __name__ == '__main__':` guard); the results "
+                "written so far are kept: rerun to resume"
+            ) from exc
+
+
+class _RayRefiner:
+    """The body of a Ray actor: one worker process with its own renderer cache."""
+
+    def refine(self, item: Item, method: str) -> dict:
+        return refine_item(item, method)
+
+
+class RayExecutor:
+    """A pool of Ray actors, one CPU each.
+
+    Connects to ``address`` (e.g. ``ray://head:10001`` or ``auto``), else uses the Ray
+    session already started in this process, else starts a local one with ``workers`` CPUs.
+    ``workers`` defaults to the cluster's CPUs (at most one per CPU and one per item). On a
+    remote cluster, finepose must be installed on the nodes and the manifest's paths
+    readable there.
+    """
+
+    def __init__(self, workers: int | None = None, items: int = 1, address: str | None = None):
+        self.ray = import_ray()
+        self.requested = workers
+        self.items = items
+        self.address = address
+        self.workers = 0
+        self._started = False
+        self._pool = None
+
+    def __enter__(self):
+        ray = self.ray
+        if not ray.is_initialized():
+            self._connect()
+            self._started = True
+        # An actor that no CPU is free for would never start: at most one actor per CPU.
+        cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.workers = max(1, min(self.requested or cluster_cpus, cluster_cpus, self.items))
+        actor = ray.remote(num_cpus=1)(_RayRefiner)
+        self._pool = ray.util.ActorPool([actor.remote() for _ in range(self.workers)])
+        return self
+
+    def _connect(self) -> None:
+        """Join the cluster at ``address``, or start a local one with ``workers`` CPUs."""
+        if not self.address:
+            self.ray.init(num_cpus=self.requested or local_cores(), include_dashboard=False)
+            return
+        try:
+            self.ray.init(address=self.address)
+        except ConnectionError as exc:
+            raise ValueError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
+
+    def __exit__(self, *exc):
+        if self._started:
+            self.ray.shutdown()
+        return False
+
+    def map(self, items: Iterable[Item], method: str) -> Iterator[dict]:
+        yield from self._pool.map_unordered(lambda actor, item: actor.refine.remote(item, method), items)
+
+
+def import_ray():
+    """The ``ray`` module, or a ValueError saying how to install it."""
+    try:
+        import ray
+        import ray.util
+    except ImportError:
+        raise ValueError(
+            f"the ray executor needs Ray, which is not installed: pip install 'finepose[ray]' (or {RAY_REQUIREMENT})"
+        ) from None
+    return ray
+
+
+def make_executor(name: str, workers: int | None, items: int, ray_address: str | None = None):
+    """The executor called ``name`` (one of :data:`EXECUTORS`) for ``items`` items."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if ray_address and name != "ray":
+        raise ValueError("--ray-address needs --executor ray")
+    if name == "serial":
+        return SerialExecutor()
+    if name == "process":
+        return ProcessExecutor(workers, items)
+    if name == "ray":
+        return RayExecutor(workers, items, ray_address)
+    raise ValueError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
