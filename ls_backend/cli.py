@@ -226,12 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate import register as register_evaluate
     from .registry_match import register as register_registry
     from .stats import register as register_stats
+    from .study import register as register_study
 
     register_stats(sub)
     register_evaluate(sub)
     register_registry(sub)
     register_dataset(sub)
     register_batch(sub)
+    register_study(sub)
     return parser
 
 

@@ -1,0 +1,273 @@
+"""The human satisfaction study (the paper's Table 4): refined vs human pose, rated blind.
+
+``create``: for N sampled images (seeded), render the model's projection at the human and at
+the refined pose over the photo (same colour, so nothing tells them apart), put them left and
+right in a random, recorded order, and create a Label Studio project
+(``templates/satisfaction_study.xml``) asking whether the RIGHT image is Worse / Equal /
+Better than the LEFT one, with several raters per task. The order is kept only in the key
+file (never in task data, which raters can see).
+
+``report``: pull the annotations through label-studio-sdk, un-blind them (a rating of the
+right image becomes a rating of refined vs human: unchanged when refined is on the right,
+Worse <-> Better swapped when it is on the left), and give the shares of Worse / Equal /
+Better overall and per rater with bootstrap 95% intervals over tasks, Fleiss' kappa for
+agreement, a CSV and a bar chart.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from geometry.overlay import save_overlay
+
+from .posesets import image_key, load_pose_set
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "satisfaction_study.xml"
+RATINGS = ("Worse", "Equal", "Better")
+SWAP = {"Worse": "Better", "Equal": "Equal", "Better": "Worse"}
+
+
+class StudyError(ValueError):
+    """A study that cannot be created or reported; the message says why."""
+
+
+# -- pure parts ------------------------------------------------------------------------------
+
+
+def unblind(rating: str, refined_side: str) -> str:
+    """A rating of the right image vs the left one, as a rating of refined vs human."""
+    if rating not in RATINGS:
+        raise StudyError(f"unknown rating {rating!r}; expected one of {RATINGS}")
+    if refined_side not in ("left", "right"):
+        raise StudyError(f"refined side must be 'left' or 'right', got {refined_side!r}")
+    return rating if refined_side == "right" else SWAP[rating]
+
+
+def shares(ratings) -> dict[str, float]:
+    """Share of each of :data:`RATINGS` among ``ratings``."""
+    ratings = list(ratings)
+    if not ratings:
+        return {r: float("nan") for r in RATINGS}
+    return {r: ratings.count(r) / len(ratings) for r in RATINGS}
+
+
+def fleiss_kappa(counts: np.ndarray) -> float:
+    """Fleiss' kappa of an (items x categories) table of rating counts, the same number of
+    raters per item (>= 2). 1 = full agreement, 0 = chance."""
+    counts = np.asarray(counts, dtype=float)
+    raters = counts.sum(axis=1)
+    if len(counts) == 0 or raters.min() < 2 or not np.all(raters == raters[0]):
+        raise StudyError("Fleiss' kappa needs items rated by the same number (>= 2) of raters")
+    n = raters[0]
+    p_items = ((counts * (counts - 1)).sum(axis=1)) / (n * (n - 1))
+    p_bar = p_items.mean()
+    p_cat = counts.sum(axis=0) / counts.sum()
+    p_e = (p_cat**2).sum()
+    return float((p_bar - p_e) / (1 - p_e)) if p_e < 1 else 1.0
+
+
+def bootstrap_shares(per_task: list[list[str]], rng: np.random.Generator, rounds: int = 2000) -> dict:
+    """95% intervals of the shares, resampling tasks (with all their ratings)."""
+    draws = []
+    for _ in range(rounds):
+        picked = rng.integers(len(per_task), size=len(per_task))
+        draws.append([shares([r for i in picked for r in per_task[i]])[k] for k in RATINGS])
+    low, high = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
+    return {k: [float(lo), float(hi)] for k, lo, hi in zip(RATINGS, low, high)}
+
+
+# -- create ----------------------------------------------------------------------------------
+
+
+def create_study(client, human, refined, images: Path, registry, media_root: Path, url_prefix: str,
+                 sample: int, raters: int, seed_value: int = 0, title: str = "finepose satisfaction study",
+                 key_path: Path | None = None) -> dict:
+    """Render the overlays, create the project, import the tasks, write the key file."""
+    human_set, refined_set = load_pose_set(human), load_pose_set(refined)
+    common = sorted(set(map(image_key, human_set)) & set(map(image_key, refined_set)))
+    by_key_h = {image_key(k): r for k, r in human_set.items()}
+    by_key_r = {image_key(k): r for k, r in refined_set.items()}
+    available = [k for k in common if (images / by_key_h[k].image).is_file()]
+    if len(available) < sample:
+        raise StudyError(f"only {len(available)} images have both poses and a photo in {images}; asked for {sample}")
+    rng = np.random.default_rng(seed_value)
+    chosen = sorted(available[i] for i in rng.choice(len(available), size=sample, replace=False))
+    media_root.mkdir(parents=True, exist_ok=True)
+    tasks, key = [], {}
+    for index, name in enumerate(tqdm(chosen, desc="study overlays", unit="image")):
+        item = f"item-{index:04d}"
+        refined_side = "right" if rng.random() < 0.5 else "left"
+        for side, record in (("A", by_key_h[name]), ("B", by_key_r[name])):  # A human, B refined
+            _render_overlay(images / by_key_h[name].image, record, registry, media_root / f"{item}-{side}.png")
+        human_url, refined_url = (url_prefix + f"{item}-{s}.png" for s in ("A", "B"))
+        left, right = (human_url, refined_url) if refined_side == "right" else (refined_url, human_url)
+        tasks.append({"data": {"left": left, "right": right, "item": item}})
+        key[item] = {"image": by_key_h[name].image, "refined_side": refined_side}
+    project = client.projects.create(title=title, label_config=TEMPLATE.read_text(), maximum_annotations=raters)
+    client.projects.import_tasks(id=project.id, request=tasks)
+    key_path = key_path or media_root / "study_key.json"
+    key_path.write_text(json.dumps({"project": project.id, "seed": seed_value, "raters": raters, "items": key}, indent=1))
+    return {"project": project.id, "tasks": len(tasks), "raters": raters, "key": str(key_path)}
+
+
+def _render_overlay(photo: Path, record, registry, out: Path) -> None:
+    from PIL import Image
+
+    with Image.open(photo) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    height, width = rgb.shape[:2]
+    pose = record.pose_for(width, height)
+    mask = registry.renderer(record.model).render(pose)
+    save_overlay(out, rgb, {"model": mask})
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def collect_ratings(client, project_id: int, key: dict) -> list[dict]:
+    """One row per annotation: item, rater, raw rating, un-blinded rating of refined vs human."""
+    from .prelabel import _as_dict
+
+    rows = []
+    for task in client.tasks.list(project=project_id, fields="all"):
+        task = _as_dict(task)
+        item = task["data"].get("item")
+        if item not in key["items"]:
+            raise StudyError(f"task {task['id']} has item {item!r}, which the key file does not know")
+        for annotation in task.get("annotations") or []:
+            if annotation.get("was_cancelled"):
+                continue
+            choices = [r["value"]["choices"][0] for r in annotation.get("result") or [] if r.get("type") == "choices"]
+            if not choices:
+                continue
+            side = key["items"][item]["refined_side"]
+            rows.append({"item": item, "task": task["id"], "rater": annotation.get("completed_by"),
+                         "rating_right_vs_left": choices[0], "refined_side": side,
+                         "refined_vs_human": unblind(choices[0], side)})
+    if not rows:
+        raise StudyError(f"project {project_id} has no ratings yet")
+    return rows
+
+
+def summarize(rows: list[dict], seed_value: int = 0) -> dict:
+    """Table 4: shares overall and per rater, bootstrap intervals, Fleiss' kappa."""
+    per_task: dict[str, list[str]] = {}
+    for row in rows:
+        per_task.setdefault(row["item"], []).append(row["refined_vs_human"])
+    tasks = list(per_task.values())
+    raters = sorted({row["rater"] for row in rows}, key=str)
+    counts = np.array([[ratings.count(r) for r in RATINGS] for ratings in tasks])
+    most = max(len(t) for t in tasks)
+    full = counts[counts.sum(axis=1) == most]
+    kappa = fleiss_kappa(full) if most >= 2 and len(full) else None
+    kappa_ci = None
+    if kappa is not None and len(full) > 1:
+        rng = np.random.default_rng(seed_value)
+        draws = [fleiss_kappa(full[rng.integers(len(full), size=len(full))]) for _ in range(1000)]
+        kappa_ci = [float(np.nanpercentile(draws, 2.5)), float(np.nanpercentile(draws, 97.5))]
+    return {
+        "ratings": len(rows),
+        "tasks": len(tasks),
+        "overall": shares(row["refined_vs_human"] for row in rows),
+        "overall_ci95": bootstrap_shares(tasks, np.random.default_rng(seed_value)),
+        "per_rater": {str(r): shares(row["refined_vs_human"] for row in rows if row["rater"] == r) for r in raters},
+        "fleiss_kappa": kappa,
+        "fleiss_kappa_ci95": kappa_ci,
+        "kappa_tasks": int(len(full)),
+        "raters_per_task": int(most),
+    }
+
+
+def format_table(summary: dict) -> str:
+    lines = ["Refined vs human pose (the paper's Table 4)", f"{'':<14}{'Worse':>9}{'Equal':>9}{'Better':>9}"]
+    row = summary["overall"]
+    lines.append(f"{'all raters':<14}" + "".join(f"{100 * row[k]:>8.1f}%" for k in RATINGS))
+    for rater, row in summary["per_rater"].items():
+        lines.append(f"{'rater ' + rater:<14}" + "".join(f"{100 * row[k]:>8.1f}%" for k in RATINGS))
+    kappa = summary["fleiss_kappa"]
+    lines.append(f"Fleiss' kappa: {'n/a' if kappa is None else f'{kappa:.3f}'} over {summary['kappa_tasks']} tasks "
+                 f"with {summary['raters_per_task']} raters")
+    return "\n".join(lines)
+
+
+def write_report(rows: list[dict], summary: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "ratings.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    groups = {"all": summary["overall"], **{f"rater {k}": v for k, v in summary["per_rater"].items()}}
+    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(groups), 3.5))
+    x = np.arange(len(groups))
+    for i, (rating, colour) in enumerate(zip(RATINGS, ("#d62728", "#7f7f7f", "#2ca02c"))):
+        ax.bar(x + (i - 1) * 0.27, [100 * g[rating] for g in groups.values()], 0.27, label=rating, color=colour)
+    ax.set_xticks(x, list(groups))
+    ax.set_ylabel("share of ratings (%)")
+    ax.set_title("Refined vs human pose")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "ratings.png", dpi=120)
+    plt.close(fig)
+
+
+def report_study(client, key_path: Path, out: Path, seed_value: int = 0) -> dict:
+    try:
+        key = json.loads(Path(key_path).read_text())
+    except (OSError, ValueError) as exc:
+        raise StudyError(f"study key file unreadable: {key_path} ({exc})") from None
+    rows = collect_ratings(client, key["project"], key)
+    summary = summarize(rows, seed_value)
+    write_report(rows, summary, out)
+    return summary
+
+
+def register(subparsers) -> None:
+    """``finepose study create | report``."""
+    study = subparsers.add_parser("study", help="the blind human satisfaction study (Table 4)")
+    sub = study.add_subparsers(dest="study_command", required=True)
+    p = sub.add_parser("create", help="render overlays and create the rating project")
+    p.add_argument("--human", type=Path, required=True, help="human pose set")
+    p.add_argument("--refined", type=Path, required=True, help="refined pose set")
+    p.add_argument("--images", type=Path, required=True, help="folder of the photos")
+    p.add_argument("--registry", type=Path, required=True, help="model registry JSON (meshes)")
+    p.add_argument("--media-root", type=Path, required=True, help="where overlays are written (served by Label Studio)")
+    p.add_argument("--url-prefix", required=True, help="task URL of a file in --media-root, e.g. '/data/local-files/?d=study/'")
+    p.add_argument("--sample", type=int, default=100)
+    p.add_argument("--raters", type=int, default=3, help="ratings per task")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--title", default="finepose satisfaction study")
+    p.set_defaults(func=_cmd_create)
+    p = sub.add_parser("report", help="un-blind the ratings: Table 4, kappa, CSV, bar chart")
+    p.add_argument("--key", type=Path, required=True, help="the study_key.json that create wrote")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_create(args) -> None:
+    from .registry import Registry
+    from .resources import Resources
+
+    registry = Registry.load(args.registry)
+    summary = create_study(Resources.shared().client(), args.human, args.refined, args.images, registry,
+                           args.media_root, args.url_prefix, args.sample, args.raters, args.seed, args.title)
+    print(json.dumps(summary, indent=2))
+
+
+def _cmd_report(args) -> None:
+    from .resources import Resources
+
+    summary = report_study(Resources.shared().client(), args.key, args.out, args.seed)
+    print(format_table(summary))
+    print(json.dumps({"out": str(args.out), **summary}, indent=2))
