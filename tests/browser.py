@@ -1,0 +1,168 @@
+"""Screenshots of Label Studio's labeling screen in headless Chromium (no display needed).
+
+The browser is driven by Playwright (Python) from ``.venv-ls`` (installed by
+``scripts/setup_label_studio.sh``, so finepose's own .venv needs nothing) and runs Debian's
+``/usr/bin/chromium`` (``executable_path``; no Playwright browser download). From tests::
+
+    from tests.browser import browser_available, screenshot_task
+
+    info = screenshot_task(ls, project_id, task_id, tmp_path / "labeling.png")
+    # info: {"png", "width", "height", "seconds", "url", "regions", "image_size"}
+
+This module is also the script that the subprocess runs (``python tests/browser.py JSON``);
+that half uses only the standard library and playwright.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LS_VENV = Path(os.environ.get("FINEPOSE_LS_VENV", REPO / ".venv-ls"))
+LS_PYTHON = LS_VENV / "bin" / "python"
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("FINEPOSE_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium",
+                      shutil.which("chromium-browser"), shutil.which("google-chrome")):  # fmt: skip
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def browser_available() -> str | None:
+    """None when screenshots can be taken, else the reason why not (for pytest.skip)."""
+    if not LS_PYTHON.exists():
+        return f"{LS_VENV} is missing (run: bash scripts/setup_label_studio.sh)"
+    if chromium_path() is None:
+        return "Chromium is not installed (run: bash scripts/setup_label_studio.sh, or apt-get install chromium)"
+    r = subprocess.run([str(LS_PYTHON), "-c", "import playwright"], capture_output=True)
+    if r.returncode:
+        return f"playwright is not installed in {LS_VENV} (run: bash scripts/setup_label_studio.sh)"
+    return None
+
+
+def screenshot_task(
+    ls,
+    project_id: int,
+    task_id: int,
+    out_png: Path | str,
+    *,
+    annotation_id: int | None = None,
+    email: str | None = None,
+    password: str | None = None,
+    min_regions: int = 1,
+    viewport: tuple[int, int] = (1280, 800),
+    timeout: float = 120,
+) -> dict:
+    """Log in (form), open the labeling screen of ``task_id``, wait for image + regions, save a PNG.
+
+    ``ls`` is the ``LabelStudioServer`` of tests/label_studio.py (``url``, ``username``,
+    ``password``). The labeling screen is ``/projects/{project}/data?task={task}`` (Data
+    Manager with the task open; ``annotation_id`` selects an annotation or prediction tab).
+    Waits until the task's image has loaded (``naturalWidth > 0``) and at least
+    ``min_regions`` regions are listed in the outliner, then until the network is idle.
+    Raises RuntimeError with the browser's log on failure.
+    """
+    reason = browser_available()
+    if reason:
+        raise RuntimeError(reason)
+    out_png = Path(out_png).resolve()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    url = f"{ls.url}/projects/{project_id}/data?task={task_id}"
+    if annotation_id is not None:
+        url += f"&annotation={annotation_id}"
+    job = {
+        "base_url": ls.url, "url": url, "email": email or ls.username, "password": password or ls.password,
+        "out": str(out_png), "min_regions": min_regions, "viewport": list(viewport),
+        "timeout_ms": int(timeout * 1000), "chromium": chromium_path(),
+    }  # fmt: skip
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [str(LS_PYTHON), __file__, json.dumps(job)],
+        capture_output=True, text=True, timeout=timeout + 60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if r.returncode or not out_png.exists():
+        raise RuntimeError(f"screenshot of {url} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    info["seconds"] = round(time.monotonic() - t0, 2)
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# the subprocess half (runs with .venv-ls/bin/python)
+
+
+def _run(job: dict) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    timeout = job["timeout_ms"]
+    console: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=job["chromium"], headless=True,
+            # --no-sandbox: CI containers run as root, where Chromium's sandbox cannot start
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--hide-scrollbars"],
+        )  # fmt: skip
+        try:
+            w, h = job["viewport"]
+            page = browser.new_page(viewport={"width": w, "height": h}, device_scale_factor=1)
+            page.set_default_timeout(timeout)
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text[:300]}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+
+            # Label Studio's login form: email + password, CSRF token in a hidden input
+            page.goto(job["base_url"] + "/user/login/")
+            page.fill("input[name=email]", job["email"])
+            page.fill("input[name=password]", job["password"])
+            with page.expect_navigation():
+                page.click("button[type=submit], input[type=submit]")
+            if "/user/login" in page.url:
+                raise RuntimeError(f"login as {job['email']} failed (still on {page.url})")
+
+            page.goto(job["url"])
+            # the task image: an <img> that has loaded (LS draws it and a Konva canvas over it)
+            page.wait_for_function(
+                """() => Array.from(document.querySelectorAll('.lsf-main-view img, .lsf-image img, img'))
+                      .some(i => i.complete && i.naturalWidth > 0 && /local-files|\\/data\\/|^blob:|^http/.test(i.src)
+                                 && i.getBoundingClientRect().width > 50)""",
+                timeout=timeout,
+            )
+            if job["min_regions"] > 0:
+                page.wait_for_function(
+                    "n => document.querySelectorAll('.lsf-outliner-item').length >= n",
+                    arg=job["min_regions"], timeout=timeout,
+                )  # fmt: skip
+            try:
+                page.wait_for_load_state("networkidle", timeout=15000)
+            except Exception:  # long-polling pages never go idle; the drawing is what matters
+                pass
+            page.wait_for_timeout(1000)  # Konva draws brush masks asynchronously
+            info = page.evaluate(
+                """() => {
+                    const img = Array.from(document.querySelectorAll('.lsf-main-view img, img'))
+                        .find(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 50);
+                    return {regions: document.querySelectorAll('.lsf-outliner-item').length,
+                            image_size: img ? [img.naturalWidth, img.naturalHeight] : null};
+                }"""
+            )
+            page.screenshot(path=job["out"], full_page=False)
+            info.update(png=job["out"], width=w, height=h, url=page.url)
+            return info
+        except Exception as exc:
+            raise RuntimeError(f"{exc}\nbrowser console:\n" + "\n".join(console[-30:])) from exc
+        finally:
+            browser.close()
+
+
+if __name__ == "__main__":
+    # sys.path[0] is tests/, where label_studio.py would shadow the label_studio package
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    result = _run(json.loads(sys.argv[1]))
+    print(json.dumps(result))

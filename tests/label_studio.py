@@ -1,0 +1,490 @@
+"""A real Label Studio server for end-to-end tests.
+
+Label Studio (pinned in ``scripts/setup_label_studio.sh``) lives in its own virtualenv
+``.venv-ls`` because its pins clash with finepose's. The session fixture ``label_studio``
+starts it once per pytest session on a free loopback port with a throw-away data directory
+and stops it (the whole process group) at the end::
+
+    from tests.label_studio import label_studio  # noqa: F401  (or put it in conftest.py)
+
+    @pytest.mark.e2e
+    def test_something(label_studio):
+        ls = label_studio
+        client = ls.client()                                  # label_studio_sdk LabelStudio, admin
+        project = client.projects.create(title="p", label_config=CONFIG)
+        images = ls.local_storage(project.id, "p1")            # folder under ls.local_files_root
+        (images / "a.png").write_bytes(png)                    #   registered as Local Files storage
+        client.tasks.create(project=project.id, data={"image": ls.local_file_url(images / "a.png")})
+        rater = ls.create_user("rater1@finepose.test")         # own password + API token
+        rater.client().annotations.create(id=task_id, result=[...])  # completed_by == rater.id
+
+Without ``.venv-ls`` the fixture skips, naming the setup script. ``start_label_studio`` /
+``LabelStudioServer.stop`` can also be used directly (e.g. from a script).
+
+Settings: legacy API tokens are enabled (``--enable-legacy-api-token``) so that each user's
+token is a plain ``Token <key>`` that label-studio-sdk 2.1.2 accepts as ``api_key``;
+``ML_BLOCK_LOCAL_IP=false`` and ``SSRF_PROTECTION_ENABLED=false`` so that LS may call an ML
+backend / webhook on 127.0.0.1; local-files serving is on, rooted at ``local_files_root``;
+telemetry, Sentry and the PyPI version check are off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+LS_VENV = Path(os.environ.get("FINEPOSE_LS_VENV", REPO / ".venv-ls"))
+LS_BIN = LS_VENV / "bin" / "label-studio"
+SETUP_HINT = "bash scripts/setup_label_studio.sh"
+
+ADMIN_EMAIL = "admin@finepose.test"
+ADMIN_PASSWORD = "finepose-E2E-admin-pw1"
+START_TIMEOUT_S = float(os.environ.get("FINEPOSE_LS_START_TIMEOUT", 300))
+
+
+def label_studio_available() -> str | None:
+    """None when Label Studio can be started, else the reason why not."""
+    if not LS_BIN.exists():
+        return f"Label Studio is not installed in {LS_VENV} (run: {SETUP_HINT})"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LabelStudioUser:
+    """A Label Studio account: email (LS logs in by email), password, legacy API token."""
+
+    id: int
+    email: str
+    password: str
+    api_key: str
+    url: str
+
+    @property
+    def username(self) -> str:
+        return self.email
+
+    def client(self):
+        from label_studio_sdk.client import LabelStudio
+
+        return LabelStudio(base_url=self.url, api_key=self.api_key)
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A raw REST call as this user (``Authorization: Token <api_key>``)."""
+        headers = {"Authorization": f"Token {self.api_key}", **kwargs.pop("headers", {})}
+        kwargs.setdefault("timeout", 60)
+        return requests.request(method, self.url + path, headers=headers, **kwargs)
+
+
+@dataclass
+class LabelStudioServer:
+    url: str
+    port: int
+    api_key: str
+    username: str  # the admin's email: Label Studio logs in by email
+    password: str
+    local_files_root: Path
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen | None = None
+    start_seconds: float = 0.0
+    users: list[LabelStudioUser] = field(default_factory=list)
+    remove_on_stop: Path | None = None  # a temporary base directory start_label_studio made
+
+    # --- clients ------------------------------------------------------------------------
+    @property
+    def admin(self) -> LabelStudioUser:
+        return self.users[0]
+
+    def client(self, api_key: str | None = None):
+        """label_studio_sdk.client.LabelStudio for the admin (or for ``api_key``)."""
+        from label_studio_sdk.client import LabelStudio
+
+        return LabelStudio(base_url=self.url, api_key=api_key or self.api_key)
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A raw REST call as the admin, for endpoints the SDK does not cover."""
+        return self.admin.api(method, path, **kwargs)
+
+    def login_session(self, email: str | None = None, password: str | None = None) -> requests.Session:
+        """A requests session logged in through the login form (cookies, like a browser)."""
+        email = email or self.username
+        password = password or self.password
+        s = requests.Session()
+        s.get(self.url + "/user/login/", timeout=60).raise_for_status()
+        r = s.post(
+            self.url + "/user/login/",
+            data={"email": email, "password": password, "csrfmiddlewaretoken": s.cookies.get("csrftoken", "")},
+            headers={"Referer": self.url + "/user/login/"},
+            allow_redirects=False,
+            timeout=60,
+        )
+        if r.status_code != 302:
+            raise RuntimeError(f"login as {email} failed: HTTP {r.status_code}")
+        return s
+
+    def personal_access_token(self, email: str | None = None, password: str | None = None) -> str:
+        """A new JWT Personal Access Token (refresh token) for a user; the SDK accepts it too
+        (it trades it for access tokens at /api/token/refresh/). Legacy tokens are simpler."""
+        s = self.login_session(email, password)
+        r = s.post(
+            self.url + "/api/token/",
+            headers={"X-CSRFToken": s.cookies.get("csrftoken", ""), "Referer": self.url + "/"},
+            timeout=60,
+        )
+        r.raise_for_status()
+        return r.json()["token"]
+
+    # --- users --------------------------------------------------------------------------
+    def create_user(
+        self, email: str, password: str | None = None, first_name: str = "", last_name: str = ""
+    ) -> LabelStudioUser:
+        """A new member of the (single) organization with its own password and API token.
+
+        Goes through Label Studio's own sign-up form (as a person would), then reads the
+        user's legacy token from /api/current-user/token with the session. Annotations created
+        with ``user.client()`` are attributed to this user (``completed_by``).
+        """
+        password = password or "pw-" + secrets.token_hex(8) + "-E2E"
+        s = requests.Session()
+        s.get(self.url + "/user/signup/", timeout=60).raise_for_status()
+        r = s.post(
+            self.url + "/user/signup/",
+            data={"email": email, "password": password, "csrfmiddlewaretoken": s.cookies.get("csrftoken", "")},
+            headers={"Referer": self.url + "/user/signup/"},
+            allow_redirects=False,
+            timeout=60,
+        )
+        if r.status_code != 302:
+            errors = re.findall(r'class="[^"]*error[^"]*"[^>]*>([^<]+)<', r.text)
+            raise RuntimeError(f"sign-up of {email} failed: HTTP {r.status_code} {errors[:3]}")
+        r = s.get(self.url + "/api/current-user/token", timeout=60)
+        r.raise_for_status()
+        token = r.json()["token"]
+        user = LabelStudioUser(id=0, email=email, password=password, api_key=token, url=self.url)
+        me = user.api("GET", "/api/current-user/whoami")
+        me.raise_for_status()
+        user.id = me.json()["id"]
+        if first_name or last_name:
+            user.api(
+                "PATCH", f"/api/users/{user.id}", json={"first_name": first_name, "last_name": last_name}
+            ).raise_for_status()
+        self.users.append(user)
+        return user
+
+    # --- local files --------------------------------------------------------------------
+    def local_storage(self, project_id: int, subdir: str | None = None) -> Path:
+        """A folder under ``local_files_root`` registered as the project's Local Files storage.
+
+        Label Studio serves ``/data/local-files/?d=<relative path>`` only for files inside a
+        Local Files import storage of a project the requesting user can see (and never the
+        document root itself), so files for tasks go here. Not synced: tasks are imported
+        explicitly, with ``local_file_url``.
+        """
+        folder = self.local_files_root / (subdir or f"project-{project_id}")
+        folder.mkdir(parents=True, exist_ok=True)
+        r = self.api(
+            "POST",
+            "/api/storages/localfiles/",
+            json={"project": project_id, "path": str(folder), "title": folder.name, "use_blob_urls": False},
+        )
+        if r.status_code >= 300:
+            raise RuntimeError(f"cannot add Local Files storage {folder}: HTTP {r.status_code} {r.text[:300]}")
+        return folder
+
+    def local_file_url(self, path: Path | str) -> str:
+        """The task-data URL for a file under ``local_files_root`` (relative to the server)."""
+        rel = Path(path).resolve().relative_to(self.local_files_root.resolve())
+        return "/data/local-files/?d=" + quote(rel.as_posix())
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop the server (SIGINT, then SIGTERM, then SIGKILL to its process group)."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            _kill_group(proc, timeout)
+        if self.remove_on_stop is not None:
+            shutil.rmtree(self.remove_on_stop, ignore_errors=True)
+            self.remove_on_stop = None
+
+
+def _kill_group(proc: subprocess.Popen, timeout: float) -> None:
+    pgid = os.getpgid(proc.pid)
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:  # make sure nothing of the group outlives the server
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def installed_version() -> str | None:
+    found = sorted(LS_VENV.glob("lib/python*/site-packages/label_studio-*.dist-info"))
+    return found[-1].name.removesuffix(".dist-info").split("-")[1] if found else None
+
+
+def template_db_path() -> Path:
+    """Where a freshly migrated, empty Label Studio database is kept (inside .venv-ls)."""
+    return LS_VENV / "finepose-template" / (installed_version() or "unknown") / "label_studio.sqlite3"
+
+
+def ensure_template_db(timeout: float = START_TIMEOUT_S) -> Path:
+    """Migrate an empty database once (~30-50 s on 2 cores) and keep it for later starts (~3-5 s).
+
+    ``scripts/setup_label_studio.sh`` builds the same file; this is the fallback.
+    """
+    target = template_db_path()
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="template-", dir=target.parent))
+    try:
+        package = next(LS_VENV.glob("lib/python*/site-packages/label_studio"))
+        env = label_studio_env(work, work, {})
+        subprocess.run(
+            [str(LS_VENV / "bin" / "python"), "manage.py", "migrate", "--no-color", "-v0"],
+            cwd=package, env=env, check=True, timeout=timeout,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        os.replace(work / "label_studio.sqlite3", target)  # atomic: parallel sessions are safe
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _die_with_parent() -> None:  # runs in the child before exec (Linux): no orphaned servers
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def label_studio_env(data_dir: Path, local_files_root: Path, extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "LABEL_STUDIO_", "VIRTUAL_ENV"))}
+    env.update(
+        LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),
+        ML_BLOCK_LOCAL_IP="false",
+        SSRF_PROTECTION_ENABLED="false",
+        LOCAL_FILES_SERVING_ENABLED="true",
+        LOCAL_FILES_DOCUMENT_ROOT=str(local_files_root),
+        LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+        COLLECT_ANALYTICS="false",
+        LATEST_VERSION_CHECK="false",
+        SENTRY_DSN="",
+        FRONTEND_SENTRY_DSN="",
+        SECRET_KEY=secrets.token_urlsafe(40),
+        PYTHONUNBUFFERED="1",
+        PATH=f"{LS_VENV / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+    )
+    env.update(extra or {})
+    return env
+
+
+def start_label_studio(
+    base_dir: Path | str | None = None, port: int | None = None, extra_env: dict | None = None,
+    timeout: float = START_TIMEOUT_S, use_template: bool = True,
+) -> LabelStudioServer:
+    """Start Label Studio and wait until the admin's token works. Raises RuntimeError on failure.
+
+    With ``use_template`` (default) a fresh data directory starts from a copy of a migrated
+    empty database (see ``ensure_template_db``) instead of migrating for ~50 s on 2 cores.
+    """
+    reason = label_studio_available()
+    if reason:
+        raise RuntimeError(reason)
+    base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="finepose-ls-"))
+    data_dir, files_root = base / "data", base / "files"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    files_root.mkdir(parents=True, exist_ok=True)
+    db = data_dir / "label_studio.sqlite3"
+    if use_template and not db.exists():
+        try:
+            shutil.copyfile(ensure_template_db(timeout), db)
+        except (OSError, subprocess.SubprocessError) as exc:  # fall back to migrating on start
+            print(f"finepose: no template Label Studio database ({exc}); migrating on start")
+    port = port or free_port()
+    token = secrets.token_hex(20)  # 40 characters, like DRF's own keys
+    url = f"http://127.0.0.1:{port}"
+    log_path = base / "label-studio.log"
+    cmd = [
+        str(LS_BIN), "start", "--no-browser",
+        "--internal-host", "127.0.0.1", "--port", str(port),
+        "--username", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, "--user-token", token,
+        "--enable-legacy-api-token", "--log-level", "WARNING",
+    ]  # fmt: skip
+    t0 = time.monotonic()
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                cmd, cwd=base, env=label_studio_env(data_dir, files_root, extra_env),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )  # fmt: skip
+    except BaseException:
+        if not base_dir:
+            shutil.rmtree(base, ignore_errors=True)
+        raise
+    server = LabelStudioServer(
+        url=url, port=port, api_key=token, username=ADMIN_EMAIL, password=ADMIN_PASSWORD,
+        local_files_root=files_root, data_dir=data_dir, log_path=log_path, process=proc,
+        remove_on_stop=None if base_dir else base,
+    )  # fmt: skip
+    atexit.register(server.stop)
+    admin = LabelStudioUser(id=0, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, api_key=token, url=url)
+    server.users.append(admin)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Label Studio exited with {proc.returncode}:\n{server.log_tail()}")
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"Label Studio not ready after {timeout:.0f} s:\n{server.log_tail()}")
+            try:
+                r = admin.api("GET", "/api/current-user/whoami", timeout=5)
+                if r.status_code == 200:
+                    admin.id = r.json()["id"]
+                    break
+                if r.status_code in (401, 403):
+                    raise RuntimeError(f"Label Studio rejects the admin token: {r.status_code} {r.text[:300]}")
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+    except BaseException:
+        server.stop()
+        raise
+    server.start_seconds = time.monotonic() - t0
+    (base / "server.json").write_text(json.dumps({"url": url, "api_key": token, "pid": proc.pid}))
+    return server
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A running Label Studio for the whole session (see the module docstring)."""
+    reason = label_studio_available()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("label-studio")
+    server = start_label_studio(base)
+    try:
+        yield server
+    finally:
+        server.stop()
+        if os.environ.get("FINEPOSE_LS_KEEP") != "1":
+            shutil.rmtree(base / "data", ignore_errors=True)
+
+
+class RecordingBackend:
+    """A throw-away HTTP server on 127.0.0.1 that records what Label Studio sends to it.
+
+    It answers like a minimal ML backend (``/health``, ``/setup``, ``/predict``, ``/webhook``,
+    ``/versions``) and accepts anything else (e.g. a webhook URL) with ``{}``. ``responses``
+    maps a path to a callable ``(json_body) -> (status, json)`` to change the answers.
+    Each request is recorded as ``{"method", "path", "query", "headers", "json", "body"}``.
+    """
+
+    def __init__(self, predict=None):
+        import threading
+
+        from flask import Flask, jsonify, request
+        from werkzeug.serving import make_server
+
+        self.requests: list[dict] = []
+        self.predict = predict or (lambda body: [])  # tasks -> list of {"result", "score", "model_version"}
+        self.responses: dict = {}
+        self._lock = threading.Lock()
+        app = Flask("finepose-recording-backend")
+
+        @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        def record(path):
+            body = request.get_data(as_text=True)
+            try:
+                parsed = json.loads(body) if body else None
+            except ValueError:
+                parsed = None
+            entry = {
+                "method": request.method,
+                "path": "/" + path,
+                "query": request.query_string.decode(),
+                "headers": {k: v for k, v in request.headers.items()},
+                "json": parsed,
+                "body": body if parsed is None else None,
+            }
+            with self._lock:
+                self.requests.append(entry)
+            key = "/" + path
+            if key in self.responses:
+                status, answer = self.responses[key](parsed)
+                return jsonify(answer), status
+            if key == "/health":
+                return jsonify({"status": "UP", "model_class": "RecordingBackend"})
+            if key == "/setup":
+                return jsonify({"model_version": "recorder-0.1"})
+            if key == "/predict":
+                return jsonify({"results": self.predict(parsed), "model_version": "recorder-0.1"})
+            if key == "/versions":
+                return jsonify({"versions": ["recorder-0.1"], "model_dir": ""})
+            return jsonify({})
+
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def find(self, path: str, method: str | None = None) -> list[dict]:
+        with self._lock:
+            return [r for r in self.requests if r["path"] == path and (method is None or r["method"] == method)]
+
+    def wait_for(self, path: str, count: int = 1, timeout: float = 30) -> list[dict]:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            found = self.find(path)
+            if len(found) >= count:
+                return found
+            time.sleep(0.1)
+        raise TimeoutError(f"no {count} request(s) to {path} within {timeout} s; got {[r['path'] for r in self.requests]}")
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
