@@ -3,8 +3,10 @@ smart regions, webhooks and bad input."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +228,38 @@ def _keypoint_region(name, xy, world):
     value = {"x": (xy[0] + 0.5) / w * 100, "y": (xy[1] + 0.5) / h * 100, "width": 0.5, "keypointlabels": [name]}
     return {"from_name": "keypoints", "to_name": "image", "type": "keypointlabels", "original_width": w,
             "original_height": h, "value": value}
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ls_requests"
+
+
+def real_body(name: str) -> dict:
+    """A request body recorded from Label Studio 1.23.2 (see scripts/record_ls_requests.py)."""
+    return json.loads((FIXTURES / name).read_text())
+
+
+def test_real_label_studio_bodies(client, world):
+    setup = real_body("setup_body.json")
+    assert client.post("/setup", json=setup).get_json()["model_version"] == world.resources.model_version
+    body = real_body("predict_body_retrieve.json")
+    # As recorded, the project's config has no pose controls: a clear 422, not a crash.
+    refused = client.post("/predict", json=body)
+    assert refused.status_code == 422 and "elevation" in refused.get_json()["error"]
+    # The same request from a finepose project (context null, as Label Studio sends it).
+    body["label_config"] = world.label_config
+    body["tasks"][0]["data"] = {"image": world.url("photo.png"), "model": "toy-car", "reference": world.url("reference.png"),
+                                "pose": world.start_pose.to_dict()}
+    [prediction] = client.post("/predict", json=body).get_json()["results"]
+    assert prediction["score"] > 0.97 and prediction["model_version"] == world.resources.model_version
+    # An interactive call: the recorded context holds one keypoint of an unknown control.
+    interactive = real_body("predict_body_interactive.json")
+    interactive["label_config"] = world.label_config
+    interactive["tasks"] = body["tasks"]
+    [answer] = client.post("/predict", json=interactive).get_json()["results"]
+    assert answer["score"] > 0.97  # the region is not a finepose keypoint: the task is refined as usual
+
+
+def test_real_webhook_body_with_a_wrong_config_is_refused(client, world):
+    body = real_body("webhook_body_annotation_created.json")
+    response = client.post("/webhook", json=body)
+    assert response.status_code == 422 and "Number" in response.get_json()["error"]

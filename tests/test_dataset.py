@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_pascal3d_viewpoints(tmp_path):
     Image.new("RGB", (500, 333)).save(images / "2008_000027.jpg")
     viewpoint = {"azimuth": 30.0, "elevation": 10.0, "theta": 2.0, "distance": 5.0, "focal": 1.0,
                  "px": 250.0, "py": 170.0, "viewport": 3000, "model": "car01"}
-    (tmp_path / "vp.json").write_text(__import__("json").dumps({"2008_000027.jpg": viewpoint, "missing.jpg": viewpoint}))
+    (tmp_path / "vp.json").write_text(json.dumps({"2008_000027.jpg": viewpoint, "missing.jpg": viewpoint}))
     tasks, missing = pascal3d_tasks(tmp_path / "vp.json", images, "/data/local-files/?d={name}")
     assert missing == ["missing.jpg"] and tasks[0]["data"]["model"] == "car01"
     pose, origin = final_pose(tasks[0])
