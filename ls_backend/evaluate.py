@@ -9,7 +9,7 @@ given), and every set must hold each of them; images of a set without a mask are
 
 - Masks are any mapping ``image key -> (H, W) bool array`` (:func:`geometry.iou`'s inputs);
   :class:`MaskFolder` reads ``<folder>/<image key>.png`` (``geometry.masks.read_mask``).
-- Meshes: :class:`MeshRegistry`, ``{"<model id>": {"mesh": "<path>", "frame": "<name>"}}``
+- Meshes: the backend's :class:`~ls_backend.registry.Registry`, ``{"<model id>": {"mesh": "<path>", "frame": "<name>"}}``
   (relative paths from the registry's folder; ``frame`` from ``geometry/frames.py``, when given,
   replaces the pose's mesh frame), or one mesh for every model. One renderer per mesh, cached.
 - IoU summaries: mean ± sample standard deviation, in percent in the table.
@@ -27,19 +27,17 @@ import csv
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from geometry.frames import frame_matrix
 from geometry.iou import Reference
 from geometry.masks import MaskError, read_mask
-from geometry.mesh import load_mesh
-from geometry.render import SilhouetteRenderer
 
 from .posesets import image_key, load_pose_set
+from .registry import Registry
 
 BOOTSTRAP_RESAMPLES = 10000
 #: Two sizes describe the same image when rescaling one to the other's width moves the height by <= this.
@@ -69,59 +67,6 @@ class MaskFolder(Mapping):
         return len(self._paths)
 
 
-class MeshRegistry:
-    """Model id -> mesh file and optional mesh frame; renderers built once per mesh file."""
-
-    def __init__(self, entries: dict[str, tuple[Path, np.ndarray | None]], default=None, source: str = ""):
-        self.entries = entries
-        self.default = default
-        self.source = source
-        self._renderers: dict[Path, SilhouetteRenderer] = {}
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> "MeshRegistry":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"mesh registry not found: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict) or not data:
-            raise ValueError(f"{path}: a registry is a non-empty object {{model id: {{mesh, frame}}}}")
-        entries = {}
-        for model, entry in data.items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("mesh"), str):
-                raise ValueError(f'{path}: entry {model!r} needs a "mesh" path')
-            frame = entry.get("frame")
-            entries[model] = (path.parent / entry["mesh"], None if frame is None else _frame(frame, f"{path}: {model}"))
-        return cls(entries, source=str(path))
-
-    @classmethod
-    def single(cls, mesh: str | Path, frame: str | None = None) -> "MeshRegistry":
-        """One mesh for every model."""
-        return cls({}, default=(Path(mesh), None if frame is None else _frame(frame, "--frame")), source=str(mesh))
-
-    def lookup(self, model: str | None) -> tuple[Path, np.ndarray | None]:
-        if self.default is not None:
-            return self.default
-        if model not in self.entries:
-            raise ValueError(f"model {model!r} is not in the mesh registry {self.source}")
-        return self.entries[model]
-
-    def renderer(self, mesh_path: Path) -> SilhouetteRenderer:
-        if mesh_path not in self._renderers:
-            self._renderers[mesh_path] = SilhouetteRenderer(load_mesh(mesh_path))
-        return self._renderers[mesh_path]
-
-
-def _frame(name, where: str) -> np.ndarray:
-    try:
-        return frame_matrix(name)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
-
-
 @dataclass
 class Evaluation:
     """IoUs of each set (``ious[name][i]`` for ``images[i]``) and the models used."""
@@ -132,7 +77,7 @@ class Evaluation:
     models: dict[str, list[str | None]]
 
 
-def evaluate(masks: Mapping, sets: dict[str, Mapping], meshes: MeshRegistry, images=None) -> Evaluation:
+def evaluate(masks: Mapping, sets: dict[str, Mapping], meshes: Registry, images=None) -> Evaluation:
     """IoU of every set's silhouette with every mask (``images``: keys to evaluate, default all masks)."""
     if len(sets) < 2:
         raise ValueError(f"evaluate compares two or more pose sets, got {len(sets)}")
@@ -162,9 +107,10 @@ def evaluate(masks: Mapping, sets: dict[str, Mapping], meshes: MeshRegistry, ima
     return Evaluation(images, sizes, ious, models)
 
 
-def _iou(record, reference: Reference, meshes: MeshRegistry, where: str) -> float:
+def _iou(record, reference: Reference, meshes: Registry, where: str) -> float:
     try:
-        mesh_path, frame = meshes.lookup(record.model)
+        entry = meshes.entry(record.model)
+        renderer = meshes.renderer(record.model)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     if record.pose is not None:
@@ -174,10 +120,8 @@ def _iou(record, reference: Reference, meshes: MeshRegistry, where: str) -> floa
                 f"{where}: mask is {reference.width}x{reference.height} but the pose refers to a "
                 f"{record.pose.width}x{record.pose.height} image (different aspect ratio)"
             )
-    pose = record.pose_for(reference.width, reference.height)
-    if frame is not None:
-        pose = replace(pose, mesh_frame=frame)
-    return reference.iou_window(meshes.renderer(mesh_path).render_window(pose))
+    pose = entry.posed(record.pose_for(reference.width, reference.height))
+    return reference.iou_window(renderer.render_window(pose))
 
 
 def summarize(evaluation: Evaluation, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
@@ -291,7 +235,7 @@ def cmd_evaluate(args) -> None:
         raise ValueError("give either --registry (model id -> mesh) or --mesh (one mesh for every model)")
     if args.frame and not args.mesh:
         raise ValueError("--frame goes with --mesh; a registry names each model's frame")
-    meshes = MeshRegistry.from_json(args.registry) if args.registry else MeshRegistry.single(args.mesh, args.frame)
+    meshes = Registry.load(args.registry) if args.registry else Registry.single(args.mesh, args.frame)
     masks = MaskFolder(args.masks)
     images = None
     if args.images:

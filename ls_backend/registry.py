@@ -6,18 +6,21 @@ A registry is a JSON file (``FINEPOSE_REGISTRY``)::
                                 "category": "car" | "aeroplane", "keypoints": "<path>"}}
 
 ``mesh`` and ``keypoints`` are relative to the registry file's folder unless absolute;
-``frame`` is a name of :data:`geometry.frames.FRAMES` (default ``pascal3d``); ``category``
+``frame`` is a name of :data:`geometry.frames.FRAMES`; when given it is the frame of every
+pose of that model (it replaces a pose's own), when absent poses keep theirs and numbers
+typed by annotators are read in ``pascal3d``'s; ``category``
 chooses the segmentation classes (default: guessed from the id, else ``car``); ``keypoints``
 defaults to ``<mesh stem>_keypoints.json`` beside the mesh when that exists. Task data only
 ever names an id: never a path. Meshes and their ray-casting scenes are built once per
-process, on first use, and kept.
+process and mesh file, on first use, and kept. :meth:`Registry.single` answers every id with
+one mesh.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,23 +41,30 @@ class RegistryError(ValueError):
 class ModelEntry:
     model_id: str
     mesh: Path
-    frame: str
+    frame: str | None  # None: the registry does not fix the frame
     category: str
     keypoints: Path | None
 
     @property
     def frame_matrix(self) -> np.ndarray:
-        return frame_matrix(self.frame)
+        """The model's frame (``pascal3d`` when the registry names none)."""
+        return frame_matrix(self.frame or "pascal3d")
+
+    def posed(self, pose):
+        """``pose`` in the registry's frame of this model (unchanged when it names none)."""
+        return pose if self.frame is None else replace(pose, mesh_frame=self.frame_matrix)
 
 
 class Registry:
     """Model id -> :class:`ModelEntry`, with a per-process cache of renderers."""
 
-    def __init__(self, entries: dict[str, ModelEntry], max_mesh_bytes: int = 200 << 20, source: str = ""):
+    def __init__(self, entries: dict[str, ModelEntry], max_mesh_bytes: int = 200 << 20, source: str = "",
+                 default: ModelEntry | None = None):
         self.entries = entries
         self.max_mesh_bytes = max_mesh_bytes
         self.source = source
-        self._renderers: dict[str, SilhouetteRenderer] = {}
+        self.default = default
+        self._renderers: dict[Path, SilhouetteRenderer] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -71,23 +81,31 @@ class Registry:
         entries = {str(key): _entry(str(key), value, path.parent) for key, value in data.items()}
         return cls(entries, max_mesh_bytes=max_mesh_bytes, source=str(path))
 
+    @classmethod
+    def single(cls, mesh: str | Path, frame: str | None = None, max_mesh_bytes: int = 200 << 20) -> "Registry":
+        """One mesh for every model id."""
+        default = _entry("*", {"mesh": str(mesh), **({"frame": frame} if frame else {})}, Path.cwd())
+        return cls({}, max_mesh_bytes=max_mesh_bytes, source=str(mesh), default=default)
+
     def entry(self, model_id) -> ModelEntry:
+        if self.default is not None:
+            return self.default
         if not isinstance(model_id, str) or not model_id:
             raise RegistryError(f"task data 'model' must be a non-empty string naming a registered model, got {model_id!r}")
         try:
             return self.entries[model_id]
         except KeyError:
             known = ", ".join(sorted(self.entries)[:10]) or "none"
-            raise RegistryError(f"unknown model {model_id!r}: not in the registry (known: {known})") from None
+            raise RegistryError(f"unknown model {model_id!r}: not in the registry {self.source} (known: {known})") from None
 
     def renderer(self, model_id: str) -> SilhouetteRenderer:
-        """The renderer of a model's mesh, built on first use and then shared."""
+        """The renderer of a model's mesh, built on first use and then shared (per mesh file)."""
         entry = self.entry(model_id)
         with self._lock:
-            renderer = self._renderers.get(model_id)
+            renderer = self._renderers.get(entry.mesh)
             if renderer is None:
                 renderer = SilhouetteRenderer(load_mesh(entry.mesh, max_bytes=self.max_mesh_bytes))
-                self._renderers[model_id] = renderer
+                self._renderers[entry.mesh] = renderer
         return renderer
 
     def keypoints(self, model_id: str) -> dict[str, np.ndarray]:
@@ -104,15 +122,16 @@ class Registry:
         """A short digest of the registry contents, part of the backend's model version."""
         import hashlib
 
-        text = json.dumps({k: [str(e.mesh), e.frame] for k, e in sorted(self.entries.items())})
+        entries = sorted(self.entries.items()) + ([("*", self.default)] if self.default else [])
+        text = json.dumps({k: [str(e.mesh), e.frame] for k, e in entries})
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _entry(model_id: str, value, root: Path) -> ModelEntry:
     if not isinstance(value, dict) or not isinstance(value.get("mesh"), str):
         raise RegistryError(f"registry entry {model_id!r} must be an object with a 'mesh' path")
-    frame = value.get("frame", "pascal3d")
-    if frame not in FRAMES:
+    frame = value.get("frame")
+    if frame is not None and frame not in FRAMES:
         raise RegistryError(f"registry entry {model_id!r}: unknown frame {frame!r} (known: {', '.join(FRAMES)})")
     category = value.get("category") or _guess_category(model_id)
     if category not in CATEGORIES:

@@ -15,6 +15,7 @@ from geometry.masks import MaskError, write_mask
 from geometry.pose import Pose
 from ls_backend import evaluate
 from ls_backend.posesets import PoseRecord, load_pose_set, write_pose_set
+from ls_backend.registry import Registry
 
 TRUTH = {
     "a.jpg": Pose(azimuth=35, elevation=12, theta=3, distance=1.7, focal=330, u=150, v=105, width=300, height=200),
@@ -132,7 +133,7 @@ def test_release_pickle_set_and_mesh_frame_from_the_registry(tmp_path, car_rende
     evaluation = evaluate.evaluate(
         evaluate.MaskFolder(masks),
         {"release": load_pose_set(tmp_path / "test_anno.pkl"), "shifted": load_pose_set(tmp_path / "shifted.json")},
-        evaluate.MeshRegistry.from_json(registry),
+        Registry.load(registry),
     )
     assert np.all(evaluation.ious["release"] > 0.999)
     # the registry's frame replaces the poses' own: the canonical set is now rendered mirrored
@@ -147,8 +148,8 @@ def test_masks_may_be_any_mapping(car_renderer, car):
         "y": {"a": PoseRecord("a", None, None, pose=replace(pose, azimuth=pose.azimuth + 20))},
     }
 
-    class OneMesh(evaluate.MeshRegistry):
-        def renderer(self, mesh_path):
+    class OneMesh(Registry):
+        def renderer(self, model_id):
             return car_renderer
 
     result = evaluate.evaluate({"a": mask}, sets, OneMesh.single("unused.obj"))
@@ -199,7 +200,7 @@ def test_bad_inputs_are_named(tmp_path, scene, car_obj):
         )
     registry = tmp_path / "registry.json"
     registry.write_text(json.dumps({"other": {"mesh": str(car_obj)}}))
-    with pytest.raises(ValueError, match=r"set 'truth', image 'a': model 'car' is not in the mesh registry"):
+    with pytest.raises(ValueError, match=r"set 'truth', image 'a': unknown model 'car': not in the registry"):
         run_evaluate("--masks", masks, "--set", truth, "--set", shifted, "--registry", registry, "--out", out)
     with pytest.raises(ValueError, match="two or more pose sets"):
         run_evaluate("--masks", masks, "--set", truth, "--mesh", car_obj, "--out", out)
