@@ -1,9 +1,10 @@
 """Pose refinement by maximising the IoU of the rendered silhouette with a reference mask.
 
 - :func:`refine_paper`: the paper's Algorithm 1 exactly (every candidate is ray cast).
-- :func:`refine_fast`: finepose's refiner, same search and objective: rays only inside the
-  silhouette's bounding box, (theta, focal, u, v) moves answered by similarity lookups
-  (:mod:`.similarity`) instead of ray casts, and an exact last level.
+- :func:`refine_fast`: finepose's refiner, same search and objective: the coarse levels on
+  half-resolution renders with (theta, focal, u, v) moves answered by similarity lookups
+  (:mod:`.similarity`), the last level on ray casts near the outline only (:mod:`.band`),
+  visited points remembered (:class:`Memo`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .band import OutlineBand
 from .iou import Reference, iou
 from .pose import Pose
 from .render import SilhouetteRenderer
@@ -72,6 +74,39 @@ class ExactObjective:
         return self.reference.iou_window(self.renderer.render_window(pose))
 
 
+class BandObjective:
+    """IoU of the ray-cast silhouette at a pose vector, cast only near the outline of the
+    best pose evaluated so far (:class:`~.band.OutlineBand`), or in full (bounding box) for
+    the first pose and any pose too far from the best. Made for Algorithm 1's last, small
+    steps, whose candidates all lie about the best pose. ``renders`` counts both kinds,
+    ``band_renders`` the band ones."""
+
+    def __init__(self, renderer: SilhouetteRenderer, reference: Reference, template: Pose):
+        self.renderer = renderer
+        self.reference = reference
+        self.template = template
+        self.band: OutlineBand | None = None
+        self.best = -np.inf
+        self.renders = 0
+        self.band_renders = 0
+
+    def __call__(self, x: np.ndarray) -> float:
+        pose = _pose_or_none(self.template, x)
+        if pose is None:
+            return -1.0
+        self.renders += 1
+        window = self.band.render(pose) if self.band is not None else None
+        if window is None:
+            window = self.renderer.render_window(pose)
+        else:
+            self.band_renders += 1
+        value = self.reference.iou_window(window)
+        if value > self.best:
+            self.best = value
+            self.band = OutlineBand(self.renderer, pose, window)
+        return value
+
+
 class LookupObjective:
     """Like :class:`ExactObjective`, but one ray cast per (azimuth, elevation, distance):
     other moves reuse a cached :class:`BaseSilhouette`."""
@@ -109,6 +144,22 @@ class LookupObjective:
             return -1.0
         self.lookups += 1
         return base.iou(pose, self.reference)
+
+
+class Memo:
+    """``objective`` with remembered values: Algorithm 1 revisits points (the step back
+    to the previous point, the unchanged coordinates after a halving)."""
+
+    def __init__(self, objective):
+        self.objective = objective
+        self.values: dict = {}
+
+    def __call__(self, x: np.ndarray) -> float:
+        key = tuple(np.round(x, 9))
+        value = self.values.get(key)
+        if value is None:
+            value = self.values[key] = self.objective(x)
+        return value
 
 
 def _pose_or_none(template: Pose, x: np.ndarray) -> Pose | None:
@@ -166,32 +217,62 @@ def refine_fast(
     steps=RELEASE_STEPS,
     alpha: float = DEFAULT_ALPHA,
     min_alpha: float = DEFAULT_MIN_ALPHA,
-    supersample: float = 1.0,
+    supersample: float = 0.5,
+    exact_alpha: float | None = None,
     min_level_width: int = 64,
     scales=(),
     align: bool = False,
     expand: bool = False,
 ) -> RefineResult:
-    """finepose's refiner: the same objective and stopping rule, fewer ray-cast pixels.
+    """finepose's refiner: the same objective and stopping rule, far fewer ray-cast pixels.
 
-    Algorithm 1 (from ``2 * alpha``) on the lookup objective: rays are cast only inside the
-    silhouette's bounding box, once per new (azimuth, elevation, distance); theta/focal/u/v
-    moves are similarity lookups of that render. Then a last level of Algorithm 1 on exact
-    (bounding-box) renders at the finest step, so the result is a local optimum of the
-    exact IoU, and its reported IoU is exact.
+    The levels of Algorithm 1 from ``2 * alpha`` (one coarser level than the paper: better
+    optima on the bench) while ``alpha > exact_alpha`` (default ``2 * min_alpha``: the levels
+    2, 1 and 1/2) run on the lookup objective: one ray cast per new (azimuth, elevation,
+    distance), of a silhouette at ``supersample`` times the image's resolution (half by
+    default), theta/focal/u/v moves answered by similarity lookups of it. The levels from
+    ``exact_alpha`` down (by default the paper's finest, 1/4) run on ray-cast silhouettes,
+    casting only the band about the best pose's outline that a step can change
+    (:mod:`.band`; equal to full renders but for rays through hairline cracks), so the
+    result is a local optimum of the ray-cast IoU. Both remember visited points
+    (:class:`Memo`). The reported IoUs come from full renders.
 
     Options measured by ``bench/refine_bench.py`` (off by default: on the release's cases
     they cost IoU): ``scales`` runs coarse levels of an image pyramid first (at scale s
-    until ``alpha <= min_alpha / s``); ``align`` starts by matching the silhouette's
+    until ``alpha <= exact_alpha / s``); ``align`` starts by matching the silhouette's
     centroid and area to the reference's; ``expand`` doubles improving steps.
     """
     start = time.perf_counter()
     pose, reference = _prepare(pose, mask)
     exact = ExactObjective(renderer, reference, pose)
     iou0 = exact(pose.vector())
-    renders = lookups = 0
+    exact_alpha = 2.0 * min_alpha if exact_alpha is None else exact_alpha
+    x, renders, lookups = _lookup_levels(
+        renderer, reference, pose, steps, 2.0 * alpha, exact_alpha, supersample, min_level_width, scales, align, expand
+    )
+    near = BandObjective(renderer, reference, pose)
+    x = greedy_search(Memo(near), x, steps, exact_alpha, min_alpha).x
+    value = exact(x)
+    if value < iou0:
+        x, value = pose.vector(), iou0
+    return RefineResult(
+        initial=pose,
+        refined=pose.with_vector(x),
+        iou_initial=iou0,
+        iou_refined=value,
+        renders=renders + near.renders + exact.renders,
+        lookups=lookups,
+        seconds=time.perf_counter() - start,
+        method="fast",
+        details={"band_renders": near.band_renders},
+    )
+
+
+def _lookup_levels(renderer, reference, pose, steps, alpha, stop, supersample, min_level_width, scales, align, expand):
+    """Algorithm 1 on :class:`LookupObjective` from ``alpha`` until ``alpha <= stop``, on
+    each level of the image pyramid in turn; returns (pose vector, renders, lookups)."""
     x = pose.vector()
-    level_alpha = 2.0 * alpha  # one coarser halving level than the paper: better optima on the bench
+    renders = lookups = 0
     levels = _pyramid_scales(reference.width, min_level_width, scales)
     for scale in levels:
         level_pose = pose.rescaled(max(1, round(pose.width * scale)), max(1, round(pose.height * scale)))
@@ -202,28 +283,13 @@ def refine_fast(
         xl = _to_level(x, pose, level_pose)
         if align and scale == levels[0]:
             xl = _align_moments(level_ref, level_pose.with_vector(xl), lookup)
-        stop = min_alpha / scale
-        result = greedy_search(lookup, xl, level_steps, max(level_alpha, 2.0 * stop), stop, expand=expand)
+        level_stop = stop / scale
+        result = greedy_search(Memo(lookup), xl, level_steps, max(alpha, 2.0 * level_stop), level_stop, expand=expand)
         x = _from_level(result.x, pose, level_pose)
-        level_alpha = stop
+        alpha = level_stop
         renders += lookup.renders
         lookups += lookup.lookups
-    # Finish with one exact level of Algorithm 1 at the paper's finest step: the result is a
-    # local optimum of the exact IoU, not of the lookup approximation.
-    polish = greedy_search(exact, x, steps, 2.0 * min_alpha, min_alpha, value0=exact(x))
-    x, value = polish.x, polish.value
-    if value < iou0:
-        x, value = pose.vector(), iou0
-    return RefineResult(
-        initial=pose,
-        refined=pose.with_vector(x),
-        iou_initial=iou0,
-        iou_refined=value,
-        renders=renders + exact.renders,
-        lookups=lookups,
-        seconds=time.perf_counter() - start,
-        method="fast",
-    )
+    return x, renders, lookups
 
 
 def _pyramid_scales(width: int, min_level_width: int, scales) -> list[float]:

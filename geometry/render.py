@@ -3,6 +3,7 @@
 A pixel is inside the silhouette when the ray through its centre hits the mesh. The scene is
 built once per :class:`SilhouetteRenderer`; rays are cast only inside the silhouette's
 bounding box (from the projected convex hull), so a render costs what the object covers.
+:meth:`SilhouetteRenderer.cast_pixels` casts any list of pixels (used by :mod:`.band`).
 """
 
 from __future__ import annotations
@@ -51,13 +52,20 @@ class SilhouetteRenderer:
         except Exception:  # flat or degenerate meshes: every vertex bounds the silhouette
             self.hull = mesh.vertices
 
-    def bounds(self, pose: Pose) -> tuple[float, float, float, float] | None:
-        """Pixel bounding box (xmin, ymin, xmax, ymax) of the projected mesh, or None when any
-        hull point is at or behind the camera (then the whole image is searched)."""
+    def hull_pixels(self, pose: Pose) -> np.ndarray | None:
+        """Pixel coordinates (N, 2) of the convex hull's vertices, or None when any of them is
+        at or behind the camera."""
         cam = camera_points(pose, self.hull)
         if np.any(cam[:, 2] <= 1e-9):
             return None
-        xy = cam[:, :2] / cam[:, 2:3] * pose.focal + np.array([pose.u, pose.v])
+        return cam[:, :2] / cam[:, 2:3] * pose.focal + np.array([pose.u, pose.v])
+
+    def bounds(self, pose: Pose) -> tuple[float, float, float, float] | None:
+        """Pixel bounding box (xmin, ymin, xmax, ymax) of the projected mesh, or None when any
+        hull point is at or behind the camera (then the whole image is searched)."""
+        xy = self.hull_pixels(pose)
+        if xy is None:
+            return None
         return (*xy.min(axis=0), *xy.max(axis=0))
 
     def window(self, pose: Pose) -> tuple[int, int, int, int]:
@@ -82,17 +90,40 @@ class SilhouetteRenderer:
     def _cast(self, pose: Pose, x0: int, y0: int, x1: int, y1: int) -> Window:
         if x1 <= x0 or y1 <= y0:
             return Window(np.zeros((0, 0), dtype=bool), x0, y0)
-        mat, t = mesh_extrinsics(pose)
-        inv = np.linalg.inv(mat)
-        # Ray direction (mesh frame) of pixel (x, y): inv @ ((x - u) / f, (y - v) / f, 1).
-        xs = (np.arange(x0, x1) - pose.u) / pose.focal
-        ys = (np.arange(y0, y1) - pose.v) / pose.focal
-        rays = np.empty((y1 - y0, x1 - x0, 6), dtype=np.float32)
-        rays[..., :3] = -inv @ t
-        rays[..., 3:] = xs[None, :, None] * inv[:, 0] + ys[:, None, None] * inv[:, 1] + inv[:, 2]
+        rays = self._rays(pose, np.arange(x0, x1)[None, :], np.arange(y0, y1)[:, None])
         hits = self._scene.test_occlusions(self._o3d.core.Tensor(rays)).numpy()
         return Window(hits.astype(bool), x0, y0)
+
+    def cast_pixels(self, pose: Pose, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Whether the rays through the pixel centres ``(xs[k], ys[k])`` hit the mesh (bool)."""
+        return self._scene.test_occlusions(self._o3d.core.Tensor(self._rays(pose, xs, ys))).numpy().astype(bool)
+
+    @staticmethod
+    def _rays(pose: Pose, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Rays (origin, direction; mesh frame, float32, shape ``broadcast(xs, ys) + (6,)``)
+        through the pixel centres (xs, ys): direction ``inv(M) @ ((x - u) / f, (y - v) / f, 1)``."""
+        mat, t = mesh_extrinsics(pose)
+        inv = np.linalg.inv(mat)
+        dx = ((xs - pose.u) / pose.focal)[..., None]
+        dy = ((ys - pose.v) / pose.focal)[..., None]
+        rays = np.empty(np.broadcast_shapes(dx.shape, dy.shape)[:-1] + (6,), dtype=np.float32)
+        rays[..., :3] = -inv @ t
+        rays[..., 3:] = dx * inv[:, 0] + dy * inv[:, 1] + inv[:, 2]
+        return rays
 
     def render(self, pose: Pose) -> np.ndarray:
         """The full ``pose.height`` x ``pose.width`` boolean silhouette."""
         return self.render_window(pose).full(pose.width, pose.height)
+
+
+def crop(window: Window, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+    """The pixels ``[y0 : y0 + height, x0 : x0 + width]`` of the image that ``window``
+    stands for (background outside it and outside the image)."""
+    out = np.zeros((height, width), dtype=bool)
+    h, w = window.mask.shape
+    ox, oy = window.x0 - x0, window.y0 - y0  # window origin in ``out``
+    sx0, sy0 = max(0, -ox), max(0, -oy)
+    sx1, sy1 = min(w, out.shape[1] - ox), min(h, out.shape[0] - oy)
+    if sx1 > sx0 and sy1 > sy0:
+        out[oy + sy0 : oy + sy1, ox + sx0 : ox + sx1] = window.mask[sy0:sy1, sx0:sx1]
+    return out

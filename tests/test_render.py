@@ -96,3 +96,64 @@ def test_reference_iou_window_equals_full_iou(car_renderer, rng):
     reference = Reference(reference_mask)
     window = car_renderer.render_window(pose)
     assert reference.iou_window(window) == pytest.approx(iou(window.full(300, 200), reference_mask), abs=1e-12)
+
+
+def plane_mesh() -> Mesh:
+    """An aircraft-like test mesh: fuselage box, thin wing and tail plates (0.01 thick: a few
+    pixels at the poses below), a fin and a thin wire antenna."""
+    import open3d as o3d
+
+    parts = []
+    for size, centre in [
+        ((0.12, 1.0, 0.12), (0.0, 0.0, 0.0)),  # fuselage
+        ((1.1, 0.18, 0.01), (0.0, -0.02, 0.0)),  # wing
+        ((0.4, 0.1, 0.01), (0.0, 0.42, 0.03)),  # tail plane
+        ((0.01, 0.12, 0.18), (0.0, 0.43, 0.12)),  # fin
+        ((0.006, 0.006, 0.12), (0.0, -0.25, 0.12)),  # antenna
+    ]:
+        box = o3d.geometry.TriangleMesh.create_box(*size)
+        box.translate(np.asarray(centre) - np.asarray(size) / 2.0)
+        parts.append(box)
+    vertices = np.vstack([np.asarray(p.vertices) for p in parts])
+    offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+    triangles = np.vstack([np.asarray(p.triangles) + o for p, o in zip(parts, offsets)]).astype(np.int32)
+    return Mesh(vertices=vertices, triangles=triangles, name="test-plane")
+
+
+@pytest.mark.parametrize("mesh_name", ["car", "plane"])
+def test_band_render_equals_full_render_for_algorithm_1_moves(car, mesh_name, rng):
+    """Every +-alpha*eps candidate of Algorithm 1's last levels, ray cast only in the band
+    about a nearby anchor's outline, is the full render, thin wings, fin and wire included."""
+    from geometry.band import OutlineBand
+    from geometry.search import RELEASE_STEPS
+
+    renderer = SilhouetteRenderer(car if mesh_name == "car" else plane_mesh())
+    checked = 0
+    for _ in range(4):
+        anchor_pose = Pose(azimuth=rng.uniform(0, 360), elevation=rng.uniform(-5, 30), theta=rng.uniform(-10, 10),
+                           distance=rng.uniform(1.6, 2.4), focal=420, u=rng.uniform(130, 170), v=rng.uniform(90, 110),
+                           width=300, height=200)
+        band = OutlineBand(renderer, anchor_pose, renderer.render_window(anchor_pose))
+        for alpha in (0.25, 0.5):
+            for i in range(7):
+                for sign in (1, -1):
+                    pose = anchor_pose.with_vector(anchor_pose.vector() + sign * alpha * RELEASE_STEPS * np.eye(7)[i])
+                    window = band.render(pose)
+                    assert window is not None, "a last-level step of Algorithm 1 fits the band"
+                    np.testing.assert_array_equal(window.full(300, 200), renderer.render(pose))
+                    checked += 1
+    assert checked == 4 * 2 * 14
+
+
+def test_band_refuses_poses_too_far_from_its_anchor(car_renderer):
+    from geometry.band import OutlineBand
+
+    pose = Pose(azimuth=30, elevation=10, theta=0, distance=2, focal=400, u=150, v=100, width=300, height=200)
+    band = OutlineBand(car_renderer, pose, car_renderer.render_window(pose), max_radius=6)
+    far = pose.with_vector(pose.vector() + [0, 0, 0, 0, 0, 8.0, 0])  # every point moves 8 px
+    assert band.radius(far) is None and band.render(far) is None
+    near = pose.with_vector(pose.vector() + [0, 0, 0, 0, 0, 0.25, 0])
+    assert band.radius(near) == 2
+    # Only pixels within 2 px of the outline are cast: far fewer than the window holds.
+    ys, xs = band.pixels(2)
+    assert len(ys) < 0.5 * car_renderer.render_window(pose).mask.size
