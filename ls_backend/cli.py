@@ -69,12 +69,12 @@ def cmd_refine(args) -> None:
     result = refine(renderer, reference, pose, method=args.method)
     out = result.to_dict()
     if args.overlay:
-        _write_overlay(args.overlay, args.image, renderer, reference, result.initial, result.refined)
+        _write_overlay(args.overlay, args.image, renderer, reference, result.initial, result.refined, args.shaded)
         out["overlay"] = str(args.overlay)
     _print(out)
 
 
-def _write_overlay(path, image_path, renderer, reference, initial, refined) -> None:
+def _write_overlay(path, image_path, renderer, reference, initial, refined, shaded=False) -> None:
     from geometry.overlay import save_overlay
 
     image = None
@@ -90,6 +90,14 @@ def _write_overlay(path, image_path, renderer, reference, initial, refined) -> N
         "initial": renderer.render(initial.rescaled(width, height)),
         "refined": renderer.render(refined.rescaled(width, height)),
     }
+    if shaded and image is not None:
+        from geometry.overlay import COLOURS
+        from geometry.shaded import ShadedRenderer, shaded_available, shaded_overlay, shaded_unavailable_reason
+
+        if not shaded_available():
+            raise ValueError(f"--shaded: no shaded rendering here ({shaded_unavailable_reason()})")
+        image = shaded_overlay(image, ShadedRenderer(renderer.mesh), refined.rescaled(width, height), alpha=0.4,
+                               outline_colour=COLOURS["refined"])
     save_overlay(path, image, masks, size=(width, height))
 
 
@@ -179,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", required=True)
     p.add_argument("--image", help="photo to draw the overlay on")
     p.add_argument("--overlay", help="write an overlay PNG here")
+    p.add_argument("--shaded", action="store_true",
+                   help="draw the refined model shaded over --image (Open3D OffscreenRenderer, needs Vulkan)")
     p.add_argument("--method", choices=METHODS, default="fast")
     p.set_defaults(func=cmd_refine)
 

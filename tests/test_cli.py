@@ -136,3 +136,32 @@ def test_demo_runs_and_improves(tmp_path, capsys):
     assert out["iou_refined"] > out["iou_initial"] + 0.1
     assert out["iou_refined_vs_clean_truth"] > 0.97
     assert (tmp_path / "overlay.png").is_file()
+
+
+def test_refine_overlay_with_the_shaded_model(tmp_path, car_obj, car_renderer):
+    """Run as a user would (a separate process): Open3D's renderer logs from C++, and stdout
+    must still be nothing but the JSON answer."""
+    import subprocess
+    import sys
+
+    from geometry.shaded import shaded_available, shaded_unavailable_reason
+    from skimage.io import imread, imsave
+
+    if not shaded_available():
+        pytest.skip(f"no shaded rendering here: {shaded_unavailable_reason()}")
+    write_mask(tmp_path / "mask.png", car_renderer.render(POSE))
+    imsave(tmp_path / "photo.png", np.full((200, 300, 3), 30, np.uint8), check_contrast=False)
+    start = write_json(tmp_path / "start.json", POSE.with_vector(POSE.vector() + [3, -2, 1, 0.04, 10, -4, 3]).to_dict())
+    args = ["refine", "--mesh", car_obj, "--pose", start, "--mask", tmp_path / "mask.png", "--image",
+            tmp_path / "photo.png", "--overlay", tmp_path / "shaded.png", "--shaded"]
+    done = subprocess.run([sys.executable, "-m", "ls_backend.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["overlay"].endswith("shaded.png")
+    picture = imread(tmp_path / "shaded.png")[..., :3].astype(int)
+    changed = np.abs(picture - 30).sum(axis=2) > 20
+    # The shaded model (and outlines) cover the refined silhouette and little else.
+    refined = car_renderer.render(Pose.from_dict(out["refined"]))
+    assert (changed & refined).sum() / refined.sum() > 0.95
+    assert (changed & ~refined).sum() < 0.2 * refined.sum()
