@@ -8,7 +8,8 @@ compared with the mask by IoU. The evaluated images are those with a mask (or th
 given), and every set must hold each of them; images of a set without a mask are ignored.
 
 - Masks are any mapping ``image key -> (H, W) bool array`` (:func:`geometry.iou`'s inputs);
-  :class:`MaskFolder` reads ``<folder>/<image key>.png`` (``geometry.masks.read_mask``).
+  :class:`MaskFolder` reads ``<folder>/<image key>.png`` (``geometry.masks.read_mask``),
+  :class:`ProjectMasks` a Label Studio project's brush annotations.
 - Meshes: the backend's :class:`~ls_backend.registry.Registry`, ``{"<model id>": {"mesh": "<path>", "frame": "<name>"}}``
   (relative paths from the registry's folder; ``frame`` from ``geometry/frames.py``, when given,
   replaces the pose's mesh frame), or one mesh for every model. One renderer per mesh, cached.
@@ -65,6 +66,38 @@ class MaskFolder(Mapping):
 
     def __len__(self) -> int:
         return len(self._paths)
+
+
+class ProjectMasks(dict):
+    """Ground-truth masks painted in a Label Studio project (``templates/segmentation_gt.xml``):
+    for each task, the union of the brush regions of its newest annotation, keyed by the image
+    name (``data.source.key`` when the task was imported by finepose, else the image URL's
+    file name)."""
+
+    def __init__(self, client, project_id: int):
+        from .prelabel import _as_dict
+        from .tasks import brush_mask, newest_annotation
+
+        super().__init__()
+        for task in client.tasks.list(project=project_id, fields="all"):
+            task = _as_dict(task)
+            annotation = newest_annotation(task.get("annotations") or [])
+            brushes = [r for r in (annotation or {}).get("result") or [] if r.get("type") == "brushlabels"]
+            if not brushes:
+                continue
+            mask = np.logical_or.reduce([brush_mask(r) for r in brushes])
+            self[image_key(_image_name(task))] = mask
+        if not self:
+            raise MaskError(f"Label Studio project {project_id} has no annotated brush masks")
+
+
+def _image_name(task: dict) -> str:
+    data = task.get("data") or {}
+    key = (data.get("source") or {}).get("key")
+    if key:
+        return key
+    url = next((v for v in data.values() if isinstance(v, str)), "")
+    return Path(url.split("?d=")[-1].split("?")[0]).name
 
 
 @dataclass
@@ -236,7 +269,14 @@ def cmd_evaluate(args) -> None:
     if args.frame and not args.mesh:
         raise ValueError("--frame goes with --mesh; a registry names each model's frame")
     meshes = Registry.load(args.registry) if args.registry else Registry.single(args.mesh, args.frame)
-    masks = MaskFolder(args.masks)
+    if bool(args.masks) == bool(args.masks_project):
+        raise ValueError("give either --masks (a PNG folder) or --masks-project (a Label Studio project id)")
+    if args.masks:
+        masks = MaskFolder(args.masks)
+    else:
+        from .resources import Resources
+
+        masks = ProjectMasks(Resources.shared().client(), args.masks_project)
     images = None
     if args.images:
         listed = Path(args.images)
@@ -258,7 +298,9 @@ def cmd_evaluate(args) -> None:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="IoU of pose sets against ground-truth masks (Tables 2/3)")
-    p.add_argument("--masks", required=True, help="folder of ground-truth masks <image stem>.png")
+    p.add_argument("--masks", help="folder of ground-truth masks <image stem>.png")
+    p.add_argument("--masks-project", type=int,
+                   help="or a Label Studio project whose brush annotations are the masks (templates/segmentation_gt.xml)")
     p.add_argument(
         "--set",
         action="append",

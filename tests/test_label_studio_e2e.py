@@ -234,3 +234,61 @@ def test_study_end_to_end_with_three_raters(label_studio, tmp_path):  # noqa: F8
     assert summary["fleiss_kappa"] == pytest.approx(expected)
     assert (tmp_path / "report" / "ratings.png").is_file() and (tmp_path / "report" / "ratings.csv").is_file()
     assert "Fleiss' kappa" in format_table(summary)
+
+
+def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monkeypatch):  # noqa: F811
+    from ls_backend.prelabel import prelabel
+
+    ls = label_studio
+    (tmp_path / "world").mkdir()
+    world = make_world(tmp_path / "world")
+    client = ls.client()
+    template = Path(__file__).resolve().parents[1] / "templates" / "pose_annotation.xml"
+    project = client.projects.create(title="prelabel", label_config=template.read_text())
+    folder = ls.local_storage(project.id, "prelabel")
+    for name in ("photo.png", "reference.png"):
+        shutil.copy(world.root / name, folder / name)
+    good = {"image": ls.local_file_url(folder / "photo.png"), "model": "toy-car",
+            "reference": ls.local_file_url(folder / "reference.png")}
+    tasks = [{**good, "pose": replace(world.start_pose, azimuth=world.start_pose.azimuth + d).to_dict()} for d in (-2, 0, 2)]
+    client.projects.import_tasks(id=project.id, request=[*tasks, {**good, "model": "no-such-model"}])
+    # Worker processes configure themselves from the environment, as the CLI does.
+    env = {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.api_key,
+           "FINEPOSE_REGISTRY": str(world.root / "registry.json"), "MODEL_DIR": str(tmp_path / "model-dir")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(Resources, "_shared", None)
+    first = prelabel(project.id, workers=2)
+    assert (first["tasks"], first["done"], first["failed"]) == (4, 3, 1)
+    state = [json.loads(line) for line in Path(first["state"]).read_text().splitlines()]
+    assert any("unknown model 'no-such-model'" in r.get("error", "") for r in state)
+    stored = [p for t in client.tasks.list(project=project.id) for p in client.predictions.list(task=t.id)]
+    assert len(stored) == 3 and all(p.score > 0.97 and p.model_version == first["model_version"] for p in stored)
+    again = prelabel(project.id, workers=2)  # resumable: only the failed task is tried again
+    assert (again["tasks"], again["done"], again["failed"]) == (1, 0, 1)
+
+
+def test_evaluate_against_masks_painted_in_label_studio(label_studio, tmp_path):  # noqa: F811
+    from ls_backend.evaluate import ProjectMasks, evaluate
+    from ls_backend.predictions import brush_result
+    from ls_backend.label_config import PoseConfig
+
+    ls = label_studio
+    (tmp_path / "world").mkdir()
+    world = make_world(tmp_path / "world")
+    client = ls.client()
+    template = Path(__file__).resolve().parents[1] / "templates" / "segmentation_gt.xml"
+    project = client.projects.create(title="ground truth", label_config=template.read_text())
+    folder = ls.local_storage(project.id, "gt")
+    shutil.copy(world.root / "photo.png", folder / "img0.png")
+    client.projects.import_tasks(id=project.id, request=[{"image": ls.local_file_url(folder / "img0.png")}])
+    task = next(iter(client.tasks.list(project=project.id)))
+    brush = brush_result(PoseConfig(image="image", image_key="image", brush="mask", numbers=()), "Car", world.reference)
+    client.annotations.create(id=task.id, result=[brush])
+    masks = ProjectMasks(client, project.id)
+    assert list(masks) == ["img0"] and np.array_equal(masks["img0"], world.reference)
+    sets = {"true": {"img0": PoseRecord("img0.png", "toy-car", None, pose=world.true_pose)},
+            "start": {"img0": PoseRecord("img0.png", "toy-car", None, pose=world.start_pose)}}
+    result = evaluate(masks, sets, Registry.load(world.root / "registry.json"))
+    assert result.ious["true"][0] == 1.0
+    assert result.ious["start"][0] == pytest.approx(iou(world.renderer.render(world.start_pose), world.reference))
