@@ -33,6 +33,7 @@ from geometry.pose_io import pose_from_dict
 from .label_config import parse_label_config
 from .posesets import PoseRecord, load_pose_set, write_pose_set
 from .predictions import number_result, pose_numbers
+from .projects import project_tasks
 from .tasks import newest_annotation, pose_from_numbers
 from .tasks import pose_numbers as annotated_numbers
 
@@ -141,9 +142,7 @@ def final_pose(task: dict, frame: np.ndarray | None = None) -> tuple[Pose, str]:
 
 def export_project(client, project_id: int, out: Path, pickle_out: Path | None = None, seed_value: int = 0) -> dict:
     """Write a project's final poses (see the module docstring); returns a summary."""
-    from .prelabel import _as_dict
-
-    tasks = [_as_dict(t) for t in client.tasks.list(project=project_id, fields="all")]
+    tasks = list(project_tasks(client, project_id))
     if not tasks:
         raise DatasetError(f"project {project_id} has no tasks")
     rows = []

@@ -75,12 +75,11 @@ class ProjectMasks(dict):
     file name)."""
 
     def __init__(self, client, project_id: int):
-        from .prelabel import _as_dict
+        from .projects import project_tasks
         from .tasks import brush_mask, newest_annotation
 
         super().__init__()
-        for task in client.tasks.list(project=project_id, fields="all"):
-            task = _as_dict(task)
+        for task in project_tasks(client, project_id):
             annotation = newest_annotation(task.get("annotations") or [])
             brushes = [r for r in (annotation or {}).get("result") or [] if r.get("type") == "brushlabels"]
             if not brushes:

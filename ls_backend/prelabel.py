@@ -18,13 +18,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .label_config import parse_label_config
+from .projects import as_dict, project_tasks
 from .resources import Resources
-
-
-def _as_dict(item) -> dict:
-    if isinstance(item, dict):
-        return item
-    return item.model_dump() if hasattr(item, "model_dump") else item.dict()
 
 
 def _done_ids(state: Path) -> set[int]:
@@ -54,9 +49,8 @@ def _refine_one(task: dict, label_config: str) -> dict:
 def tasks_to_refine(client, project_id: int, version: str, done: set[int]) -> list[dict]:
     """The project's tasks with no prediction of ``version`` and not done in the state file."""
     todo = []
-    for task in client.tasks.list(project=project_id, fields="all"):
-        task = _as_dict(task)
-        versions = {_as_dict(p).get("model_version") for p in task.get("predictions") or []}
+    for task in project_tasks(client, project_id):
+        versions = {as_dict(p).get("model_version") for p in task.get("predictions") or []}
         if version not in versions and task["id"] not in done:
             todo.append({"id": task["id"], "data": task["data"], "annotations": task.get("annotations") or []})
     return todo

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from geometry.overlay import save_overlay
 
 from .posesets import image_key, load_pose_set
+from .projects import project_tasks
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "satisfaction_study.xml"
 RATINGS = ("Worse", "Equal", "Better")
@@ -131,11 +132,8 @@ def _render_overlay(photo: Path, record, registry, out: Path) -> None:
 
 def collect_ratings(client, project_id: int, key: dict) -> list[dict]:
     """One row per annotation: item, rater, raw rating, un-blinded rating of refined vs human."""
-    from .prelabel import _as_dict
-
     rows = []
-    for task in client.tasks.list(project=project_id, fields="all"):
-        task = _as_dict(task)
+    for task in project_tasks(client, project_id):
         item = task["data"].get("item")
         if item not in key["items"]:
             raise StudyError(f"task {task['id']} has item {item!r}, which the key file does not know")
