@@ -13,6 +13,7 @@ import logging
 from .label_config import parse_label_config
 from .pipeline import predict_task
 from .resources import Resources
+from .segmentation import WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class FineposeModel:
         for task in tasks:
             try:
                 predictions.append(predict_task(task, config, self.resources, context).prediction)
-            except ValueError as exc:
+            except (ValueError, WeightsError) as exc:
                 if len(tasks) == 1:
                     raise
                 logger.warning("task %s: %s", task.get("id") if isinstance(task, dict) else "?", exc)

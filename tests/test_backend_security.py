@@ -127,3 +127,12 @@ def test_twenty_concurrent_predictions_equal_serial_ones(world):
             concurrent = list(pool.map(post, tasks))
     assert concurrent == serial
     assert len({round(r["score"], 9) for r in serial}) > 1  # the tasks really differ
+
+
+def test_unreachable_label_studio_is_a_clear_error(world):
+    client = with_settings(world, label_studio_url="http://127.0.0.1:9", api_key="x")  # nothing listens there
+    task = world.task(pose=world.start_pose.to_dict(), reference=world.url("reference.png"))
+    task["data"]["image"] = "/data/upload/1/photo.png"
+    response = client.post("/predict", json=body(world, task))
+    assert response.status_code == 422 and "could not fetch /data/upload/1/photo.png" in response.get_json()["error"]
+    assert client.get("/health").status_code == 200
