@@ -9,6 +9,8 @@ bounding box (from the projected convex hull), so a render costs what the object
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,14 +53,27 @@ class SilhouetteRenderer:
             self.hull = mesh.vertices[ConvexHull(mesh.vertices).vertices]
         except Exception:  # flat or degenerate meshes: every vertex bounds the silhouette
             self.hull = mesh.vertices
+        self._hull_cache: OrderedDict = OrderedDict()  # pose key -> hull_pixels (a few recent)
+        self._hull_lock = threading.Lock()  # renderers are shared by the backend's threads
 
     def hull_pixels(self, pose: Pose) -> np.ndarray | None:
         """Pixel coordinates (N, 2) of the convex hull's vertices, or None when any of them is
-        at or behind the camera."""
+        at or behind the camera. The last few are remembered (callers ask again for the
+        same pose: its bounds, then its window); treat the array as read-only."""
+        key = (*_key(pose), pose.mesh_frame.tobytes())
+        with self._hull_lock:
+            if key in self._hull_cache:
+                return self._hull_cache[key]
         cam = camera_points(pose, self.hull)
         if np.any(cam[:, 2] <= 1e-9):
-            return None
-        return cam[:, :2] / cam[:, 2:3] * pose.focal + np.array([pose.u, pose.v])
+            xy = None
+        else:
+            xy = cam[:, :2] / cam[:, 2:3] * pose.focal + np.array([pose.u, pose.v])
+        with self._hull_lock:
+            self._hull_cache[key] = xy
+            if len(self._hull_cache) > 4:
+                self._hull_cache.popitem(last=False)
+        return xy
 
     def bounds(self, pose: Pose) -> tuple[float, float, float, float] | None:
         """Pixel bounding box (xmin, ymin, xmax, ymax) of the projected mesh, or None when any
@@ -101,14 +116,16 @@ class SilhouetteRenderer:
     @staticmethod
     def _rays(pose: Pose, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Rays (origin, direction; mesh frame, float32, shape ``broadcast(xs, ys) + (6,)``)
-        through the pixel centres (xs, ys): direction ``inv(M) @ ((x - u) / f, (y - v) / f, 1)``."""
+        through the pixel centres (xs, ys): direction ``inv(M) @ ((x - u) / f, (y - v) / f, 1)``,
+        one direction component at a time (about twice as fast as all three at once)."""
         mat, t = mesh_extrinsics(pose)
         inv = np.linalg.inv(mat)
-        dx = ((xs - pose.u) / pose.focal)[..., None]
-        dy = ((ys - pose.v) / pose.focal)[..., None]
-        rays = np.empty(np.broadcast_shapes(dx.shape, dy.shape)[:-1] + (6,), dtype=np.float32)
+        dx = (xs - pose.u) / pose.focal
+        dy = (ys - pose.v) / pose.focal
+        rays = np.empty(np.broadcast_shapes(dx.shape, dy.shape) + (6,), dtype=np.float32)
         rays[..., :3] = -inv @ t
-        rays[..., 3:] = dx * inv[:, 0] + dy * inv[:, 1] + inv[:, 2]
+        for k in range(3):
+            rays[..., 3 + k] = dx * inv[k, 0] + dy * inv[k, 1] + inv[k, 2]
         return rays
 
     def render(self, pose: Pose) -> np.ndarray:
@@ -127,3 +144,7 @@ def crop(window: Window, x0: int, y0: int, width: int, height: int) -> np.ndarra
     if sx1 > sx0 and sy1 > sy0:
         out[oy + sy0 : oy + sy1, ox + sx0 : ox + sx1] = window.mask[sy0:sy1, sx0:sx1]
     return out
+
+
+def _key(pose: Pose) -> tuple:
+    return (pose.azimuth, pose.elevation, pose.theta, pose.distance, pose.focal, pose.u, pose.v, pose.width, pose.height)

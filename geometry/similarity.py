@@ -58,9 +58,9 @@ class BaseSilhouette:
         h, w = self.mask.shape
         qx = (m[0, 0] * xs)[None, :] + (m[0, 1] * ys + (self.centre[0] + 1.5)).astype(np.float32)[:, None]
         qy = (m[1, 0] * xs)[None, :] + (m[1, 1] * ys + (self.centre[1] + 1.5)).astype(np.float32)[:, None]
-        index = np.clip(qy, 0, h + 1, out=qy).astype(np.intp)
+        index = np.clip(qy, 0, h + 1, out=qy).astype(np.int32)  # int32: half the memory traffic
         index *= w + 2
-        index += np.clip(qx, 0, w + 1, out=qx).astype(np.intp)
+        index += np.clip(qx, 0, w + 1, out=qx).astype(np.int32)
         out = self._flat.take(index)
         return Window(out, x0, y0)
 
