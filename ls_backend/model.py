@@ -43,7 +43,11 @@ class FineposeModel:
         predictions = []
         for task in tasks:
             try:
-                predictions.append(predict_task(task, config, self.resources, context).prediction)
+                outcome = predict_task(task, config, self.resources, context)
+                logger.info("task %s: initial pose from %s, reference from %s, score %.4f, %.2f s",
+                            task.get("id"), outcome.initial_source, outcome.reference_source,
+                            outcome.prediction["score"], outcome.seconds)
+                predictions.append(outcome.prediction)
             except (ValueError, WeightsError) as exc:
                 if len(tasks) == 1:
                     raise
