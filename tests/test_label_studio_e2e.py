@@ -52,20 +52,29 @@ def numbers(result) -> dict:
     return {r["from_name"]: r["value"]["number"] for r in result if r["type"] == "number"}
 
 
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+
+
+def template_project(ls, world, title: str, template: str = "pose_annotation.xml"):
+    """A project from one of finepose's templates, with the world's photo and reference in a
+    Local Files storage; returns (project, task data pointing at them)."""
+    project = ls.client().projects.create(title=title, label_config=(TEMPLATES / template).read_text())
+    folder = ls.local_storage(project.id, title.replace(" ", "-"))
+    for name in ("photo.png", "reference.png"):
+        shutil.copy(world.root / name, folder / name)
+    data = {"image": ls.local_file_url(folder / "photo.png"), "model": "toy-car",
+            "reference": ls.local_file_url(folder / "reference.png")}
+    return project, data
+
+
 @pytest.fixture(scope="module")
 def pose_project(label_studio, tmp_path_factory):  # noqa: F811
     """A project from the finepose template with one task, and the backend serving it."""
     ls = label_studio
     world = make_world(tmp_path_factory.mktemp("e2e-world"))
     client = ls.client()
-    template = Path(__file__).resolve().parents[1] / "templates" / "pose_annotation.xml"
-    project = client.projects.create(title="finepose e2e", label_config=template.read_text())
-    folder = ls.local_storage(project.id, "poses")
-    for name in ("photo.png", "reference.png"):
-        shutil.copy(world.root / name, folder / name)
-    data = {"image": ls.local_file_url(folder / "photo.png"), "model": "toy-car",
-            "reference": ls.local_file_url(folder / "reference.png"), "pose": world.start_pose.to_dict()}
-    client.projects.import_tasks(id=project.id, request=[data])
+    project, data = template_project(ls, world, "finepose e2e")
+    client.projects.import_tasks(id=project.id, request=[{**data, "pose": world.start_pose.to_dict()}])
     task_id = next(iter(client.tasks.list(project=project.id))).id
     # Media are downloaded from Label Studio with the API key (no local roots).
     settings = replace(world.settings, label_studio_url=ls.url, api_key=ls.api_key, local_files_roots=())
@@ -75,7 +84,7 @@ def pose_project(label_studio, tmp_path_factory):  # noqa: F811
                                                    "is_interactive": True})
         assert response.status_code == 201, response.text
         yield {"ls": ls, "client": client, "project": project, "task": task_id, "world": world,
-               "resources": resources, "ml": response.json(), "folder": folder}
+               "resources": resources, "ml": response.json()}
 
 
 def test_template_makes_a_project_and_the_backend_connects(pose_project):
@@ -155,8 +164,7 @@ def test_interactive_keypoints(pose_project):
 def test_dataset_import_export_round_trip(label_studio, tmp_path, rng):  # noqa: F811
     ls = label_studio
     client = ls.client()
-    template = Path(__file__).resolve().parents[1] / "templates" / "pose_annotation.xml"
-    project = client.projects.create(title="dataset round trip", label_config=template.read_text())
+    project = client.projects.create(title="dataset round trip", label_config=(TEMPLATES / "pose_annotation.xml").read_text())
     folder = ls.local_storage(project.id, "dataset")
     records = {}
     for i in range(6):
@@ -243,13 +251,7 @@ def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monke
     (tmp_path / "world").mkdir()
     world = make_world(tmp_path / "world")
     client = ls.client()
-    template = Path(__file__).resolve().parents[1] / "templates" / "pose_annotation.xml"
-    project = client.projects.create(title="prelabel", label_config=template.read_text())
-    folder = ls.local_storage(project.id, "prelabel")
-    for name in ("photo.png", "reference.png"):
-        shutil.copy(world.root / name, folder / name)
-    good = {"image": ls.local_file_url(folder / "photo.png"), "model": "toy-car",
-            "reference": ls.local_file_url(folder / "reference.png")}
+    project, good = template_project(ls, world, "prelabel")
     tasks = [{**good, "pose": replace(world.start_pose, azimuth=world.start_pose.azimuth + d).to_dict()} for d in (-2, 0, 2)]
     client.projects.import_tasks(id=project.id, request=[*tasks, {**good, "model": "no-such-model"}])
     # Worker processes configure themselves from the environment, as the CLI does.
@@ -277,8 +279,7 @@ def test_evaluate_against_masks_painted_in_label_studio(label_studio, tmp_path):
     (tmp_path / "world").mkdir()
     world = make_world(tmp_path / "world")
     client = ls.client()
-    template = Path(__file__).resolve().parents[1] / "templates" / "segmentation_gt.xml"
-    project = client.projects.create(title="ground truth", label_config=template.read_text())
+    project = client.projects.create(title="ground truth", label_config=(TEMPLATES / "segmentation_gt.xml").read_text())
     folder = ls.local_storage(project.id, "gt")
     shutil.copy(world.root / "photo.png", folder / "img0.png")
     client.projects.import_tasks(id=project.id, request=[{"image": ls.local_file_url(folder / "img0.png")}])
