@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .conventions import pascal3d, seed
 from .frames import frame_matrix
+from .jsonio import read_json
 from .pose import Pose, PoseError
 
 CONVENTIONS = ("finepose", "pascal3d", "seed")
@@ -57,13 +57,7 @@ def pose_to_dict(pose: Pose, convention: str = "finepose", **kwargs) -> dict:
 
 def load_pose(path: str | Path) -> Pose:
     """Read a pose JSON file, with errors naming the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PoseError(f"pose file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise PoseError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, "pose file", PoseError)
     try:
         return pose_from_dict(data)
     except PoseError as exc:

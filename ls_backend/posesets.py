@@ -37,6 +37,7 @@ import numpy as np
 
 from geometry.conventions import seed
 from geometry.frames import frame_name
+from geometry.jsonio import read_json
 from geometry.pose import Pose, PoseError
 from geometry.pose_io import pose_from_dict
 
@@ -184,7 +185,7 @@ def _read_pickle(path: Path) -> dict:
 
 
 def _read_export(path: Path) -> tuple[dict, dict | None]:
-    data = _read_json(path)
+    data = read_json(path, "pose set", PoseSetError)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PoseSetError(f'{path}: not a finepose pose set (expected "format": "{FORMAT}")')
     if data.get("version") != VERSION:
@@ -214,7 +215,7 @@ def _read_folder(path: Path) -> dict:
     records = {}
     for file in sorted(path.rglob("*.json")):
         image = file.relative_to(path).with_suffix("").as_posix()
-        data = _read_json(file)
+        data = read_json(file, "pose file", PoseSetError)
         try:
             pose = pose_from_dict(data)
         except PoseError as exc:
@@ -223,13 +224,6 @@ def _read_folder(path: Path) -> dict:
         model = data.get("model", data.get("model_id", source.get("model_id")))
         records[image] = PoseRecord(image, None if model is None else str(model), None, pose=pose)
     return records
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PoseSetError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _check_split(split, where: str) -> None:

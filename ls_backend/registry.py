@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from geometry.frames import FRAMES, frame_matrix
+from geometry.jsonio import read_json
 from geometry.keypoints import KeypointError, keypoints_path, load_keypoints
 from geometry.mesh import load_mesh
 from geometry.render import SilhouetteRenderer
@@ -70,12 +71,7 @@ class Registry:
     @classmethod
     def load(cls, path: str | Path, max_mesh_bytes: int = 200 << 20) -> "Registry":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise RegistryError(f"model registry not found: {path} (set FINEPOSE_REGISTRY)") from None
-        except json.JSONDecodeError as exc:
-            raise RegistryError(f"model registry {path} is not valid JSON: {exc}") from None
+        data = read_json(path, "model registry", RegistryError, hint=" (set FINEPOSE_REGISTRY)")
         if not isinstance(data, dict):
             raise RegistryError(f"model registry {path} must be a JSON object of model id -> entry")
         entries = {str(key): _entry(str(key), value, path.parent) for key, value in data.items()}

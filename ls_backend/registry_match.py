@@ -41,6 +41,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from geometry.frames import FRAMES
+from geometry.jsonio import read_json
 
 SYNSETS = {"car": "02958343", "airplane": "02691156", "aeroplane": "02691156"}
 TOKEN_WEIGHT, YEAR_WEIGHT = 0.8, 0.2
@@ -158,10 +159,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise ValueError(f"metadata file not found: {path}")
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json(path, "metadata file")
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise ValueError(f"{path}: metadata JSON must be an object {{model_id: name}}")
         metadata = data
