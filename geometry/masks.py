@@ -1,4 +1,4 @@
-"""Binary masks on disk, and the noise of a real segmentation reference."""
+"""Binary masks: on disk, resized, and with the noise of a real segmentation reference."""
 
 from __future__ import annotations
 
@@ -37,6 +37,16 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
     from skimage.io import imsave
 
     imsave(Path(path), (np.asarray(mask, dtype=bool) * 255).astype(np.uint8), check_contrast=False)
+
+
+def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``mask`` at ``width`` x ``height``: a pixel is in when at least half of it was
+    (area-averaged, anti-aliased when shrinking). Returned as is when already that size."""
+    if mask.shape == (height, width):
+        return mask
+    from skimage.transform import resize
+
+    return resize(mask.astype(np.float32), (height, width), order=1, anti_aliasing=True) >= 0.5
 
 
 def realistic_noise(mask: np.ndarray, rng: np.random.Generator, amplitude_px: float = 2.0) -> np.ndarray:

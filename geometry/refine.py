@@ -17,6 +17,7 @@ import numpy as np
 
 from .band import OutlineBand
 from .iou import Reference, iou
+from .masks import resize_mask
 from .pose import Pose
 from .render import SilhouetteRenderer
 from .search import DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, RELEASE_STEPS, greedy_search
@@ -276,7 +277,7 @@ def _lookup_levels(renderer, reference, pose, steps, alpha, stop, supersample, m
     levels = _pyramid_scales(reference.width, min_level_width, scales)
     for scale in levels:
         level_pose = pose.rescaled(max(1, round(pose.width * scale)), max(1, round(pose.height * scale)))
-        level_ref = Reference(_downscale(reference.mask, level_pose.width, level_pose.height))
+        level_ref = Reference(resize_mask(reference.mask, level_pose.width, level_pose.height))
         lookup = LookupObjective(renderer, level_ref, level_pose, supersample=supersample)
         level_steps = np.asarray(steps, dtype=float).copy()
         level_steps[4:] *= level_pose.width / pose.width
@@ -294,14 +295,6 @@ def _lookup_levels(renderer, reference, pose, steps, alpha, stop, supersample, m
 
 def _pyramid_scales(width: int, min_level_width: int, scales) -> list[float]:
     return [s for s in scales if width * s >= min_level_width] + [1.0]
-
-
-def _downscale(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    if mask.shape == (height, width):
-        return mask
-    from skimage.transform import resize
-
-    return resize(mask.astype(np.float32), (height, width), order=1, anti_aliasing=True) >= 0.5
 
 
 def _to_level(x: np.ndarray, pose: Pose, level: Pose) -> np.ndarray:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geometry.init_pose import initial_pose
+from geometry.masks import resize_mask
 from geometry.pose import Pose
 from geometry.refine import refine
 
@@ -63,7 +64,7 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
 
     work_width = min(settings.work_width, width)
     work_height = max(1, round(height * work_width / width))
-    work_reference = _resize_mask(reference, work_width, work_height)
+    work_reference = resize_mask(reference, work_width, work_height)
     if initial is None:
         found = initial_pose(renderer, work_reference, mesh_frame=entry.frame_matrix)
         initial = found.hypotheses[0].pose
@@ -93,7 +94,7 @@ def _reference(inputs: TaskInputs, resources: Resources, image, category, render
     if inputs.human_reference is not None:
         mask = brush_mask(inputs.human_reference)
         if mask.any():
-            return _resize_mask(mask, width, height), "annotation"
+            return resize_mask(mask, width, height), "annotation"
     if inputs.reference_url is not None:
         path = media.fetch(inputs.reference_url, resources.settings, inputs.task_id)
         return media.read_reference(path, resources.settings, (width, height)), "data.reference"
@@ -102,12 +103,3 @@ def _reference(inputs: TaskInputs, resources: Resources, image, category, render
     if not found.mask.any():
         raise TaskError(f"segmentation found no {category} in the image: give a reference mask")
     return found.mask, f"segmentation ({found.source})"
-
-
-def _resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    if mask.shape == (height, width):
-        return mask
-    from skimage.transform import resize
-
-    return resize(mask.astype(np.float32), (height, width), order=1, anti_aliasing=True) >= 0.5
-

@@ -218,9 +218,9 @@ def _config(world):
 
 
 def _work_reference(world):
-    from ls_backend.pipeline import _resize_mask
+    from geometry.masks import resize_mask
 
-    return _resize_mask(world.reference, 300, 200)
+    return resize_mask(world.reference, 300, 200)
 
 
 def _keypoint_region(name, xy, world):
