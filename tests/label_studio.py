@@ -128,35 +128,6 @@ class LabelStudioServer:
         """A raw REST call as the admin, for endpoints the SDK does not cover."""
         return self.admin.api(method, path, **kwargs)
 
-    def login_session(self, email: str | None = None, password: str | None = None) -> requests.Session:
-        """A requests session logged in through the login form (cookies, like a browser)."""
-        email = email or self.username
-        password = password or self.password
-        s = requests.Session()
-        s.get(self.url + "/user/login/", timeout=60).raise_for_status()
-        r = s.post(
-            self.url + "/user/login/",
-            data={"email": email, "password": password, "csrfmiddlewaretoken": s.cookies.get("csrftoken", "")},
-            headers={"Referer": self.url + "/user/login/"},
-            allow_redirects=False,
-            timeout=60,
-        )
-        if r.status_code != 302:
-            raise RuntimeError(f"login as {email} failed: HTTP {r.status_code}")
-        return s
-
-    def personal_access_token(self, email: str | None = None, password: str | None = None) -> str:
-        """A new JWT Personal Access Token (refresh token) for a user; the SDK accepts it too
-        (it trades it for access tokens at /api/token/refresh/). Legacy tokens are simpler."""
-        s = self.login_session(email, password)
-        r = s.post(
-            self.url + "/api/token/",
-            headers={"X-CSRFToken": s.cookies.get("csrftoken", ""), "Referer": self.url + "/"},
-            timeout=60,
-        )
-        r.raise_for_status()
-        return r.json()["token"]
-
     # --- users --------------------------------------------------------------------------
     def create_user(
         self, email: str, password: str | None = None, first_name: str = "", last_name: str = ""
