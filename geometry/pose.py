@@ -138,3 +138,14 @@ def validate_pose(pose: Pose) -> None:
 def wrap_degrees(angle: float) -> float:
     """``angle`` wrapped to [-180, 180) degrees."""
     return (angle + 180.0) % 360.0 - 180.0
+
+
+def wrap_signed_degrees(angle):
+    """``angle`` (a number or an array) wrapped to (-180, 180] degrees."""
+    return -wrap_degrees(-np.asarray(angle, dtype=float))
+
+
+def display_angles(azimuth, elevation, theta) -> tuple:
+    """The angles in the ranges finepose shows and tabulates them: azimuth in [0, 360),
+    elevation and theta in (-180, 180] (numbers or arrays, degrees)."""
+    return np.asarray(azimuth, dtype=float) % 360.0, wrap_signed_degrees(elevation), wrap_signed_degrees(theta)

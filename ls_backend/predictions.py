@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from geometry.pose import PARAMETER_NAMES, Pose, wrap_degrees
+from geometry.pose import PARAMETER_NAMES, Pose, display_angles
 
 from .label_config import PROJECTION, REFERENCE, PoseConfig
 
@@ -45,9 +45,8 @@ def brush_result(config: PoseConfig, label: str, mask: np.ndarray) -> dict:
 def pose_numbers(pose: Pose) -> dict[str, float]:
     """The seven numbers as shown to annotators (angles wrapped to the template's ranges)."""
     numbers = dict(zip(PARAMETER_NAMES, pose.vector().tolist()))
-    numbers["azimuth"] %= 360.0
-    numbers["elevation"] = -wrap_degrees(-numbers["elevation"])  # (-180, 180]
-    numbers["theta"] = -wrap_degrees(-numbers["theta"])
+    angles = display_angles(pose.azimuth, pose.elevation, pose.theta)
+    numbers.update(zip(("azimuth", "elevation", "theta"), map(float, angles)))
     return numbers
 
 

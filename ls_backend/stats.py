@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geometry.pose import PARAMETER_NAMES
+from geometry.pose import PARAMETER_NAMES, display_angles, wrap_signed_degrees
 
 from .posesets import PoseRecord, PoseSet, image_key, load_pose_set
 
@@ -72,18 +72,13 @@ def record_parameters(record: PoseRecord) -> np.ndarray:
     return np.array([p.azimuth, p.elevation, p.theta, p.distance, p.focal, p.u - p.width / 2.0, p.v - p.height / 2.0])
 
 
-def wrap_signed(degrees: np.ndarray) -> np.ndarray:
-    """Angles wrapped to (-180, 180]."""
-    return -((-np.asarray(degrees, dtype=float) + 180.0) % 360.0 - 180.0)
-
-
 def parameter_table(pose_set: dict) -> dict[str, np.ndarray]:
     """``parameter -> values`` over the records (in key order), angles wrapped."""
     values = np.array([record_parameters(r) for r in pose_set.values()]).reshape(-1, len(PARAMETER_NAMES))
     table = dict(zip(PARAMETER_NAMES, values.T))
-    table["azimuth"] = table["azimuth"] % 360.0
-    table["elevation"] = wrap_signed(table["elevation"])
-    table["theta"] = wrap_signed(table["theta"])
+    table["azimuth"], table["elevation"], table["theta"] = display_angles(
+        table["azimuth"], table["elevation"], table["theta"]
+    )
     return table
 
 
@@ -243,7 +238,7 @@ def paired_differences(base: PoseSet, other: PoseSet) -> tuple[list[str], dict[s
     b = np.array([record_parameters(other_by_key[k]) for k in keys])
     diffs = dict(zip(PARAMETER_NAMES, (b - a).T))
     for name in ANGLES:
-        diffs[name] = wrap_signed(diffs[name])
+        diffs[name] = wrap_signed_degrees(diffs[name])
     changed = sum(base_by_key[k].model != other_by_key[k].model for k in keys)
     return keys, diffs, changed
 

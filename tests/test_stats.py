@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from geometry.conventions import seed
-from geometry.pose import Pose
+from geometry.pose import Pose, wrap_signed_degrees
 from ls_backend import stats
 from ls_backend.posesets import PoseRecord, PoseSetError, image_key, load_pose_set, write_pose_set
 
@@ -193,7 +193,7 @@ def test_histograms_keep_every_value_and_wrap_angles():
     edges, counts = stats.histogram("u", values)
     assert counts.sum() == len(values) and counts[0] == 1 and counts[-1] == 1
     assert np.all(np.isin(np.diff(edges[1:-1]) / 0.5 % 1, [0.0]))  # whole half-pixel steps: no aliasing
-    assert np.allclose(stats.wrap_signed([180, -180, 190, -190, 540]), [180, 180, -170, 170, 180])
+    assert np.allclose(wrap_signed_degrees([180, -180, 190, -190, 540]), [180, 180, -170, 170, 180])
     assert stats.histogram("azimuth", np.array([0.0, 359.9]))[1].sum() == 2
 
 
