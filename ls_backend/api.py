@@ -25,7 +25,7 @@ from .media import MediaError
 from .model import FineposeModel
 from .registry import RegistryError
 from .resources import Resources
-from .segmentation import WeightsError
+from .weights_errors import WeightsError
 from .tasks import TaskError
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import logging
 from .label_config import parse_label_config
 from .pipeline import predict_task
 from .resources import Resources
-from .segmentation import WeightsError
+from .weights_errors import WeightsError
 
 logger = logging.getLogger(__name__)
 

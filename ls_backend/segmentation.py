@@ -65,6 +65,8 @@ import torch.nn.functional as F
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
 from torchvision.models.segmentation import DeepLabV3_ResNet101_Weights, deeplabv3_resnet101
 
+from .weights_errors import MissingWeightsError, WeightsError
+
 # --------------------------------------------------------------------------- categories
 
 
@@ -164,14 +166,6 @@ TITLES = {
     "deeplab": "DeepLabV3 (deeplabv3_resnet101, COCO with VOC labels)",
 }
 _HASH = re.compile(r"-([a-f0-9]+)\.")  # as torch.hub.HASH_REGEX: name-<sha256 prefix>.pth
-
-
-class WeightsError(RuntimeError):
-    """Segmentation weights that cannot be used: unreadable, corrupt, wrong hash or wrong model."""
-
-
-class MissingWeightsError(WeightsError):
-    """Segmentation weights that are not there; the message says which file goes where."""
 
 
 def _check(model: str) -> str:
