@@ -103,8 +103,9 @@ def create_study(client, human, refined, images: Path, registry, media_root: Pat
     for index, name in enumerate(tqdm(chosen, desc="study overlays", unit="image")):
         item = f"item-{index:04d}"
         refined_side = "right" if rng.random() < 0.5 else "left"
+        photo = _read_rgb(images / by_key_h[name].image)
         for side, record in (("A", by_key_h[name]), ("B", by_key_r[name])):  # A human, B refined
-            _render_overlay(images / by_key_h[name].image, record, registry, media_root / f"{item}-{side}.png")
+            _render_overlay(photo, record, registry, media_root / f"{item}-{side}.png")
         human_url, refined_url = (url_prefix + f"{item}-{s}.png" for s in ("A", "B"))
         left, right = (human_url, refined_url) if refined_side == "right" else (refined_url, human_url)
         tasks.append({"data": {"left": left, "right": right, "item": item}})
@@ -116,11 +117,14 @@ def create_study(client, human, refined, images: Path, registry, media_root: Pat
     return {"project": project.id, "tasks": len(tasks), "raters": raters, "key": str(key_path)}
 
 
-def _render_overlay(photo: Path, record, registry, out: Path) -> None:
+def _read_rgb(photo: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(photo) as image:
-        rgb = np.asarray(image.convert("RGB"))
+        return np.asarray(image.convert("RGB"))
+
+
+def _render_overlay(rgb: np.ndarray, record, registry, out: Path) -> None:
     height, width = rgb.shape[:2]
     pose = record.pose_for(width, height)
     mask = registry.renderer(record.model).render(pose)
