@@ -51,7 +51,7 @@ class Resources:
             registry.renderer(model_id)
         logger.info("loaded %d meshes from %s", len(registry.entries), registry.source)
 
-    @property
+    @cached_property
     def model_version(self) -> str:
         """Stable across processes for the same code, method, resolution and registry: Label
         Studio skips tasks that already hold a prediction of this version."""
