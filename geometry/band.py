@@ -23,6 +23,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from .masks import border_pixels
 from .pose import Pose
 from .render import SilhouetteRenderer, Window, crop
 
@@ -40,12 +41,8 @@ class OutlineBand:
         x0, y0, x1, y1 = renderer.window(pose)  # holds the anchor's silhouette
         self.x0, self.y0 = max(0, x0 - max_radius), max(0, y0 - max_radius)
         x1, y1 = min(pose.width, x1 + max_radius), min(pose.height, y1 + max_radius)
-        padded = crop(anchor, self.x0 - 1, self.y0 - 1, x1 - self.x0 + 2, y1 - self.y0 + 2)
-        self.mask = padded[1:-1, 1:-1]
-        # Inside pixels with an outside 4-neighbour: every 2x2 cell the outline crosses has one.
-        inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-        outline = self.mask & ~inner
-        self.distance = ndimage.distance_transform_cdt(~outline, metric="chessboard")
+        self.mask = crop(anchor, self.x0, self.y0, x1 - self.x0, y1 - self.y0)
+        self.distance = ndimage.distance_transform_cdt(~border_pixels(self.mask), metric="chessboard")
         self._pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def pixels(self, radius: int) -> tuple[np.ndarray, np.ndarray]:

@@ -70,3 +70,12 @@ def realistic_noise(mask: np.ndarray, rng: np.random.Generator, amplitude_px: fl
             noisy = noisy | blob if rng.random() < 0.5 else noisy & ~blob
     noisy = ndimage.binary_opening(noisy, iterations=1)
     return noisy if noisy.any() else mask
+
+
+def border_pixels(mask: np.ndarray) -> np.ndarray:
+    """The mask's pixels with a 4-neighbour outside it (pixels off the image count as
+    outside): every 2x2 cell of pixel centres that the outline crosses holds one."""
+    mask = np.asarray(mask, dtype=bool)
+    padded = np.pad(mask, 1)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner

@@ -113,6 +113,15 @@ class SilhouetteRenderer:
         """Whether the rays through the pixel centres ``(xs[k], ys[k])`` hit the mesh (bool)."""
         return self._scene.test_occlusions(self._o3d.core.Tensor(self._rays(pose, xs, ys))).numpy().astype(bool)
 
+    def surface_points(self, pose: Pose, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the rays through the pixel centres ``(xs[k], ys[k])`` first meet the mesh:
+        (the points (M, 3) in mesh-file coordinates, for the rays that hit; hit (N,) bool)."""
+        rays = self._rays(pose, np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
+        distance = self._scene.cast_rays(self._o3d.core.Tensor(rays))["t_hit"].numpy()
+        hit = np.isfinite(distance)
+        points = rays[hit, :3].astype(float) + rays[hit, 3:].astype(float) * distance[hit, None]
+        return points, hit
+
     @staticmethod
     def _rays(pose: Pose, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Rays (origin, direction; mesh frame, float32, shape ``broadcast(xs, ys) + (6,)``)

@@ -35,16 +35,12 @@ def greedy_search(
     alpha: float = DEFAULT_ALPHA,
     min_alpha: float = DEFAULT_MIN_ALPHA,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
-    expand: bool = False,
     value0: float | None = None,
     dims: Sequence[int] | None = None,
 ) -> SearchResult:
     """Maximise ``objective`` by Algorithm 1 from ``x0``.
 
-    ``expand=False`` is the paper's algorithm exactly. ``expand=True`` (used by the fast
-    refiner) keeps doubling a step along a parameter while it still improves, so large
-    offsets are crossed in a logarithmic number of evaluations. ``dims`` restricts the
-    search to some parameters.
+    ``dims`` restricts the search to some parameters.
     """
     x = np.array(x0, dtype=float)
     steps = np.asarray(steps, dtype=float)
@@ -64,16 +60,7 @@ def greedy_search(
             evaluations += 2
             if max(value_plus, value_minus) <= best:
                 continue
-            x, best, direction = (plus, value_plus, 1.0) if value_plus >= value_minus else (minus, value_minus, -1.0)
-            while expand:
-                step *= 2.0
-                further = x.copy()
-                further[i] += direction * step
-                value = objective(further)
-                evaluations += 1
-                if value <= best:
-                    break
-                x, best = further, value
+            x, best = (plus, value_plus) if value_plus >= value_minus else (minus, value_minus)
         if best <= last:
             alpha /= 2.0
             if alpha <= min_alpha:

@@ -52,7 +52,6 @@ def run_demo(out_dir: Path, method: str = "fast", seed: int = 7) -> dict:
         "azimuth_error_deg": round(abs(wrap_degrees(error[0])), 2),
         "elevation_error_deg": round(abs(error[1]), 2),
         "renders": result.renders,
-        "lookups": result.lookups,
         "seconds": round(result.seconds, 3),
         "hidden": hidden.to_dict(),
         "refined": result.refined.to_dict(),

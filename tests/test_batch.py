@@ -60,7 +60,7 @@ def serial(batch_dir, tmp_path_factory):
 
 def refined_numbers(path) -> dict:
     """Per id, everything the refiner computes (not its timing)."""
-    keys = ("initial", "refined", "iou_initial", "iou_refined", "renders", "lookups")
+    keys = ("initial", "refined", "iou_initial", "iou_refined", "renders", "details")
     return {key: {k: record[k] for k in keys} for key, record in read_results(path).items()}
 
 

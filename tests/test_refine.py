@@ -3,7 +3,7 @@ import pytest
 
 from geometry.masks import realistic_noise
 from geometry.pose import Pose, wrap_degrees
-from geometry.refine import Memo, refine, refine_fast, refine_paper
+from geometry.refine import refine, refine_fast, refine_paper
 from geometry.search import greedy_search
 
 HIDDEN = Pose(azimuth=35, elevation=12, theta=3, distance=1.7, focal=330, u=150, v=105, width=300, height=200)
@@ -37,25 +37,6 @@ def test_greedy_search_is_algorithm_1():
     assert result.value == pytest.approx(-((calls - target) ** 2).sum(axis=1).min())
 
 
-def test_memo_evaluates_each_point_once_and_keeps_the_search():
-    """Algorithm 1 revisits points; remembering them changes no step, only the count."""
-    target = np.array([0.3, -0.7, 0.2])
-    calls = []
-
-    def objective(x):
-        calls.append(x.copy())
-        return -float(((x - target) ** 2).sum())
-
-    plain = greedy_search(objective, [0.0, 0.0, 0.0], steps=[0.1, 0.1, 0.1])
-    plain_calls = len(calls)
-    calls.clear()
-    memo = Memo(objective)
-    remembered = greedy_search(memo, [0.0, 0.0, 0.0], steps=[0.1, 0.1, 0.1])
-    np.testing.assert_array_equal(remembered.x, plain.x)
-    assert remembered.value == plain.value
-    assert len(calls) == len(memo.values) == len({tuple(c) for c in np.round(calls, 9)}) < plain_calls
-
-
 @pytest.mark.parametrize("method", ["paper", "fast"])
 @pytest.mark.parametrize("offset", STARTS)
 def test_refinement_recovers_a_hidden_pose_from_realistic_starts(car_renderer, method, offset):
@@ -79,8 +60,8 @@ def test_fast_reports_exact_iou_and_renders_less(car_renderer):
     fast = refine_fast(car_renderer, reference, start)
     paper = refine_paper(car_renderer, reference, start)
     assert fast.iou_refined == pytest.approx(iou(car_renderer.render(fast.refined), reference), abs=1e-12)
-    assert fast.renders < paper.renders
-    assert fast.details["band_renders"] > 0  # the last level casts rays near the outline only
+    assert fast.renders < paper.renders / 4
+    assert fast.details["iterations"] > 0
 
 
 def test_refine_rescales_pose_to_the_mask(car_renderer):
