@@ -41,6 +41,7 @@ from .render import SilhouetteRenderer, Window
 from .search import RELEASE_STEPS
 
 MAX_TRIES = 4  # shorter steps tried per iteration before giving up
+DAMPING_GROWTH = 4.0
 
 
 @dataclass
@@ -130,7 +131,7 @@ def fit_outline(
                 candidates.accept(x, window)
                 damping = max(damping / 3.0, 1e-4)
                 break
-            damping *= 4.0
+            damping *= DAMPING_GROWTH
         if gain is None or gain < tol:
             break
     return OutlineFit(x=x, value=value, renders=candidates.renders, iterations=iterations)

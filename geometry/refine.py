@@ -117,11 +117,15 @@ def refine_paper(
     )
 
 
-def refine_fast(renderer: SilhouetteRenderer, mask: np.ndarray, pose: Pose, **options) -> RefineResult:
+def refine_fast(
+    renderer: SilhouetteRenderer, mask: np.ndarray, pose: Pose, fallback_below: float = 0.9, **options
+) -> RefineResult:
     """finepose's refiner: the silhouette's outline is pulled onto the reference's by damped
     Gauss-Newton steps in all 7 parameters at once, each taken only when the ray-cast IoU
-    improves (:func:`.outline_fit.fit_outline`; ``options`` go to it). The reported IoUs
-    come from full renders; the result is never worse than the start.
+    improves (:func:`.outline_fit.fit_outline`; ``options`` go to it). When the fit ends
+    under ``fallback_below`` IoU (a far start it could not pull in, or a reference the model
+    cannot match well), Algorithm 1 with bounding-box renders goes on from its result. The
+    reported IoUs come from full renders; the result is never worse than the start.
 
     ``mask``: the reference (H, W); ``pose`` is rescaled to its size when needed.
     """
@@ -130,7 +134,12 @@ def refine_fast(renderer: SilhouetteRenderer, mask: np.ndarray, pose: Pose, **op
     window = renderer.render_window(pose)
     iou0 = reference.iou_window(window)
     fit = fit_outline(renderer, reference, pose, start=window, **options)
-    x, value = fit.x, reference.iou_window(renderer.render_window(pose.with_vector(fit.x)))
+    exact = ExactObjective(renderer, reference, pose)
+    x, value = fit.x, exact(fit.x)
+    sweeps = 0
+    if value < fallback_below:  # a far start the fit could not pull in: Algorithm 1 goes on
+        search = greedy_search(exact, x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=value)
+        x, value, sweeps = search.x, search.value, search.sweeps
     if value < iou0:
         x, value = pose.vector(), iou0
     return RefineResult(
@@ -138,10 +147,10 @@ def refine_fast(renderer: SilhouetteRenderer, mask: np.ndarray, pose: Pose, **op
         refined=pose.with_vector(x),
         iou_initial=iou0,
         iou_refined=value,
-        renders=fit.renders + 2,  # and the full renders of the start and the result
+        renders=fit.renders + exact.renders + 1,  # and the full render of the start
         seconds=time.perf_counter() - start,
         method="fast",
-        details={"iterations": fit.iterations},
+        details={"iterations": fit.iterations, "fallback_sweeps": sweeps},
     )
 
 

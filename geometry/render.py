@@ -3,7 +3,8 @@
 A pixel is inside the silhouette when the ray through its centre hits the mesh. The scene is
 built once per :class:`SilhouetteRenderer`; rays are cast only inside the silhouette's
 bounding box (from the projected convex hull), so a render costs what the object covers.
-:meth:`SilhouetteRenderer.cast_pixels` casts any list of pixels (used by :mod:`.band`).
+:meth:`SilhouetteRenderer.cast_pixels` casts any list of pixels (used by :mod:`.band`);
+:meth:`SilhouetteRenderer.surface_points` gives where such rays meet the mesh (:mod:`.outline_fit`).
 """
 
 from __future__ import annotations
