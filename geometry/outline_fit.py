@@ -32,7 +32,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .band import OutlineBand
-from .camera import project
+from .camera import mesh_extrinsics, rotation
 from .distance import SignedDistance
 from .iou import Reference
 from .masks import border_pixels
@@ -83,8 +83,8 @@ def fit_outline(
     pose: Pose,
     max_iterations: int = 40,
     tol: float = 1e-3,
-    points: int = 300,
-    rim_points: int = 400,
+    points: int = 600,
+    rim_points: int = 800,
     trim_px: float = 25.0,
     align: bool = True,
     seed: int = 0,
@@ -194,16 +194,33 @@ def _normal_equations(renderer, pose, window, distance, targets, rng, points, ri
 
 
 def _projection_jacobian(pose: Pose, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel projections (N, 2) of mesh points and their derivatives (N, 2, 7) per release step."""
-    projected = project(pose, points)
-    x = pose.vector()
-    jacobian = np.empty(projected.shape + (7,))
-    for i, unit in enumerate(RELEASE_STEPS):
-        h = 0.05 * unit
-        moved = x.copy()
-        moved[i] += h
-        jacobian[:, :, i] = (project(pose.with_vector(moved), points) - projected) * (unit / h)
-    return projected, jacobian
+    """Pixel projections (N, 2) of mesh points and their derivatives (N, 2, 7) per release
+    step. Camera point ``c = M X + (0, 0, d)`` with ``M = R(a, e, theta) @ mesh_frame``;
+    pixel ``f (c_x, c_y) / c_z + (u, v)``. dM/d(angle) by central differences of the 3x3
+    rotation (degrees)."""
+    mat, t = mesh_extrinsics(pose)
+    cam = points @ mat.T + t
+    inv_z = 1.0 / cam[:, 2]
+    normalised = cam[:, :2] * inv_z[:, None]
+    projected = normalised * pose.focal + np.array([pose.u, pose.v])
+    # d(pixel)/d(camera point), as rows (N, 2, 3).
+    d_cam = np.zeros((len(points), 2, 3))
+    d_cam[:, 0, 0] = d_cam[:, 1, 1] = pose.focal * inv_z
+    d_cam[:, :, 2] = -pose.focal * normalised * inv_z[:, None]
+    jacobian = np.empty((len(points), 2, 7))
+    h = 1e-3  # degrees
+    for i, name in enumerate(("azimuth", "elevation", "theta")):
+        angles = {"azimuth": pose.azimuth, "elevation": pose.elevation, "theta": pose.theta}
+        plus, minus = dict(angles), dict(angles)
+        plus[name] += h
+        minus[name] -= h
+        d_mat = (rotation(**plus) - rotation(**minus)) @ pose.mesh_frame / (2.0 * h)
+        jacobian[:, :, i] = np.einsum("nij,nj->ni", d_cam, points @ d_mat.T)
+    jacobian[:, :, 3] = d_cam[:, :, 2]  # distance moves c_z
+    jacobian[:, :, 4] = normalised
+    jacobian[:, :, 5] = [1.0, 0.0]
+    jacobian[:, :, 6] = [0.0, 1.0]
+    return projected, jacobian * RELEASE_STEPS
 
 
 def _huber_weights(residuals: np.ndarray, trim_px: float) -> np.ndarray:

@@ -69,7 +69,7 @@ def test_surface_points_lie_on_the_near_side_of_a_sphere():
     assert np.all(depth < pose.distance)  # the surface facing the camera, not the far side
 
 
-def test_projection_jacobian_matches_the_similarity_moves(car):
+def test_projection_jacobian_matches_finite_differences_and_the_similarity_moves(car):
     points = car.vertices[::50]
     projected, jacobian = _projection_jacobian(HIDDEN, points)
     offset = projected - [HIDDEN.u, HIDDEN.v]
@@ -78,6 +78,14 @@ def test_projection_jacobian_matches_the_similarity_moves(car):
     np.testing.assert_allclose(jacobian[:, :, 6], np.tile([0.0, 1.0], (len(points), 1)), atol=1e-6)
     # focal: scaling about (u, v), 10 px a step.
     np.testing.assert_allclose(jacobian[:, :, 4], offset / HIDDEN.focal * RELEASE_STEPS[4], atol=1e-6)
+    # Every column equals a finite difference of the projection (one release step's 1e-3).
+    from geometry.camera import project
+
+    for i, unit in enumerate(RELEASE_STEPS):
+        moved = HIDDEN.vector()
+        moved[i] += 1e-3 * unit
+        difference = (project(HIDDEN.with_vector(moved), points) - projected) / 1e-3
+        np.testing.assert_allclose(jacobian[:, :, i], difference, atol=2e-3 * np.abs(difference).max() + 1e-9)
     # theta: rotation about (u, v), 1.8 degrees a step.
     along = np.sum(jacobian[:, :, 2] * offset, axis=1)
     np.testing.assert_allclose(along, 0.0, atol=1e-2 * np.abs(offset).max())
