@@ -41,6 +41,13 @@ def pose_from_dict(data: dict) -> Pose:
     raise PoseError(f"unknown pose convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
 
 
+def names_frame(data) -> bool:
+    """Whether pose JSON ``data`` fixes its mesh frame: a ``mesh_frame`` of its own, or the
+    release's convention (its formula fixes the frame). Such a pose keeps its frame; any
+    other takes the frame of the mesh from where the mesh is described (a registry)."""
+    return isinstance(data, dict) and (data.get("mesh_frame") is not None or data.get("convention") == "seed")
+
+
 def pose_to_dict(pose: Pose, convention: str = "finepose", **kwargs) -> dict:
     """``pose`` as JSON data in ``convention`` (seed: ``width``/``height`` of the original image)."""
     if convention == "finepose":

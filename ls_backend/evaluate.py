@@ -12,7 +12,9 @@ given), and every set must hold each of them; images of a set without a mask are
   :class:`ProjectMasks` a Label Studio project's brush annotations.
 - Meshes: the backend's :class:`~ls_backend.registry.Registry`, ``{"<model id>": {"mesh": "<path>", "frame": "<name>"}}``
   (relative paths from the registry's folder; ``frame`` from ``geometry/frames.py``, when given,
-  replaces the pose's mesh frame), or one mesh for every model. One renderer per mesh, cached.
+  is the frame of the poses that name none: release records and pose JSON with a
+  ``mesh_frame`` keep theirs, as in the backend), or one mesh for every model. One renderer
+  per mesh, cached.
 - IoU summaries: mean ± sample standard deviation, in percent in the table.
 - Paired differences ``B - A`` (for each pair of sets in the order given): mean with a
   percentile bootstrap 95% CI (seeded; resampling images), and the shares of images where
@@ -152,7 +154,9 @@ def _iou(record, reference: Reference, meshes: Registry, where: str) -> float:
                 f"{where}: mask is {reference.width}x{reference.height} but the pose refers to a "
                 f"{record.pose.width}x{record.pose.height} image (different aspect ratio)"
             )
-    pose = entry.posed(record.pose_for(reference.width, reference.height))
+    pose = record.pose_for(reference.width, reference.height)
+    if not record.frame_fixed:
+        pose = entry.posed(pose)
     return reference.iou_window(renderer.render_window(pose))
 
 
@@ -309,7 +313,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--registry", help="JSON {model id: {mesh, frame}}")
     p.add_argument("--mesh", help="one mesh for every model (instead of --registry)")
-    p.add_argument("--frame", help="mesh frame for --mesh (default: the poses' own)")
+    p.add_argument("--frame", help="mesh frame of --mesh, for poses that name none (default: their own)")
     p.add_argument("--images", help="text file of image names to evaluate (default: every mask)")
     p.add_argument("--out", required=True, help="folder for per_image.csv, iou_histogram.png, evaluation.json")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap resamples")

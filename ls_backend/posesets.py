@@ -39,7 +39,7 @@ from geometry.conventions import seed
 from geometry.frames import frame_name
 from geometry.jsonio import read_json
 from geometry.pose import Pose, PoseError
-from geometry.pose_io import pose_from_dict
+from geometry.pose_io import names_frame, pose_from_dict
 
 FORMAT = "finepose-poses"
 VERSION = 1
@@ -55,13 +55,15 @@ class PoseSetError(ValueError):
 class PoseRecord:
     """One image's pose: a canonical ``pose`` (JSON sources) or the release's numbers
     (``release``: radians, ``f`` and ``u``/``v`` in pixels of the 300-px-wide image, ``u``/``v``
-    from its centre). Exactly one of the two is set."""
+    from its centre). Exactly one of the two is set. ``names_frame``: the canonical pose's
+    JSON named its mesh frame (release records always fix theirs); see :attr:`frame_fixed`."""
 
     image: str
     model: str | None
     split: str | None
     pose: Pose | None = None
     release: dict | None = None
+    names_frame: bool = False
 
     def __post_init__(self):
         if (self.pose is None) == (self.release is None):
@@ -71,6 +73,12 @@ class PoseRecord:
     def convention(self) -> str:
         """``"seed"`` for release records, ``"finepose"`` for canonical poses."""
         return "seed" if self.release is not None else "finepose"
+
+    @property
+    def frame_fixed(self) -> bool:
+        """Whether the pose keeps its own mesh frame (else a registry's frame applies):
+        release records, and canonical poses whose JSON named one."""
+        return self.release is not None or self.names_frame
 
     def pose_for(self, width: int, height: int) -> Pose:
         """The canonical pose for this image at ``width`` x ``height`` pixels.
@@ -206,7 +214,9 @@ def _read_export(path: Path) -> tuple[dict, dict | None]:
         except PoseError as exc:
             raise PoseSetError(f"{path}: pose of {image!r}: {exc}") from None
         model = item.get("model")
-        records[image] = PoseRecord(image, None if model is None else str(model), item.get("split"), pose=pose)
+        records[image] = PoseRecord(
+            image, None if model is None else str(model), item.get("split"), pose=pose, names_frame=names_frame(item["pose"])
+        )
     split = data.get("split")
     return records, None if split is None else _split_info(split, str(path))
 
@@ -222,7 +232,7 @@ def _read_folder(path: Path) -> dict:
             raise PoseSetError(f"{file}: {exc}") from None
         source = data.get("source") if isinstance(data.get("source"), dict) else {}
         model = data.get("model", data.get("model_id", source.get("model_id")))
-        records[image] = PoseRecord(image, None if model is None else str(model), None, pose=pose)
+        records[image] = PoseRecord(image, None if model is None else str(model), None, pose=pose, names_frame=names_frame(data))
     return records
 
 

@@ -6,9 +6,10 @@ A registry is a JSON file (``FINEPOSE_REGISTRY``)::
                                 "category": "car" | "aeroplane", "keypoints": "<path>"}}
 
 ``mesh`` and ``keypoints`` are relative to the registry file's folder unless absolute;
-``frame`` is a name of :data:`geometry.frames.FRAMES`; when given it is the frame of every
-pose of that model (it replaces a pose's own), when absent poses keep theirs and numbers
-typed by annotators are read in ``pascal3d``'s; ``category``
+``frame`` is a name of :data:`geometry.frames.FRAMES`; when given it is the frame of the
+model's poses that name none (a pose JSON with its own ``mesh_frame``, or a release record,
+keeps its frame: :func:`geometry.pose_io.names_frame`) and of the numbers annotators type;
+when absent poses keep theirs and typed numbers are read in ``pascal3d``'s; ``category``
 chooses the segmentation classes (default: guessed from the id, else ``car``); ``keypoints``
 defaults to ``<mesh stem>_keypoints.json`` beside the mesh when that exists. Task data only
 ever names an id: never a path. Meshes and their ray-casting scenes are built once per

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from geometry.pose import PARAMETER_NAMES, Pose, PoseError
-from geometry.pose_io import pose_from_dict
+from geometry.pose_io import names_frame, pose_from_dict
 
 from .label_config import REFERENCE, PoseConfig
 
@@ -99,9 +99,9 @@ def pose_from_numbers(numbers: dict, width: int, height: int, mesh_frame: np.nda
 
 def pose_from_task_data(data: dict, width: int, height: int, mesh_frame: np.ndarray) -> Pose:
     """``data.pose`` rescaled to the photo; the registry's mesh frame unless the pose names one
-    (or is a release record, whose convention fixes its frame)."""
+    (:func:`geometry.pose_io.names_frame`)."""
     pose = pose_from_dict(data)
-    if "mesh_frame" not in data and data.get("convention", "finepose") != "seed":
+    if not names_frame(data):
         pose = replace(pose, mesh_frame=mesh_frame)
     return pose.rescaled(width, height) if (pose.width, pose.height) != (width, height) else pose
 

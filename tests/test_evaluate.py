@@ -140,6 +140,32 @@ def test_release_pickle_set_and_mesh_frame_from_the_registry(tmp_path, car_rende
     assert np.all(evaluation.ious["shifted"] < 0.99)
 
 
+def test_poses_that_name_their_frame_keep_it_whatever_the_registry_says(tmp_path, car_renderer, car_obj):
+    """One rule with the backend (geometry.pose_io.names_frame): release records and pose JSON
+    with a ``mesh_frame`` keep their frame; the registry's frame is for poses naming none."""
+    pose = TRUTH["a.jpg"]
+    mirrored = replace(pose, mesh_frame=seed.MESH_FRAME)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    write_mask(masks / "a.png", car_renderer.render(mirrored))
+    with open(tmp_path / "test_anno.pkl", "wb") as f:
+        pickle.dump({"a.jpg": {**seed.from_pose(mirrored, 300, 200), "model_id": "car"}}, f)
+    write_pose_set(tmp_path / "named.json", [PoseRecord("a.jpg", "car", None, pose=mirrored)], None)
+    write_pose_set(tmp_path / "unnamed.json", [PoseRecord("a.jpg", "car", None, pose=pose)], None)
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"car": {"mesh": str(car_obj), "frame": "shapenet_seed"}}))
+    sets = {name: load_pose_set(tmp_path / f"{name}") for name in ("test_anno.pkl", "named.json", "unnamed.json")}
+    assert [s["a.jpg"].frame_fixed for s in sets.values()] == [True, True, False]
+    ious = evaluate.evaluate(evaluate.MaskFolder(masks), sets, Registry.load(registry)).ious
+    assert ious["test_anno.pkl"][0] > 0.999 and ious["named.json"][0] > 0.999
+    assert ious["unnamed.json"][0] > 0.999  # no frame of its own: the registry's (the seed's) applies
+    # A registry naming another frame changes only the pose that names none.
+    registry.write_text(json.dumps({"car": {"mesh": str(car_obj), "frame": "pascal3d"}}))
+    ious = evaluate.evaluate(evaluate.MaskFolder(masks), sets, Registry.load(registry)).ious
+    assert ious["test_anno.pkl"][0] > 0.999 and ious["named.json"][0] > 0.999
+    assert ious["unnamed.json"][0] < 0.99
+
+
 def test_masks_may_be_any_mapping(car_renderer, car):
     pose = TRUTH["a.jpg"]
     mask = car_renderer.render(pose)
