@@ -17,6 +17,8 @@ finepose's own:
   Label Studio).
 - ``FINEPOSE_MAX_IMAGE_BYTES`` (default 25 MB), ``FINEPOSE_MAX_IMAGE_PIXELS`` (default 40 M),
   ``FINEPOSE_MAX_MESH_BYTES`` (default 200 MB).
+- ``FINEPOSE_SMART_MEMORY_S`` (default 3600): smart-keypoint clicks of a task are forgotten
+  after this many seconds without a new click (and their files removed).
 - ``FINEPOSE_METHOD`` (``fast`` or ``paper``), ``FINEPOSE_WORK_WIDTH``: refinement runs on the
   reference resized to this width in px (default 300, as the release); results are given at
   the image's own size.
@@ -68,6 +70,7 @@ class Settings:
     max_mesh_bytes: int = 200 * MB
     method: str = "fast"
     work_width: int = 300
+    smart_memory_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -94,6 +97,7 @@ class Settings:
             max_mesh_bytes=_int(env, "FINEPOSE_MAX_MESH_BYTES", 200 * MB),
             method=method,
             work_width=_int(env, "FINEPOSE_WORK_WIDTH", 300),
+            smart_memory_seconds=_int(env, "FINEPOSE_SMART_MEMORY_S", 3600),
         )
 
     @property

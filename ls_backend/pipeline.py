@@ -48,7 +48,7 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
     image = media.read_image(media.fetch(inputs.image_url, settings, inputs.task_id), settings)
     height, width = image.shape[:2]
     smart = SmartRegions.from_context(context, config)
-    smart.remember(settings.model_dir / "smart-keypoints", inputs.task_id)
+    smart.remember(settings.model_dir / "smart-keypoints", inputs.task_id, settings.smart_memory_seconds)
     clicked = keypoint_results(config, smart.keypoints, width, height) if smart.keypoints else []
     if smart.keypoints and not smart.enough_keypoints:  # keep the clicks on screen, no pose yet
         pred = {"result": clicked, "score": 0.0, "model_version": resources.model_version}

@@ -4,7 +4,9 @@
   percent of the image. finepose fits the 7 pose numbers to them (4 or more).
   Label Studio sends the region just drawn; the clicks of one task are remembered in
   ``MODEL_DIR/smart-keypoints/<task>.json`` (shared by all worker processes), the newest
-  click of a name replacing older ones.
+  click of a name replacing older ones. A task's clicks are forgotten (and the file removed)
+  once no click came for ``max_age_s`` seconds (``FINEPOSE_SMART_MEMORY_S``, 1 h): a later
+  session on the task, by anyone, starts afresh.
 - ``rectanglelabels`` regions: a box around the object; the automatic initial pose is
   searched inside it.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,11 +56,13 @@ class SmartRegions:
                 found.rectangle = tuple(_percent(value, key) for key in ("x", "y", "width", "height"))
         return found
 
-    def remember(self, folder: Path, task_id) -> None:
-        """Merge this call's clicks with the task's earlier ones (kept in ``folder``)."""
+    def remember(self, folder: Path, task_id, max_age_s: float = 3600.0) -> None:
+        """Merge this call's clicks with the task's earlier ones (kept in ``folder``), those
+        of every task idle for over ``max_age_s`` seconds forgotten first."""
         if not self.keypoints or task_id is None:
             return
         folder.mkdir(parents=True, exist_ok=True)
+        forget_idle(folder, max_age_s)
         path = folder / f"{int(task_id)}.json"
         try:
             earlier = json.loads(path.read_text()) if path.is_file() else {}
@@ -71,6 +76,17 @@ class SmartRegions:
     @property
     def enough_keypoints(self) -> bool:
         return len(self.keypoints) >= MIN_POINTS
+
+
+def forget_idle(folder: Path, max_age_s: float) -> None:
+    """Remove the remembered clicks of tasks with no click for over ``max_age_s`` seconds."""
+    cutoff = time.time() - max_age_s
+    for path in folder.glob("*.json"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except FileNotFoundError:  # another worker removed it first
+            pass
 
 
 def fit_keypoints(model_points: dict, clicks_percent: dict, width: int, height: int, frame) -> Pose:
