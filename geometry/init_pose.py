@@ -88,6 +88,8 @@ def initial_pose(
         renders += result.renders
         hypotheses.append(Hypothesis(pose=result.refined, iou=result.iou_refined, coarse_iou=value))
     hypotheses.sort(key=lambda h: -h.iou)
+    # Two coarse views may refine to one pose: list it once.
+    hypotheses = _distinct(hypotheses, len(hypotheses), pose_of=lambda h: h.pose)
     best = hypotheses[0]
     rivals = [h for h in hypotheses[1:] if abs(wrap_degrees(h.pose.azimuth - best.pose.azimuth)) > FAR_APART_DEG]
     ambiguous = bool(rivals) and best.iou - rivals[0].iou < margin
@@ -117,17 +119,19 @@ def _fit_scale_and_position(renderer, reference: Reference, pose: Pose, ref_cent
     return pose, reference.iou_window(renderer.render_window(pose))
 
 
-def _distinct(coarse, count: int, min_separation: float = 25.0):
-    """The best ``count`` views, none within ``min_separation`` degrees of azimuth of a better one
-    at the same elevation band."""
+def _distinct(items, count: int, min_separation: float = 25.0, pose_of=lambda item: item[1]):
+    """The first ``count`` of ``items`` (best first), none within ``min_separation`` degrees of
+    azimuth of a better one at the same elevation band (15 degrees); ``pose_of`` gives an
+    item's pose (default: ``(value, pose)`` pairs)."""
     chosen = []
-    for value, pose in coarse:
+    for item in items:
+        pose = pose_of(item)
         if all(
-            abs(wrap_degrees(pose.azimuth - other.azimuth)) >= min_separation
-            or abs(pose.elevation - other.elevation) > 15.0
-            for _, other in chosen
+            abs(wrap_degrees(pose.azimuth - pose_of(other).azimuth)) >= min_separation
+            or abs(pose.elevation - pose_of(other).elevation) > 15.0
+            for other in chosen
         ):
-            chosen.append((value, pose))
+            chosen.append(item)
         if len(chosen) == count:
             break
     return chosen

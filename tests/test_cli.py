@@ -73,6 +73,11 @@ def test_init_finds_the_pose_or_its_mirror(tmp_path, capsys, car_obj, car_render
     # The car's left/right symmetry makes azimuth a and 180 - a look alike in silhouette.
     candidates = [h["pose"]["azimuth"] for h in out["hypotheses"][:2]]
     assert any(min(abs((c - t + 180) % 360 - 180) for t in (35, 145, -35, -145)) < 10 for c in candidates)
+    # Coarse views that refine to one pose are listed once.
+    poses = [h["pose"] for h in out["hypotheses"]]
+    for i, a in enumerate(poses):
+        for b in poses[:i]:
+            assert abs((a["azimuth"] - b["azimuth"] + 180) % 360 - 180) >= 25 or abs(a["elevation"] - b["elevation"]) > 15
 
 
 def test_bad_inputs_exit_2_with_a_clear_message(tmp_path, capsys, car_obj):
