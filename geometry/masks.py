@@ -40,13 +40,33 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
 
 
 def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``mask`` at ``width`` x ``height``: a pixel is in when at least half of it was
-    (area-averaged, anti-aliased when shrinking). Returned as is when already that size."""
+    """``mask`` at ``width`` x ``height``: a pixel is in when at least half of its area was
+    (exact area fractions, shrinking or growing). Returned as is when already that size.
+
+    The area of the mask below and left of a point, ``A(x, y)``, is bilinear between pixel
+    corners, so it is sampled exactly at the new pixels' corners by linear interpolation of
+    cumulative sums (one along each axis), and a new pixel's share is a difference of four."""
+    mask = np.asarray(mask, dtype=bool)
     if mask.shape == (height, width):
         return mask
-    from skimage.transform import resize
+    h, w = mask.shape
+    # Per old row, the area left of each new column corner (cumulative sums end at pixel
+    # right edges: ``cum[:, k - 1]`` is the area left of corner k).
+    rows = _at_corners(np.cumsum(mask, axis=1, dtype=np.int32), np.arange(width + 1) * (w / width))
+    # Then up the old rows, at each new row corner.
+    area = _at_corners(np.cumsum(rows, axis=0).T, np.arange(height + 1) * (h / height)).T
+    inside = area[1:, 1:] - area[:-1, 1:] - area[1:, :-1] + area[:-1, :-1]
+    return inside >= 0.5 * (w / width) * (h / height) - 1e-9
 
-    return resize(mask.astype(np.float32), (height, width), order=1, anti_aliasing=True) >= 0.5
+
+def _at_corners(cumulative: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """``A(x)`` for each row at fractional corner positions ``x`` in [0, n], where
+    ``A(k) = cumulative[:, k - 1]`` (0 at k = 0) and ``A`` is linear between corners."""
+    n = cumulative.shape[1]
+    left = np.minimum(corners.astype(np.intp), n - 1)
+    weight = corners - left
+    at_left = np.where(left > 0, cumulative[:, np.maximum(left - 1, 0)], 0.0)
+    return at_left * (1.0 - weight) + cumulative[:, left] * weight
 
 
 def realistic_noise(mask: np.ndarray, rng: np.random.Generator, amplitude_px: float = 2.0) -> np.ndarray:

@@ -105,8 +105,9 @@ def fetch(url, settings: Settings, task_id: int | None = None) -> Path:
     return _checked_size(Path(path), settings)
 
 
-def read_image(path: Path, settings: Settings) -> np.ndarray:
-    """An (H, W, 3) uint8 RGB array; refuses files that are not images or have too many pixels."""
+def read_image(path: Path, settings: Settings, keep_grey: bool = False) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array, or (H, W) for a grey or binary image when ``keep_grey``;
+    refuses files that are not images or have too many pixels."""
     from PIL import Image
 
     try:
@@ -116,6 +117,8 @@ def read_image(path: Path, settings: Settings) -> np.ndarray:
                     f"image {path.name} is {image.width}x{image.height}, over the limit of "
                     f"{settings.max_image_pixels} pixels (FINEPOSE_MAX_IMAGE_PIXELS)"
                 )
+            if keep_grey and image.mode in ("1", "L"):
+                return np.asarray(image.convert("L"))
             return np.asarray(image.convert("RGB"))
     except MediaError:
         raise
@@ -127,8 +130,11 @@ def read_reference(path: Path, settings: Settings, size: tuple[int, int]) -> np.
     """A boolean mask (H, W) = ``size[::-1]`` from a mask image (non-zero = object)."""
     from skimage.transform import resize
 
-    image = read_image(path, settings)
-    mask = image.max(axis=2) > 127
+    image = read_image(path, settings, keep_grey=True)
+    if image.ndim == 2:
+        mask = image > 127
+    else:  # any channel over half (one comparison per channel: a max over the short last axis is slow)
+        mask = (image[..., 0] > 127) | (image[..., 1] > 127) | (image[..., 2] > 127)
     width, height = size
     if mask.shape != (height, width):
         mask = resize(mask.astype(float), (height, width), order=0) > 0.5

@@ -52,13 +52,17 @@ class World:
         return {"id": 7, "result": result, "was_cancelled": False, "updated_at": "2026-11-24T08:00:00Z"}
 
 
-def make_world(root: Path, **settings) -> World:
+def make_world(root: Path, photo_size: tuple[int, int] = PHOTO_SIZE, **settings) -> World:
+    """The world in ``root``; ``photo_size`` (width, height) of the same aspect ratio as
+    :data:`PHOTO_SIZE` scales the photo and the poses with it."""
+    true_pose = TRUE_POSE.rescaled(*photo_size)
+    start_pose = START_POSE.rescaled(*photo_size)
     mesh = car_mesh()
     save_mesh(root / "toy_car.ply", mesh)
     (root / "toy_car_keypoints.json").write_text(json.dumps({k: v.tolist() for k, v in car_keypoints().items()}))
     (root / "registry.json").write_text(json.dumps({"toy-car": {"mesh": "toy_car.ply", "frame": "pascal3d", "category": "car"}}))
     renderer = SilhouetteRenderer(mesh)
-    reference = renderer.render(TRUE_POSE)
+    reference = renderer.render(true_pose)
     photo = np.full((*reference.shape, 3), 90, np.uint8)
     photo[reference] = (200, 40, 40)
     Image.fromarray(photo).save(root / "photo.png")
@@ -69,4 +73,4 @@ def make_world(root: Path, **settings) -> World:
         model_dir=root / "model-dir",
         **settings,
     )
-    return World(root, config, Resources(config), TEMPLATE.read_text(), TRUE_POSE, START_POSE, reference, renderer)
+    return World(root, config, Resources(config), TEMPLATE.read_text(), true_pose, start_pose, reference, renderer)

@@ -100,6 +100,28 @@ def test_human_reference_brush_comes_before_data_reference(client, world):
     assert pose_of(prediction, world).u == pytest.approx(world.true_pose.u + 25, abs=4)
 
 
+@pytest.mark.parametrize("mode", ["1", "L", "RGB", "RGBA", "P"])
+def test_reference_masks_in_any_image_mode(world, tmp_path, mode):
+    """Any channel over half is the object: white on black, a red object, a palette image;
+    at another size the mask is brought to the photo's."""
+    from PIL import Image
+
+    from ls_backend import media
+
+    colour = np.zeros((*world.reference.shape, 3), np.uint8)
+    colour[world.reference] = (220, 20, 20)  # red: only one channel over half
+    image = Image.fromarray(colour)
+    image = image.convert("L").point(lambda v: 255 if v else 0).convert("1") if mode == "1" else image.convert(mode)
+    if mode == "L":
+        image = image.point(lambda v: 255 if v else 0)
+    image.save(tmp_path / "ref.png")
+    mask = media.read_reference(tmp_path / "ref.png", world.settings, world.reference.shape[::-1])
+    np.testing.assert_array_equal(mask, world.reference)
+    image.resize((world.reference.shape[1] // 2, world.reference.shape[0] // 2), Image.NEAREST).save(tmp_path / "half.png")
+    mask = media.read_reference(tmp_path / "half.png", world.settings, world.reference.shape[::-1])
+    assert mask.shape == world.reference.shape and iou(mask, world.reference) > 0.97
+
+
 def test_automatic_initial_pose_without_any_pose(client, world):
     [prediction] = predict(client, world, [world.task(reference=world.url("reference.png"))]).get_json()["results"]
     assert iou(brushes(prediction)["Projection"], world.reference) > 0.9
