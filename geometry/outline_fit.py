@@ -10,7 +10,8 @@ One iteration, at the current pose:
      outline onto the reference's;
    - for each border pixel of the reference, the offset of the nearest rim point's
      projection from it, along the reference outline's normal: pulls the silhouette out to
-     the parts of the reference it misses.
+     the parts of the reference it misses (reference outline more than ``INSIDE_GAP_PX``
+     inside the silhouette, an occluder's edge or a hole, is left out).
 3. Their Jacobian in the 7 parameters, by finite differences of the projection, each
    parameter in units of the release's steps (:data:`.search.RELEASE_STEPS`) so that all
    weigh alike.
@@ -41,6 +42,7 @@ from .render import SilhouetteRenderer, Window
 from .search import RELEASE_STEPS
 
 MAX_TRIES = 4  # shorter steps tried per iteration before giving up
+INSIDE_GAP_PX = 6.0  # reference outline this far inside the silhouette does not pull it
 DAMPING_GROWTH = 4.0
 
 
@@ -182,7 +184,11 @@ def _normal_equations(renderer, pose, window, distance, targets, rng, points, ri
     # Reference outline -> nearest silhouette outline point.
     ref_pixels, normals = targets
     m = _subset(rng, len(ref_pixels), points)
-    nearest = cKDTree(np.stack([xs[hit], ys[hit]], axis=1)).query(ref_pixels[m])[1]
+    gap, nearest = cKDTree(np.stack([xs[hit], ys[hit]], axis=1)).query(ref_pixels[m])
+    # Reference outline deep inside the silhouette is a hole or an occluder's edge, not a
+    # part the silhouette misses (the first kind of residual pulls an oversized silhouette in).
+    keep = ~(_inside(window, ref_pixels[m]) & (gap > INSIDE_GAP_PX))
+    m, nearest = m[keep], nearest[keep]
     residuals.append(np.sum(normals[m] * (projected[nearest] - ref_pixels[m]), axis=1))
     rows.append(normals[m, :1] * jacobian[nearest, 0] + normals[m, 1:] * jacobian[nearest, 1])
     r, jac = np.concatenate(residuals), np.concatenate(rows)
@@ -191,6 +197,17 @@ def _normal_equations(renderer, pose, window, distance, targets, rng, points, ri
     if not np.trace(normal) > 0:
         return None
     return normal, -jac.T @ (weights * r)
+
+
+def _inside(window: Window, pixels: np.ndarray) -> np.ndarray:
+    """Whether integer pixels (N, 2) as (x, y) are in the silhouette ``window``."""
+    h, w = window.mask.shape
+    x = pixels[:, 0].astype(np.intp) - window.x0
+    y = pixels[:, 1].astype(np.intp) - window.y0
+    within = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    inside = np.zeros(len(pixels), dtype=bool)
+    inside[within] = window.mask[y[within], x[within]]
+    return inside
 
 
 def _projection_jacobian(pose: Pose, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
