@@ -19,6 +19,9 @@ from .render import SilhouetteRenderer
 from .search import DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, RELEASE_STEPS, greedy_search
 
 METHODS = ("paper", "fast")
+#: After an outline fit ending under ``fallback_below``, one sweep of Algorithm 1 probes
+#: whether it still finds gains; the whole search runs only if that sweep gained this much.
+FALLBACK_PROBE_GAIN = 0.003
 
 
 @dataclass
@@ -124,8 +127,10 @@ def refine_fast(
     Gauss-Newton steps in all 7 parameters at once, each taken only when the ray-cast IoU
     improves (:func:`.outline_fit.fit_outline`; ``options`` go to it). When the fit ends
     under ``fallback_below`` IoU (a far start it could not pull in, or a reference the model
-    cannot match well), Algorithm 1 with bounding-box renders goes on from its result. The
-    reported IoUs come from full renders; the result is never worse than the start.
+    cannot match well: noisy, occluded), Algorithm 1 with bounding-box renders goes on from
+    its result: one sweep first, then the whole search if that sweep gained at least
+    :data:`FALLBACK_PROBE_GAIN`. The reported IoUs come from full renders; the result is
+    never worse than the start. ``details["fallback_sweeps"]``: Algorithm 1's sweeps.
 
     ``mask``: the reference (H, W); ``pose`` is rescaled to its size when needed.
     """
@@ -137,9 +142,13 @@ def refine_fast(
     exact = ExactObjective(renderer, reference, pose)
     x, value = fit.x, exact(fit.x)
     sweeps = 0
-    if value < fallback_below:  # a far start the fit could not pull in: Algorithm 1 goes on
-        search = greedy_search(exact, x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=value)
-        x, value, sweeps = search.x, search.value, search.sweeps
+    if value < fallback_below:  # the fit ended low: Algorithm 1 may go on from its result
+        probe = greedy_search(exact, x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=value, max_sweeps=1)
+        gain = probe.value - value
+        x, value, sweeps = probe.x, probe.value, 1
+        if gain >= FALLBACK_PROBE_GAIN:
+            search = greedy_search(exact, x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=value)
+            x, value, sweeps = search.x, search.value, 1 + search.sweeps
     if value < iou0:
         x, value = pose.vector(), iou0
     return RefineResult(
