@@ -12,9 +12,9 @@ One iteration, at the current pose:
      projection from it, along the reference outline's normal: pulls the silhouette out to
      the parts of the reference it misses (reference outline more than ``INSIDE_GAP_PX``
      inside the silhouette, an occluder's edge or a hole, is left out).
-3. Their Jacobian in the 7 parameters, by finite differences of the projection, each
-   parameter in units of the release's steps (:data:`.search.RELEASE_STEPS`) so that all
-   weigh alike.
+3. Their Jacobian in the 7 parameters (the projection's derivatives in closed form, the
+   rotation's by central differences of the 3x3 matrix), each parameter in units of the
+   release's steps (:data:`.search.RELEASE_STEPS`) so that all weigh alike.
 4. A Levenberg-Marquardt step with Huber weights (threshold: the median absolute residual,
    at least 1 px); residuals beyond ``max(trim_px, 3 x median)`` are left out.
 5. The step is taken only when the ray-cast IoU with the reference improves; otherwise the
@@ -43,7 +43,7 @@ from .search import RELEASE_STEPS
 
 MAX_TRIES = 4  # shorter steps tried per iteration before giving up
 INSIDE_GAP_PX = 6.0  # reference outline this far inside the silhouette does not pull it
-DAMPING_GROWTH = 4.0
+DAMPING_GROWTH = 4.0  # damping factor after a step that did not raise the IoU
 
 
 @dataclass
@@ -65,8 +65,9 @@ class _Candidates:
         self.renders = 0
 
     def evaluate(self, x: np.ndarray) -> tuple[float, Window] | None:
-        """(IoU, silhouette) at ``x``, or None for a non-positive distance or focal."""
-        if x[3] <= 1e-6 or x[4] <= 1e-6:
+        """(IoU, silhouette) at ``x``, or None for a non-finite vector or a non-positive
+        distance or focal."""
+        if not np.all(np.isfinite(x)) or x[3] <= 1e-6 or x[4] <= 1e-6:
             return None
         pose = self.template.with_vector(x)
         window = self.band.render(pose) if self.band is not None else None
