@@ -111,6 +111,11 @@ def test_match_command_writes_registry_and_report(tmp_path, capsys):
     assert json.loads((tmp_path / "report.json").read_text())["unmatched"] == printed["unmatched"]
 
 
+def from_cad(tmp_path, *options, out="r.json"):
+    """``registry from-cad --cad tmp_path/cad.txt OPTIONS --out tmp_path/OUT``."""
+    run("from-cad", "--cad", tmp_path / "cad.txt", *options, "--out", tmp_path / out)
+
+
 def test_from_cad_groups_categories_sharing_a_model(tmp_path, capsys):
     ids = [
         "c7bd3c33967a3f80d292079a67d9d7f4",
@@ -120,17 +125,7 @@ def test_from_cad_groups_categories_sharing_a_model(tmp_path, capsys):
     ]
     (tmp_path / "cad.txt").write_text("\n".join(ids) + "\n")
     (tmp_path / "names.txt").write_text("A 2010\nB 2011\nC 2012\nD 2012\n")
-    run(
-        "from-cad",
-        "--cad",
-        tmp_path / "cad.txt",
-        "--names",
-        tmp_path / "names.txt",
-        "--mesh-template",
-        "meshes/{model_id}.obj",
-        "--out",
-        tmp_path / "by_model.json",
-    )
+    from_cad(tmp_path, "--names", tmp_path / "names.txt", "--mesh-template", "meshes/{model_id}.obj", out="by_model.json")
     summary = json.loads(capsys.readouterr().out)
     assert summary["categories"] == 4 and summary["models"] == 3 and summary["mesh_files_found"] == 0
     registry = json.loads((tmp_path / "by_model.json").read_text())
@@ -139,20 +134,9 @@ def test_from_cad_groups_categories_sharing_a_model(tmp_path, capsys):
         "frame": "shapenet_seed",
         "categories": ["B 2011", "C 2012"],
     }
-    run(
-        "from-cad",
-        "--cad",
-        tmp_path / "cad.txt",
-        "--shapenet-root",
-        "/data/sn",
-        "--synset",
-        "airplane",
-        "--by",
-        "category",
-        "--frame",
-        "shapenet",
-        "--out",
-        tmp_path / "by_category.json",
+    from_cad(
+        tmp_path, "--shapenet-root", "/data/sn", "--synset", "airplane", "--by", "category", "--frame", "shapenet",
+        out="by_category.json",
     )
     registry = json.loads((tmp_path / "by_category.json").read_text())
     assert registry["4"] == {"mesh": f"/data/sn/02691156/{ids[3]}/model.obj", "frame": "shapenet", "model_id": ids[3]}
@@ -161,65 +145,25 @@ def test_from_cad_groups_categories_sharing_a_model(tmp_path, capsys):
 def test_bad_inputs(tmp_path):
     (tmp_path / "cad.txt").write_text("c7bd3c33967a3f80d292079a67d9d7f4\nAudi TT\n")
     with pytest.raises(ValueError, match="line 2 is not a ShapeNet model id: 'Audi TT'"):
-        run(
-            "from-cad", "--cad", tmp_path / "cad.txt", "--mesh-template", "{model_id}.obj", "--out", tmp_path / "r.json"
-        )
+        from_cad(tmp_path, "--mesh-template", "{model_id}.obj")
     (tmp_path / "cad.txt").write_text("c7bd3c33967a3f80d292079a67d9d7f4\n")
     (tmp_path / "names.txt").write_text("A\nB\n")
     with pytest.raises(ValueError, match="has 2 names but .* has 1 model ids"):
-        run(
-            "from-cad",
-            "--cad",
-            tmp_path / "cad.txt",
-            "--names",
-            tmp_path / "names.txt",
-            "--mesh-template",
-            "{model_id}.obj",
-            "--out",
-            tmp_path / "r.json",
-        )
+        from_cad(tmp_path, "--names", tmp_path / "names.txt", "--mesh-template", "{model_id}.obj")
     with pytest.raises(ValueError, match="either --shapenet-root"):
-        run("from-cad", "--cad", tmp_path / "cad.txt", "--out", tmp_path / "r.json")
+        from_cad(tmp_path)
     with pytest.raises(ValueError, match="--synset must be"):
-        run(
-            "from-cad",
-            "--cad",
-            tmp_path / "cad.txt",
-            "--shapenet-root",
-            "/x",
-            "--synset",
-            "boat",
-            "--out",
-            tmp_path / "r.json",
-        )
+        from_cad(tmp_path, "--shapenet-root", "/x", "--synset", "boat")
     with pytest.raises(ValueError, match="must contain"):
-        run("from-cad", "--cad", tmp_path / "cad.txt", "--mesh-template", "x.obj", "--out", tmp_path / "r.json")
+        from_cad(tmp_path, "--mesh-template", "x.obj")
     (tmp_path / "meta.csv").write_text("model,title\nx,y\n")
     (tmp_path / "cats.txt").write_text("A\n")
-    with pytest.raises(ValueError, match="needs an id column"):
-        run(
-            "match",
-            "--categories",
-            tmp_path / "cats.txt",
-            "--metadata",
-            tmp_path / "meta.csv",
-            "--mesh-template",
-            "{model_id}.obj",
-            "--out",
-            tmp_path / "r.json",
-        )
-    with pytest.raises(ValueError, match="metadata file not found"):
-        run(
-            "match",
-            "--categories",
-            tmp_path / "cats.txt",
-            "--metadata",
-            tmp_path / "absent.json",
-            "--mesh-template",
-            "{model_id}.obj",
-            "--out",
-            tmp_path / "r.json",
-        )
+    for metadata, message in (("meta.csv", "needs an id column"), ("absent.json", "metadata file not found")):
+        with pytest.raises(ValueError, match=message):
+            run(
+                "match", "--categories", tmp_path / "cats.txt", "--metadata", tmp_path / metadata,
+                "--mesh-template", "{model_id}.obj", "--out", tmp_path / "r.json",
+            )
 
 
 @pytest.mark.parametrize(
