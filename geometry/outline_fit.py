@@ -37,7 +37,7 @@ from .camera import mesh_extrinsics, rotation
 from .distance import SignedDistance
 from .iou import Reference
 from .masks import border_pixels
-from .pose import Pose
+from .pose import Pose, pose_or_none
 from .render import SilhouetteRenderer, Window
 from .search import RELEASE_STEPS
 
@@ -65,11 +65,10 @@ class _Candidates:
         self.renders = 0
 
     def evaluate(self, x: np.ndarray) -> tuple[float, Window] | None:
-        """(IoU, silhouette) at ``x``, or None for a non-finite vector or a non-positive
-        distance or focal."""
-        if not np.all(np.isfinite(x)) or x[3] <= 1e-6 or x[4] <= 1e-6:
+        """(IoU, silhouette) at ``x``, or None where ``x`` is no camera (:func:`.pose.pose_or_none`)."""
+        pose = pose_or_none(self.template, x)
+        if pose is None:
             return None
-        pose = self.template.with_vector(x)
         window = self.band.render(pose) if self.band is not None else None
         if window is None:
             window = self.renderer.render_window(pose)
@@ -227,8 +226,8 @@ def _projection_jacobian(pose: Pose, points: np.ndarray) -> tuple[np.ndarray, np
     d_cam[:, :, 2] = -pose.focal * normalised * inv_z[:, None]
     jacobian = np.empty((len(points), 2, 7))
     h = 1e-3  # degrees
-    for i, name in enumerate(("azimuth", "elevation", "theta")):
-        angles = {"azimuth": pose.azimuth, "elevation": pose.elevation, "theta": pose.theta}
+    angles = {"azimuth": pose.azimuth, "elevation": pose.elevation, "theta": pose.theta}
+    for i, name in enumerate(angles):
         plus, minus = dict(angles), dict(angles)
         plus[name] += h
         minus[name] -= h

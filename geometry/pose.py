@@ -118,6 +118,15 @@ def _frame_matrix(frame) -> np.ndarray:
     return matrix
 
 
+def pose_or_none(template: Pose, x) -> Pose | None:
+    """``template`` with the 7 parameters ``x``, or None where ``x`` is no camera: a
+    non-finite number, or a distance or focal under 1e-6 (search steps can go there)."""
+    x = np.asarray(x, dtype=float)
+    if not np.all(np.isfinite(x)) or x[3] <= 1e-6 or x[4] <= 1e-6:
+        return None
+    return template.with_vector(x)
+
+
 def validate_pose(pose: Pose) -> None:
     """Raise :class:`PoseError` naming the first unusable field of ``pose``."""
     for name in PARAMETER_NAMES:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .iou import Reference, iou
 from .outline_fit import fit_outline
-from .pose import Pose
+from .pose import Pose, pose_or_none
 from .render import SilhouetteRenderer
 from .search import DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, RELEASE_STEPS, greedy_search
 
@@ -63,19 +63,13 @@ class ExactObjective:
         self.renders = 0
 
     def __call__(self, x: np.ndarray) -> float:
-        pose = _pose_or_none(self.template, x)
+        pose = pose_or_none(self.template, x)
         if pose is None:
             return -1.0
         self.renders += 1
         if not self.windowed:
             return iou(self.renderer.render_full_frame(pose), self.reference.mask)
         return self.reference.iou_window(self.renderer.render_window(pose))
-
-
-def _pose_or_none(template: Pose, x: np.ndarray) -> Pose | None:
-    if x[3] <= 1e-6 or x[4] <= 1e-6:  # distance and focal must stay positive
-        return None
-    return template.with_vector(x)
 
 
 def _prepare(pose: Pose, mask: np.ndarray) -> tuple[Pose, Reference]:

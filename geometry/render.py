@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .camera import camera_points, mesh_extrinsics
+from .camera import camera_points, mesh_extrinsics, project_camera_points
 from .mesh import Mesh
 from .pose import Pose
 
@@ -66,10 +66,7 @@ class SilhouetteRenderer:
             if key in self._hull_cache:
                 return self._hull_cache[key]
         cam = camera_points(pose, self.hull)
-        if np.any(cam[:, 2] <= 1e-9):
-            xy = None
-        else:
-            xy = cam[:, :2] / cam[:, 2:3] * pose.focal + np.array([pose.u, pose.v])
+        xy = None if np.any(cam[:, 2] <= 1e-9) else project_camera_points(pose, cam)
         with self._hull_lock:
             self._hull_cache[key] = xy
             if len(self._hull_cache) > 4:
