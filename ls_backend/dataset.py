@@ -120,23 +120,23 @@ def import_into_project(client, project_id: int, tasks: list[dict], batch: int =
     return created
 
 
-def final_pose(task: dict, frame: np.ndarray | None = None) -> tuple[Pose, str]:
-    """The task's final canonical pose and where it came from (``annotation``/``data.pose``)."""
+def final_pose(task: dict) -> tuple[Pose, str]:
+    """The task's final canonical pose, at the image's size, and where it came from
+    (``annotation``/``data.pose``)."""
     data = task.get("data") or {}
     imported = data.get("pose")
     annotation = newest_annotation(task.get("annotations") or [])
     numbers = annotated_numbers(annotation.get("result")) if annotation else None
-    if numbers is not None:
-        if not isinstance(imported, dict):
-            raise DatasetError(f"task {task.get('id')}: annotated, but data.pose (the image size) is missing")
-        base = pose_from_dict(imported)
-        width, height = int(imported["image_width"]), int(imported["image_height"])
-        return pose_from_numbers(numbers, width, height, base.mesh_frame if frame is None else frame), "annotation"
     if not isinstance(imported, dict):
+        if numbers is not None:
+            raise DatasetError(f"task {task.get('id')}: annotated, but data.pose (the image size) is missing")
         raise DatasetError(f"task {task.get('id')}: no annotated pose and no data.pose")
     pose = pose_from_dict(imported)
-    if imported.get("convention") == "seed":  # the record refers to the 300-px copy: give it at full size
-        pose = pose.rescaled(int(imported["image_width"]), int(imported["image_height"]))
+    width, height = int(imported["image_width"]), int(imported["image_height"])
+    if numbers is not None:
+        return pose_from_numbers(numbers, width, height, pose.mesh_frame), "annotation"
+    if (pose.width, pose.height) != (width, height):  # a release record refers to the 300-px copy
+        pose = pose.rescaled(width, height)
     return pose, "data.pose"
 
 

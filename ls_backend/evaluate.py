@@ -39,7 +39,7 @@ from tqdm import tqdm
 from geometry.iou import Reference
 from geometry.masks import MaskError, read_mask
 
-from .posesets import image_key, load_pose_set
+from .posesets import by_image_key, image_key, load_pose_set
 from .registry import Registry
 
 BOOTSTRAP_RESAMPLES = 10000
@@ -118,7 +118,7 @@ def evaluate(masks: Mapping, sets: dict[str, Mapping], meshes: Registry, images=
     images = [image_key(i) for i in (masks.keys() if images is None else images)]
     if not images:
         raise ValueError("no image to evaluate")
-    indexed = {name: {image_key(k): r for k, r in records.items()} for name, records in sets.items()}
+    indexed = {name: by_image_key(records) for name, records in sets.items()}
     for name, records in indexed.items():
         missing = [i for i in images if i not in records]
         if missing:
@@ -130,9 +130,10 @@ def evaluate(masks: Mapping, sets: dict[str, Mapping], meshes: Registry, images=
     models = {name: [] for name in sets}
     sizes = []
     for i, image in enumerate(tqdm(images, desc="evaluate", unit="image")):
-        if image not in masks:
-            raise MaskError(f"no mask for image {image!r}")
-        reference = Reference(masks[image])
+        try:
+            reference = Reference(masks[image])  # read once (a MaskFolder decodes on access)
+        except KeyError:
+            raise MaskError(f"no mask for image {image!r}") from None
         sizes.append((reference.width, reference.height))
         for name, records in indexed.items():
             record = records[image]

@@ -110,6 +110,11 @@ def image_key(name: str) -> str:
     return str(PurePosixPath(str(name).replace("\\", "/")).with_suffix(""))
 
 
+def by_image_key(records) -> dict:
+    """``records`` (image name -> anything) keyed by :func:`image_key` instead."""
+    return {image_key(name): record for name, record in records.items()}
+
+
 def load_pose_set(path: str | Path) -> PoseSet:
     """Read a pose set from a release pickle, an export-format JSON file or a folder of pose JSON."""
     path = Path(path)

@@ -34,7 +34,7 @@ import numpy as np
 
 from geometry.pose import PARAMETER_NAMES, display_angles, wrap_signed_degrees
 
-from .posesets import PoseRecord, PoseSet, image_key, load_pose_set
+from .posesets import PoseRecord, PoseSet, by_image_key, load_pose_set
 
 ANGLES = ("azimuth", "elevation", "theta")
 ANGLE_BIN_DEG = {"azimuth": 10.0, "elevation": 2.0, "theta": 2.0}
@@ -229,8 +229,7 @@ def paired_differences(base: PoseSet, other: PoseSet) -> tuple[list[str], dict[s
             f"cannot compare a {base.convention} set ({base.source}) with a "
             f"{other.convention} set ({other.source}): their numbers are in different conventions"
         )
-    base_by_key = {image_key(k): r for k, r in base.items()}
-    other_by_key = {image_key(k): r for k, r in other.items()}
+    base_by_key, other_by_key = by_image_key(base), by_image_key(other)
     keys = [k for k in base_by_key if k in other_by_key]
     if not keys:
         raise ValueError(f"{base.source} and {other.source} have no image in common")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from geometry.overlay import save_overlay
 
-from .posesets import image_key, load_pose_set
+from .posesets import by_image_key, load_pose_set
 from .projects import project_tasks
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "satisfaction_study.xml"
@@ -90,9 +90,8 @@ def create_study(client, human, refined, images: Path, registry, media_root: Pat
                  key_path: Path | None = None) -> dict:
     """Render the overlays, create the project, import the tasks, write the key file."""
     human_set, refined_set = load_pose_set(human), load_pose_set(refined)
-    common = sorted(set(map(image_key, human_set)) & set(map(image_key, refined_set)))
-    by_key_h = {image_key(k): r for k, r in human_set.items()}
-    by_key_r = {image_key(k): r for k, r in refined_set.items()}
+    by_key_h, by_key_r = by_image_key(human_set), by_image_key(refined_set)
+    common = sorted(by_key_h.keys() & by_key_r.keys())
     available = [k for k in common if (images / by_key_h[k].image).is_file()]
     if len(available) < sample:
         raise StudyError(f"only {len(available)} images have both poses and a photo in {images}; asked for {sample}")
