@@ -155,9 +155,7 @@ def _iou(record, reference: Reference, meshes: Registry, where: str) -> float:
                 f"{where}: mask is {reference.width}x{reference.height} but the pose refers to a "
                 f"{record.pose.width}x{record.pose.height} image (different aspect ratio)"
             )
-    pose = record.pose_for(reference.width, reference.height)
-    if not record.frame_fixed:
-        pose = entry.posed(pose)
+    pose = record.pose_in(entry, reference.width, reference.height)
     return reference.iou_window(renderer.render_window(pose))
 
 

@@ -80,6 +80,12 @@ class PoseRecord:
         release records, and canonical poses whose JSON named one."""
         return self.release is not None or self.names_frame
 
+    def pose_in(self, entry, width: int, height: int) -> Pose:
+        """:meth:`pose_for`, in the mesh frame of ``entry`` (a registry's ``ModelEntry``)
+        unless the pose fixes its own (:attr:`frame_fixed`)."""
+        pose = self.pose_for(width, height)
+        return pose if self.frame_fixed else entry.posed(pose)
+
     def pose_for(self, width: int, height: int) -> Pose:
         """The canonical pose for this image at ``width`` x ``height`` pixels.
 

@@ -125,7 +125,7 @@ def _read_rgb(photo: Path) -> np.ndarray:
 
 def _render_overlay(rgb: np.ndarray, record, registry, out: Path) -> None:
     height, width = rgb.shape[:2]
-    pose = record.pose_for(width, height)
+    pose = record.pose_in(registry.entry(record.model), width, height)
     mask = registry.renderer(record.model).render(pose)
     save_overlay(out, rgb, {"model": mask})
 

@@ -45,3 +45,30 @@ def test_summary_by_hand():
     low, high = summary["overall_ci95"]["Better"]
     assert low <= 0.5 <= high
     assert shares([]) == pytest.approx({"Worse": np.nan, "Equal": np.nan, "Better": np.nan}, nan_ok=True)
+
+
+def test_overlays_use_the_registry_frame_of_poses_that_name_none(tmp_path, car, car_renderer, monkeypatch):
+    """The study draws poses by the same frame rule as the backend and evaluate."""
+    import json
+    from dataclasses import replace
+
+    from geometry.conventions import seed
+    from geometry.mesh import save_mesh
+    from geometry.pose import Pose
+    from ls_backend import study
+    from ls_backend.posesets import PoseRecord
+    from ls_backend.registry import Registry
+
+    save_mesh(tmp_path / "car.ply", car)
+    (tmp_path / "registry.json").write_text(json.dumps({"car": {"mesh": "car.ply", "frame": "shapenet_seed"}}))
+    registry = Registry.load(tmp_path / "registry.json")
+    pose = Pose(azimuth=35, elevation=12, theta=3, distance=1.7, focal=330, u=150, v=105, width=300, height=200)
+    drawn = []
+    monkeypatch.setattr(study, "save_overlay", lambda out, rgb, masks: drawn.append(masks["model"]))
+    photo = np.zeros((200, 300, 3), np.uint8)
+    study._render_overlay(photo, PoseRecord("a.jpg", "car", None, pose=pose), registry, tmp_path / "a.png")
+    named = replace(pose, mesh_frame=np.eye(3))
+    study._render_overlay(photo, PoseRecord("a.jpg", "car", None, pose=named, names_frame=True), registry, tmp_path / "b.png")
+    np.testing.assert_array_equal(drawn[0], car_renderer.render(replace(pose, mesh_frame=seed.MESH_FRAME)))
+    np.testing.assert_array_equal(drawn[1], car_renderer.render(pose))
+    assert not np.array_equal(drawn[0], drawn[1])
