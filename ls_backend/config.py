@@ -79,7 +79,7 @@ class Settings:
         if url and urlparse(url).scheme not in ("http", "https"):
             raise ConfigError(f"LABEL_STUDIO_URL must start with http:// or https://, got {url!r}")
         user, password = env.get("BASIC_AUTH_USER", ""), env.get("BASIC_AUTH_PASS", "")
-        method = env.get("FINEPOSE_METHOD", "fast")
+        method = env.get("FINEPOSE_METHOD", cls.method)
         if method not in ("fast", "paper"):
             raise ConfigError(f"FINEPOSE_METHOD must be 'fast' or 'paper', got {method!r}")
         registry = env.get("FINEPOSE_REGISTRY")
@@ -87,17 +87,17 @@ class Settings:
             label_studio_url=url,
             api_key=env.get("LABEL_STUDIO_API_KEY", ""),
             basic_auth=(user, password) if user and password else None,
-            model_dir=Path(env.get("MODEL_DIR", "finepose-model-dir")),
-            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            model_dir=Path(env.get("MODEL_DIR", cls.model_dir)),
+            log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
             registry=Path(registry) if registry else None,
             allowed_hosts=_list(env, "FINEPOSE_ALLOWED_HOSTS"),
             local_files_roots=tuple(Path(p).resolve() for p in _list(env, "FINEPOSE_LOCAL_FILES_ROOTS")),
-            max_image_bytes=_int(env, "FINEPOSE_MAX_IMAGE_BYTES", 25 * MB),
-            max_image_pixels=_int(env, "FINEPOSE_MAX_IMAGE_PIXELS", 40_000_000),
-            max_mesh_bytes=_int(env, "FINEPOSE_MAX_MESH_BYTES", 200 * MB),
+            max_image_bytes=_int(env, "FINEPOSE_MAX_IMAGE_BYTES", cls.max_image_bytes),
+            max_image_pixels=_int(env, "FINEPOSE_MAX_IMAGE_PIXELS", cls.max_image_pixels),
+            max_mesh_bytes=_int(env, "FINEPOSE_MAX_MESH_BYTES", cls.max_mesh_bytes),
             method=method,
-            work_width=_int(env, "FINEPOSE_WORK_WIDTH", 300),
-            smart_memory_seconds=_int(env, "FINEPOSE_SMART_MEMORY_S", 3600),
+            work_width=_int(env, "FINEPOSE_WORK_WIDTH", cls.work_width),
+            smart_memory_seconds=_int(env, "FINEPOSE_SMART_MEMORY_S", cls.smart_memory_seconds),
         )
 
     @property

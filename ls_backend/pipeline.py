@@ -31,7 +31,6 @@ from .tasks import TaskError, TaskInputs, brush_mask, pose_from_numbers, pose_fr
 @dataclass
 class Outcome:
     prediction: dict
-    pose: Pose | None  # None when too few keypoints were clicked to fit one
     initial_source: str
     reference_source: str
     seconds: float
@@ -52,9 +51,9 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
     clicked = keypoint_results(config, smart.keypoints, width, height) if smart.keypoints else []
     if smart.keypoints and not smart.enough_keypoints:  # keep the clicks on screen, no pose yet
         pred = {"result": clicked, "score": 0.0, "model_version": resources.model_version}
-        return Outcome(pred, None, "keypoints (too few)", "none", time.perf_counter() - start)
+        return Outcome(pred, "keypoints (too few)", "none", time.perf_counter() - start)
 
-    initial, initial_source = _initial_pose(inputs, smart, registry, width, height, entry.frame_matrix)
+    initial, initial_source = _initial_pose(inputs, smart, registry, width, height, entry)
     reference, reference_source = _reference(inputs, resources, image, entry.category, renderer, initial)
     if smart.rectangle is not None:
         reference = reference & rectangle_mask(smart.rectangle, width, height)
@@ -76,16 +75,17 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
         config, refined, projection, reference, result.iou_initial, result.iou_refined, resources.model_version
     )
     pred["result"].extend(clicked)
-    return Outcome(pred, refined, initial_source, reference_source, time.perf_counter() - start)
+    return Outcome(pred, initial_source, reference_source, time.perf_counter() - start)
 
 
-def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, height, frame) -> tuple[Pose | None, str]:
+def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, height, entry) -> tuple[Pose | None, str]:
+    frame = entry.frame_matrix
     if smart.keypoints:
         return fit_keypoints(registry.keypoints(inputs.model_id), smart.keypoints, width, height, frame), "keypoints"
     if inputs.human_numbers is not None:
         return pose_from_numbers(inputs.human_numbers, width, height, frame), "annotation"
     if inputs.data_pose is not None:
-        return pose_from_task_data(inputs.data_pose, width, height, frame), "data.pose"
+        return pose_from_task_data(inputs.data_pose, width, height, entry), "data.pose"
     return None, "reference"
 
 

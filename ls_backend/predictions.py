@@ -54,7 +54,7 @@ def prediction(
     config: PoseConfig,
     pose: Pose,
     projection: np.ndarray,
-    reference: np.ndarray | None,
+    reference: np.ndarray,
     iou_before: float,
     iou_after: float,
     model_version: str,
@@ -65,6 +65,5 @@ def prediction(
         if name in config.numbers:
             result.append(number_result(config, name, value))
     result.append(brush_result(config, PROJECTION, projection))
-    if reference is not None:
-        result.append(brush_result(config, REFERENCE, reference))
+    result.append(brush_result(config, REFERENCE, reference))
     return {"result": result, "score": float(iou_after), "model_version": model_version}

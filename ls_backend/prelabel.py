@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .label_config import parse_label_config
+from .label_config import PoseConfig, parse_label_config
 from .projects import as_dict, project_tasks
 from .resources import Resources
 
@@ -35,12 +35,12 @@ def _done_ids(state: Path) -> set[int]:
     return done
 
 
-def _refine_one(task: dict, label_config: str) -> dict:
+def _refine_one(task: dict, config: PoseConfig) -> dict:
     """Worker: one task -> {"task", "prediction"} or {"task", "error"}."""
     from .pipeline import predict_task
 
     try:
-        outcome = predict_task(task, parse_label_config(label_config), Resources.shared())
+        outcome = predict_task(task, config, Resources.shared())
         return {"task": task["id"], "prediction": outcome.prediction, "seconds": outcome.seconds}
     except (ValueError, RuntimeError, OSError) as exc:
         return {"task": task["id"], "error": f"{type(exc).__name__}: {exc}"}
@@ -59,8 +59,7 @@ def tasks_to_refine(client, project_id: int, version: str, done: set[int]) -> li
 def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resources: Resources | None = None) -> dict:
     resources = resources or Resources.shared()
     client = resources.client()
-    label_config = client.projects.get(id=project_id).label_config
-    parse_label_config(label_config)  # refuse a wrong config before any work
+    config = parse_label_config(client.projects.get(id=project_id).label_config)  # refused before any work
     state = state or resources.settings.model_dir / f"prelabel-project-{project_id}.jsonl"
     state.parent.mkdir(parents=True, exist_ok=True)
     todo = tasks_to_refine(client, project_id, resources.model_version, _done_ids(state))
@@ -69,7 +68,7 @@ def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resou
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")  # open3d and torch are not fork-safe
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool, state.open("a") as log:
-        futures = [pool.submit(_refine_one, task, label_config) for task in todo]
+        futures = [pool.submit(_refine_one, task, config) for task in todo]
         for future in tqdm(futures, desc=f"project {project_id}", unit="task"):
             outcome = future.result()
             record = {"task": outcome["task"], "model_version": resources.model_version}

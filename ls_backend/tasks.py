@@ -9,7 +9,7 @@ the seven ``Number`` results of an annotation, in px of the original photo.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -97,12 +97,12 @@ def pose_from_numbers(numbers: dict, width: int, height: int, mesh_frame: np.nda
     return Pose(**values, width=width, height=height, mesh_frame=mesh_frame)
 
 
-def pose_from_task_data(data: dict, width: int, height: int, mesh_frame: np.ndarray) -> Pose:
-    """``data.pose`` rescaled to the photo; the registry's mesh frame unless the pose names one
-    (:func:`geometry.pose_io.names_frame`)."""
+def pose_from_task_data(data: dict, width: int, height: int, entry) -> Pose:
+    """``data.pose`` rescaled to the photo; in the mesh frame of ``entry`` (the model's
+    registry entry) unless the pose names one (:func:`geometry.pose_io.names_frame`)."""
     pose = pose_from_dict(data)
     if not names_frame(data):
-        pose = replace(pose, mesh_frame=mesh_frame)
+        pose = entry.posed(pose)
     return pose.rescaled(width, height) if (pose.width, pose.height) != (width, height) else pose
 
 

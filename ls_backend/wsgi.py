@@ -11,7 +11,7 @@ import os
 from .api import create_app
 from .resources import Resources
 
-logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.basicConfig(level=Resources.shared().settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 if os.environ.get("FINEPOSE_PRELOAD_MESHES") == "1":
     Resources.shared().warm_up()
 app = create_app()
