@@ -21,6 +21,8 @@ distance and focal positive), from several starts, with a weak log-normal prior 
 
 from __future__ import annotations
 
+from .errors import GeometryError
+
 import json
 import math
 import os
@@ -55,7 +57,7 @@ POOR_FRACTION = 0.03
 MIN_DEPTH = 1e-3  # points nearer than this fraction of the distance count as at this depth
 
 
-class KeypointError(ValueError):
+class KeypointError(GeometryError):
     """A keypoint file that is missing, unreadable or malformed."""
 
 

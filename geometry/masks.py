@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from .errors import GeometryError
+
 from pathlib import Path
 
 import numpy as np
 
 
-class MaskError(ValueError):
+class MaskError(GeometryError):
     """A mask file that is missing, unreadable or empty."""
 
 

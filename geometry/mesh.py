@@ -5,6 +5,8 @@ Mesh coordinates stay as in the file; ``frames`` maps them to finepose's canonic
 
 from __future__ import annotations
 
+from .errors import GeometryError
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ SUPPORTED_SUFFIXES = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf")
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 
-class MeshError(ValueError):
+class MeshError(GeometryError):
     """A mesh file that is missing, unreadable, empty or too large."""
 
 

@@ -18,6 +18,8 @@ Conventions (all of finepose speaks these; other conventions convert at the edge
 
 from __future__ import annotations
 
+from .errors import GeometryError
+
 import math
 from dataclasses import dataclass, field, replace
 
@@ -26,7 +28,7 @@ import numpy as np
 PARAMETER_NAMES = ("azimuth", "elevation", "theta", "distance", "focal", "u", "v")
 
 
-class PoseError(ValueError):
+class PoseError(GeometryError):
     """A pose that cannot be used: NaN or infinite numbers, non-positive distance or focal."""
 
 

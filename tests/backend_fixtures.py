@@ -17,10 +17,10 @@ from geometry.pose import Pose
 from geometry.procedural import car_mesh
 from geometry.procedural_keypoints import car_keypoints
 from geometry.render import SilhouetteRenderer
-from ls_backend.config import Settings
-from ls_backend.resources import Resources
+from ls_backend.templates import POSE_ANNOTATION, read_template
+from ls_backend.settings import Settings
+from ls_backend.backend.resources import Resources
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "pose_annotation.xml"
 PHOTO_SIZE = (480, 320)
 TRUE_POSE = Pose(azimuth=35.0, elevation=12.0, theta=2.0, distance=2.6, focal=560.0, u=246.0, v=168.0,
                  width=PHOTO_SIZE[0], height=PHOTO_SIZE[1])
@@ -73,4 +73,4 @@ def make_world(root: Path, photo_size: tuple[int, int] = PHOTO_SIZE, **settings)
         model_dir=root / "model-dir",
         **settings,
     )
-    return World(root, config, Resources(config), TEMPLATE.read_text(), true_pose, start_pose, reference, renderer)
+    return World(root, config, Resources(config), read_template(POSE_ANNOTATION), true_pose, start_pose, reference, renderer)

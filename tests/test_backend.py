@@ -14,9 +14,9 @@ import pytest
 from geometry.camera import project
 from geometry.iou import iou
 from geometry.pose import PARAMETER_NAMES
-from ls_backend.api import create_app
-from ls_backend.predictions import brush_result
-from ls_backend.tasks import brush_mask
+from ls_backend.backend.app import create_app
+from ls_backend.backend.predictions import brush_result
+from ls_backend.backend.tasks import brush_mask
 from tests.backend_fixtures import make_world
 
 
@@ -106,7 +106,7 @@ def test_reference_masks_in_any_image_mode(world, tmp_path, mode):
     at another size the mask is brought to the photo's."""
     from PIL import Image
 
-    from ls_backend import media
+    from ls_backend.backend import media
 
     colour = np.zeros((*world.reference.shape, 3), np.uint8)
     colour[world.reference] = (220, 20, 20)  # red: only one channel over half
@@ -224,7 +224,7 @@ def test_a_bad_task_in_a_batch_does_not_sink_the_others(client, world):
 def test_missing_segmentation_weights_say_which_file(client, world, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.delenv("FINEPOSE_MASKRCNN_WEIGHTS", raising=False)
-    import ls_backend.segmentation as segmentation
+    import ls_backend.segmentation.models as segmentation
 
     monkeypatch.setattr(segmentation, "_default", None)
     response = predict(client, world, [world.task(pose=world.start_pose.to_dict())])
@@ -234,7 +234,7 @@ def test_missing_segmentation_weights_say_which_file(client, world, tmp_path, mo
 
 
 def _config(world):
-    from ls_backend.label_config import parse_label_config
+    from ls_backend.backend.label_config import parse_label_config
 
     return parse_label_config(world.label_config)
 

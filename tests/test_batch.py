@@ -13,8 +13,8 @@ import pytest
 from geometry.frames import FRAMES
 from geometry.masks import write_mask
 from geometry.pose import Pose
-from ls_backend.batch import ManifestError, group_by_mesh, load_manifest, read_results, register, run_batch
-from ls_backend.executors import Item, item_pose, make_executor, renderer_for
+from ls_backend.tools.batch import ManifestError, group_by_mesh, load_manifest, read_results, register, run_batch
+from ls_backend.tools.executors import Item, item_pose, make_executor, renderer_for
 
 SIZE = (160, 120)
 TRUTHS = [

@@ -12,8 +12,8 @@ from PIL import Image
 
 from geometry.conventions import seed
 from geometry.pose_io import pose_from_dict
-from ls_backend.dataset import DatasetError, export_project, final_pose, pascal3d_tasks, seed_tasks
-from ls_backend.posesets import load_pose_set
+from ls_backend.tools.dataset import DatasetError, export_project, final_pose, pascal3d_tasks, seed_tasks
+from ls_backend.datasets.posesets import load_pose_set
 from tests.conftest import data_path
 
 SIZES = {"00001.jpg": (640, 480), "00002.jpg": (500, 375), "00003.jpg": (1024, 683)}

@@ -13,8 +13,8 @@ import pytest
 from geometry.conventions import seed
 from geometry.masks import MaskError, write_mask
 from geometry.pose import Pose
-from ls_backend import evaluate
-from ls_backend.posesets import PoseRecord, load_pose_set, write_pose_set
+from ls_backend.tools import evaluate
+from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
 from ls_backend.registry import Registry
 
 TRUTH = {

@@ -22,13 +22,14 @@ from geometry.iou import iou
 from geometry.pose import PARAMETER_NAMES
 from geometry.procedural_keypoints import car_keypoints
 from geometry.conventions import seed
-from ls_backend.api import create_app
-from ls_backend.dataset import export_project, import_into_project, seed_tasks
-from ls_backend.posesets import PoseRecord, load_pose_set, write_pose_set
+from ls_backend.templates import POSE_ANNOTATION, SEGMENTATION_GT, read_template
+from ls_backend.backend.app import create_app
+from ls_backend.tools.dataset import export_project, import_into_project, seed_tasks
+from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
 from ls_backend.registry import Registry
-from ls_backend.resources import Resources
-from ls_backend.study import RATINGS, create_study, format_table, report_study, unblind
-from ls_backend.tasks import brush_mask
+from ls_backend.backend.resources import Resources
+from ls_backend.tools.study import RATINGS, create_study, format_table, report_study, unblind
+from ls_backend.backend.tasks import brush_mask
 from tests.backend_fixtures import make_world
 from tests.browser import browser_available, screenshot_task
 from tests.label_studio import label_studio  # noqa: F401
@@ -52,13 +53,12 @@ def numbers(result) -> dict:
     return {r["from_name"]: r["value"]["number"] for r in result if r["type"] == "number"}
 
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 
 def template_project(ls, world, title: str, template: str = "pose_annotation.xml"):
     """A project from one of finepose's templates, with the world's photo and reference in a
     Local Files storage; returns (project, task data pointing at them)."""
-    project = ls.client().projects.create(title=title, label_config=(TEMPLATES / template).read_text())
+    project = ls.client().projects.create(title=title, label_config=read_template(template))
     folder = ls.local_storage(project.id, title.replace(" ", "-"))
     for name in ("photo.png", "reference.png"):
         shutil.copy(world.root / name, folder / name)
@@ -164,7 +164,7 @@ def test_interactive_keypoints(pose_project):
 def test_dataset_import_export_round_trip(label_studio, tmp_path, rng):  # noqa: F811
     ls = label_studio
     client = ls.client()
-    project = client.projects.create(title="dataset round trip", label_config=(TEMPLATES / "pose_annotation.xml").read_text())
+    project = client.projects.create(title="dataset round trip", label_config=read_template(POSE_ANNOTATION))
     folder = ls.local_storage(project.id, "dataset")
     records = {}
     for i in range(6):
@@ -245,7 +245,7 @@ def test_study_end_to_end_with_three_raters(label_studio, tmp_path):  # noqa: F8
 
 
 def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monkeypatch):  # noqa: F811
-    from ls_backend.prelabel import prelabel
+    from ls_backend.tools.prelabel import prelabel
 
     ls = label_studio
     (tmp_path / "world").mkdir()
@@ -271,15 +271,15 @@ def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monke
 
 
 def test_evaluate_against_masks_painted_in_label_studio(label_studio, tmp_path):  # noqa: F811
-    from ls_backend.evaluate import ProjectMasks, evaluate
-    from ls_backend.predictions import brush_result
-    from ls_backend.label_config import PoseConfig
+    from ls_backend.tools.evaluate import ProjectMasks, evaluate
+    from ls_backend.backend.predictions import brush_result
+    from ls_backend.backend.label_config import PoseConfig
 
     ls = label_studio
     (tmp_path / "world").mkdir()
     world = make_world(tmp_path / "world")
     client = ls.client()
-    project = client.projects.create(title="ground truth", label_config=(TEMPLATES / "segmentation_gt.xml").read_text())
+    project = client.projects.create(title="ground truth", label_config=read_template(SEGMENTATION_GT))
     folder = ls.local_storage(project.id, "gt")
     shutil.copy(world.root / "photo.png", folder / "img0.png")
     client.projects.import_tasks(id=project.id, request=[{"image": ls.local_file_url(folder / "img0.png")}])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ls_backend import registry_match as rm
+from ls_backend.registry import build as rm
 
 from .conftest import data_path
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ls_backend import segmentation as seg
+from ls_backend.segmentation import models as seg
 from tests.conftest import data_path
 
 ENV_VARS = ("TORCH_HOME", "FINEPOSE_MASKRCNN_WEIGHTS", "FINEPOSE_DEEPLAB_WEIGHTS", "FINEPOSE_VERIFY_WEIGHTS", "FINEPOSE_DEVICE")

@@ -11,8 +11,8 @@ import pytest
 
 from geometry.conventions import seed
 from geometry.pose import Pose, wrap_signed_degrees
-from ls_backend import stats
-from ls_backend.posesets import PoseRecord, PoseSetError, image_key, load_pose_set, write_pose_set
+from ls_backend.tools import stats
+from ls_backend.datasets.posesets import PoseRecord, PoseSetError, image_key, load_pose_set, write_pose_set
 
 from .conftest import data_path
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ls_backend.study import StudyError, fleiss_kappa, shares, summarize, unblind
+from ls_backend.tools.study import StudyError, fleiss_kappa, shares, summarize, unblind
 
 
 def test_unblind_swaps_only_when_refined_is_on_the_left():
@@ -55,8 +55,8 @@ def test_overlays_use_the_registry_frame_of_poses_that_name_none(tmp_path, car, 
     from geometry.conventions import seed
     from geometry.mesh import save_mesh
     from geometry.pose import Pose
-    from ls_backend import study
-    from ls_backend.posesets import PoseRecord
+    from ls_backend.tools import study
+    from ls_backend.datasets.posesets import PoseRecord
     from ls_backend.registry import Registry
 
     save_mesh(tmp_path / "car.ply", car)

@@ -41,13 +41,15 @@ from geometry.jsonio import read_json
 from geometry.pose import Pose, PoseError
 from geometry.pose_io import names_frame, pose_from_dict
 
+from ls_backend.errors import DataError
+
 FORMAT = "finepose-poses"
 VERSION = 1
 SPLITS = ("train", "test")
 SPLIT_METHODS = ("standard", "random")
 
 
-class PoseSetError(ValueError):
+class PoseSetError(DataError):
     """A pose set that cannot be read or written; the message names the file and the item."""
 
 

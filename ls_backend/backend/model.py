@@ -2,7 +2,7 @@
 
 ``setup()``, ``predict(tasks, context=None, **kwargs)`` and ``fit(event, data, **kwargs)``
 keep their names and meaning; the heavy state (meshes, scenes, segmentation models) lives in
-the process-wide :class:`~ls_backend.resources.Resources`, so a model object is cheap and
+the process-wide :class:`~ls_backend.backend.resources.Resources`, so a model object is cheap and
 ``/predict`` works in any worker without a prior ``/setup``.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from .label_config import parse_label_config
-from .pipeline import predict_task
-from .resources import Resources
-from .weights_errors import WeightsError
+from ls_backend.backend.label_config import parse_label_config
+from ls_backend.backend.pipeline import predict_task
+from ls_backend.backend.resources import Resources
+from ls_backend.errors import WeightsError
 
 logger = logging.getLogger(__name__)
 

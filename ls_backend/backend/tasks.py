@@ -16,11 +16,9 @@ import numpy as np
 from geometry.pose import PARAMETER_NAMES, Pose, PoseError
 from geometry.pose_io import names_frame, pose_from_dict
 
-from .label_config import REFERENCE, PoseConfig
+from ls_backend.errors import TaskError
+from ls_backend.backend.label_config import REFERENCE, PoseConfig
 
-
-class TaskError(ValueError):
-    """A task that finepose cannot read; the message names the field."""
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from geometry.masks import resize_mask
 from geometry.pose import Pose
 from geometry.refine import refine
 
-from . import media
-from .label_config import PoseConfig
-from .predictions import prediction
-from .resources import Resources
-from .smart import SmartRegions, fit_keypoints, keypoint_results, rectangle_mask
-from .tasks import TaskError, TaskInputs, brush_mask, pose_from_numbers, pose_from_task_data, read_task
+from ls_backend.backend import media
+from ls_backend.backend.label_config import PoseConfig
+from ls_backend.backend.predictions import prediction
+from ls_backend.backend.resources import Resources
+from ls_backend.backend.smart import SmartRegions, fit_keypoints, keypoint_results, rectangle_mask
+from ls_backend.backend.tasks import TaskError, TaskInputs, brush_mask, pose_from_numbers, pose_from_task_data, read_task
 
 
 @dataclass

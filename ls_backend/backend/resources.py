@@ -11,9 +11,10 @@ import logging
 import threading
 from functools import cached_property
 
-from . import __version__
-from .config import Settings
-from .registry import Registry, RegistryError
+from ls_backend import __version__
+from ls_backend.settings import Settings
+from ls_backend.errors import ConfigError, CredentialsError
+from ls_backend.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Resources:
 
     def require_registry(self) -> Registry:
         if self.registry is None:
-            raise RegistryError("no model registry configured: set FINEPOSE_REGISTRY to a JSON file of model id -> mesh")
+            raise ConfigError("no model registry configured: set FINEPOSE_REGISTRY to a JSON file of model id -> mesh")
         return self.registry
 
     def warm_up(self) -> None:
@@ -60,7 +61,7 @@ class Resources:
 
     def segmenter(self):
         """The process-wide Mask R-CNN + DeepLabV3 segmenter (weights loaded on first use)."""
-        from .segmentation import get_segmenter
+        from ls_backend.segmentation.models import get_segmenter
 
         return get_segmenter()
 
@@ -69,5 +70,5 @@ class Resources:
         from label_studio_sdk.client import LabelStudio
 
         if not self.settings.label_studio_url or not self.settings.api_key:
-            raise RegistryError("storing predictions needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+            raise CredentialsError("storing predictions needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
         return LabelStudio(base_url=self.settings.label_studio_url, api_key=self.settings.api_key)

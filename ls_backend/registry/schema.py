@@ -34,9 +34,8 @@ from geometry.render import SilhouetteRenderer
 
 CATEGORIES = ("car", "aeroplane")
 
+from ls_backend.errors import RegistryError, UnknownModelError
 
-class RegistryError(ValueError):
-    """The registry file is malformed, or a model id is unknown."""
 
 
 @dataclass(frozen=True)
@@ -88,12 +87,12 @@ class Registry:
         if self.default is not None:
             return self.default
         if not isinstance(model_id, str) or not model_id:
-            raise RegistryError(f"task data 'model' must be a non-empty string naming a registered model, got {model_id!r}")
+            raise UnknownModelError(f"task data 'model' must be a non-empty string naming a registered model, got {model_id!r}")
         try:
             return self.entries[model_id]
         except KeyError:
             known = ", ".join(sorted(self.entries)[:10]) or "none"
-            raise RegistryError(f"unknown model {model_id!r}: not in the registry {self.source} (known: {known})") from None
+            raise UnknownModelError(f"unknown model {model_id!r}: not in the registry {self.source} (known: {known})") from None
 
     def renderer(self, model_id: str) -> SilhouetteRenderer:
         """The renderer of a model's mesh, built on first use and then shared (per mesh file)."""

@@ -17,9 +17,8 @@ from geometry.pose import PARAMETER_NAMES
 PROJECTION, REFERENCE = "Projection", "Reference"
 IOU_FIELDS = ("iou_before", "iou_after")
 
+from ls_backend.errors import LabelConfigError
 
-class LabelConfigError(ValueError):
-    """The labeling config cannot be used by finepose; the message says what is missing."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import os
 
 def serve(host: str, port: int, workers: int, threads: int, dev: bool = False) -> None:
     if dev:
-        from .wsgi import app
+        from ls_backend.backend.wsgi import app
 
         app.run(host=host, port=port, threaded=True)
         return
@@ -22,7 +22,7 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool = False) -
             self.cfg.set("loglevel", os.environ.get("LOG_LEVEL", "info").lower())
 
         def load(self):
-            from .wsgi import app
+            from ls_backend.backend.wsgi import app
 
             return app
 

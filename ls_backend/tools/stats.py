@@ -34,7 +34,7 @@ import numpy as np
 
 from geometry.pose import PARAMETER_NAMES, display_angles, wrap_signed_degrees
 
-from .posesets import PoseRecord, PoseSet, by_image_key, load_pose_set
+from ls_backend.datasets.posesets import PoseRecord, PoseSet, by_image_key, load_pose_set
 
 ANGLES = ("azimuth", "elevation", "theta")
 ANGLE_BIN_DEG = {"azimuth": 10.0, "elevation": 2.0, "theta": 2.0}

@@ -30,13 +30,14 @@ from pathlib import Path
 from geometry.frames import FRAMES
 from geometry.refine import METHODS
 
-from .executors import EXECUTORS, Item, make_executor
+from ls_backend.errors import DataError
+from ls_backend.tools.executors import EXECUTORS, Item, make_executor
 
 REQUIRED_KEYS = ("id", "mesh", "mask", "pose")
 OPTIONAL_KEYS = ("frame", "image")
 
 
-class ManifestError(ValueError):
+class ManifestError(DataError):
     """A manifest (or results file) that cannot be used as it is."""
 
 

@@ -25,15 +25,16 @@ from tqdm import tqdm
 
 from geometry.overlay import save_overlay
 
-from .posesets import by_image_key, load_pose_set
-from .projects import project_tasks
+from ls_backend.errors import DataError
+from ls_backend.templates import SATISFACTION_STUDY, read_template
+from ls_backend.datasets.posesets import by_image_key, load_pose_set
+from ls_backend.labelstudio import project_tasks
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "satisfaction_study.xml"
 RATINGS = ("Worse", "Equal", "Better")
 SWAP = {"Worse": "Better", "Equal": "Equal", "Better": "Worse"}
 
 
-class StudyError(ValueError):
+class StudyError(DataError):
     """A study that cannot be created or reported; the message says why."""
 
 
@@ -109,7 +110,7 @@ def create_study(client, human, refined, images: Path, registry, media_root: Pat
         left, right = (human_url, refined_url) if refined_side == "right" else (refined_url, human_url)
         tasks.append({"data": {"left": left, "right": right, "item": item}})
         key[item] = {"image": by_key_h[name].image, "refined_side": refined_side}
-    project = client.projects.create(title=title, label_config=TEMPLATE.read_text(), maximum_annotations=raters)
+    project = client.projects.create(title=title, label_config=read_template(SATISFACTION_STUDY), maximum_annotations=raters)
     client.projects.import_tasks(id=project.id, request=tasks)
     key_path = key_path or media_root / "study_key.json"
     key_path.write_text(json.dumps({"project": project.id, "seed": seed_value, "raters": raters, "items": key}, indent=1))
@@ -257,8 +258,8 @@ def register(subparsers) -> None:
 
 
 def _cmd_create(args) -> None:
-    from .registry import Registry
-    from .resources import Resources
+    from ls_backend.registry import Registry
+    from ls_backend.backend.resources import Resources
 
     registry = Registry.load(args.registry)
     summary = create_study(Resources.shared().client(), args.human, args.refined, args.images, registry,
@@ -267,7 +268,7 @@ def _cmd_create(args) -> None:
 
 
 def _cmd_report(args) -> None:
-    from .resources import Resources
+    from ls_backend.backend.resources import Resources
 
     summary = report_study(Resources.shared().client(), args.key, args.out, args.seed)
     print(format_table(summary))

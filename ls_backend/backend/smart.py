@@ -28,8 +28,8 @@ import numpy as np
 from geometry.keypoints import MIN_POINTS, fit_pose_to_keypoints
 from geometry.pose import Pose
 
-from .label_config import PoseConfig
-from .tasks import TaskError
+from ls_backend.backend.label_config import PoseConfig
+from ls_backend.backend.tasks import TaskError
 
 
 @dataclass

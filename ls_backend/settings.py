@@ -31,11 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ls_backend.errors import ConfigError
+
 MB = 1 << 20
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed."""
 
 
 def _int(env, name: str, default: int) -> int:

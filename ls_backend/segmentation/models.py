@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
 from torchvision.models.segmentation import DeepLabV3_ResNet101_Weights, deeplabv3_resnet101
 
-from .weights_errors import MissingWeightsError, WeightsError
+from ls_backend.errors import MissingWeightsError, WeightsError
 
 # --------------------------------------------------------------------------- categories
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from geometry.pose import PARAMETER_NAMES, Pose, display_angles
 
-from .label_config import PROJECTION, REFERENCE, PoseConfig
+from ls_backend.backend.label_config import PROJECTION, REFERENCE, PoseConfig
 
 
 def number_result(config: PoseConfig, name: str, value: float) -> dict:

@@ -39,8 +39,8 @@ from tqdm import tqdm
 from geometry.iou import Reference
 from geometry.masks import MaskError, read_mask
 
-from .posesets import by_image_key, image_key, load_pose_set
-from .registry import Registry
+from ls_backend.datasets.posesets import by_image_key, image_key, load_pose_set
+from ls_backend.registry import Registry
 
 BOOTSTRAP_RESAMPLES = 10000
 #: Two sizes describe the same image when rescaling one to the other's width moves the height by <= this.
@@ -77,8 +77,8 @@ class ProjectMasks(dict):
     file name)."""
 
     def __init__(self, client, project_id: int):
-        from .projects import project_tasks
-        from .tasks import brush_mask, newest_annotation
+        from ls_backend.labelstudio import project_tasks
+        from ls_backend.backend.tasks import brush_mask, newest_annotation
 
         super().__init__()
         for task in project_tasks(client, project_id):
@@ -276,7 +276,7 @@ def cmd_evaluate(args) -> None:
     if args.masks:
         masks = MaskFolder(args.masks)
     else:
-        from .resources import Resources
+        from ls_backend.backend.resources import Resources
 
         masks = ProjectMasks(Resources.shared().client(), args.masks_project)
     images = None

@@ -30,19 +30,20 @@ from geometry.conventions import seed
 from geometry.pose import Pose
 from geometry.pose_io import pose_from_dict
 
-from .label_config import parse_label_config
-from .posesets import PoseRecord, load_pose_set, write_pose_set
-from .predictions import number_result, pose_numbers
-from .projects import project_tasks
-from .tasks import newest_annotation, pose_from_numbers
-from .tasks import pose_numbers as annotated_numbers
+from ls_backend.errors import DataError
+from ls_backend.templates import POSE_ANNOTATION, read_template
+from ls_backend.backend.label_config import parse_label_config
+from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
+from ls_backend.backend.predictions import number_result, pose_numbers
+from ls_backend.labelstudio import project_tasks
+from ls_backend.backend.tasks import newest_annotation, pose_from_numbers
+from ls_backend.backend.tasks import pose_numbers as annotated_numbers
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "pose_annotation.xml"
 RELEASE_VERSION = "release-refined"
 TEST_FRACTION = 1.0 / 3.0
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A dataset file, image folder or project that cannot be imported or exported."""
 
 
@@ -61,7 +62,7 @@ def seed_tasks(human: Path, images: Path, url_template: str, refined: Path | Non
     ``url_template``: the task image URL with ``{name}`` for the file name, e.g.
     ``/data/local-files/?d=stanford_cars/{name}``.
     """
-    config = parse_label_config(label_config or TEMPLATE.read_text())
+    config = parse_label_config(label_config or read_template(POSE_ANNOTATION))
     records = load_pose_set(human)
     refined_set = load_pose_set(refined) if refined else {}
     tasks, missing = [], []
@@ -90,7 +91,7 @@ def seed_tasks(human: Path, images: Path, url_template: str, refined: Path | Non
 
 def pascal3d_tasks(viewpoints: Path, images: Path, url_template: str, label_config: str | None = None):
     """Tasks from Pascal3D+/ObjectNet3D viewpoint records (see the module docstring)."""
-    config = parse_label_config(label_config or TEMPLATE.read_text())
+    config = parse_label_config(label_config or read_template(POSE_ANNOTATION))
     try:
         records = json.loads(Path(viewpoints).read_text())
     except (OSError, ValueError) as exc:
@@ -214,7 +215,7 @@ def register(subparsers) -> None:
 
 
 def _cmd_import(args) -> None:
-    from .resources import Resources
+    from ls_backend.backend.resources import Resources
 
     if not args.images.is_dir():
         raise DatasetError(f"image folder not found: {args.images}")
@@ -234,7 +235,7 @@ def _cmd_import(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from .resources import Resources
+    from ls_backend.backend.resources import Resources
 
     summary = export_project(Resources.shared().client(), args.project, args.out, args.pickle, args.seed)
     print(json.dumps(summary, indent=2))

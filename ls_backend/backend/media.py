@@ -20,14 +20,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 import requests
 
-from .config import Settings
+from ls_backend.errors import MediaError
+from ls_backend.settings import Settings
 
 LS_RELATIVE_PREFIXES = ("/data/upload/", "/data/local-files/", "/storage-data/")
 CLOUD_PREFIXES = ("s3://", "gs://", "azure-blob://")
-
-
-class MediaError(ValueError):
-    """A media URL that is refused, unreachable, unreadable or too large."""
 
 
 class _PolicySession(requests.Session):

@@ -4,7 +4,7 @@ Tasks that already hold a prediction of the backend's ``model_version`` are skip
 are tasks listed as done in the state file (JSON lines ``{"task", "status", ...}``), so an
 interrupted run picks up where it stopped. Tasks are refined in parallel processes (each
 loads meshes once); predictions are stored from the main process through label-studio-sdk.
-Configuration is the backend's (environment, see :mod:`ls_backend.config`).
+Configuration is the backend's (environment, see :mod:`ls_backend.settings`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .label_config import PoseConfig, parse_label_config
-from .projects import as_dict, project_tasks
-from .resources import Resources
+from ls_backend.backend.label_config import PoseConfig, parse_label_config
+from ls_backend.labelstudio import as_dict, project_tasks
+from ls_backend.backend.resources import Resources
 
 
 def _done_ids(state: Path) -> set[int]:
@@ -37,7 +37,7 @@ def _done_ids(state: Path) -> set[int]:
 
 def _refine_one(task: dict, config: PoseConfig) -> dict:
     """Worker: one task -> {"task", "prediction"} or {"task", "error"}."""
-    from .pipeline import predict_task
+    from ls_backend.backend.pipeline import predict_task
 
     try:
         outcome = predict_task(task, config, Resources.shared())

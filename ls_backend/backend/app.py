@@ -17,29 +17,12 @@ from collections import Counter
 
 from flask import Flask, Response, jsonify, request
 
-from geometry.mesh import MeshError
-from geometry.pose import PoseError
-
-from .label_config import LabelConfigError
-from .media import MediaError
-from .model import FineposeModel
-from .registry import RegistryError
-from .resources import Resources
-from .weights_errors import WeightsError
-from .tasks import TaskError
+from ls_backend.backend.model import FineposeModel
+from ls_backend.backend.resources import Resources
+from ls_backend.errors import BadRequest, TaskError, http_status
 
 logger = logging.getLogger(__name__)
 
-#: Error type -> HTTP status. Anything else is a 500 with the message.
-STATUS = {
-    LabelConfigError: 422,
-    TaskError: 422,
-    PoseError: 422,
-    RegistryError: 404,
-    MeshError: 422,
-    MediaError: 422,
-    WeightsError: 503,  # the task needs segmentation and the weights are not installed
-}
 OPEN_PATHS = ("/health",)
 
 
@@ -138,38 +121,29 @@ def create_app(resources: Resources | None = None) -> Flask:
     def metrics_view():
         return jsonify(metrics.snapshot())
 
-    for error_type, status in STATUS.items():
-        app.register_error_handler(error_type, _error_handler(status))
-    app.register_error_handler(Exception, _unexpected)
+    app.register_error_handler(Exception, _error)
     return app
-
-
-class _BadRequest(ValueError):
-    """The request body itself is unusable (answered 400)."""
 
 
 def _json() -> dict:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise _BadRequest("request body must be a JSON object")
+        raise BadRequest("request body must be a JSON object")
     return data
 
 
-def _error_handler(status: int):
-    def handle(exc):
-        logger.warning("%s %s -> %d: %s", request.method, request.path, status, exc)
-        return jsonify(error=str(exc), type=type(exc).__name__), status
-
-    return handle
-
-
-def _unexpected(exc):
+def _error(exc):
+    """finepose's errors answer their own status (:func:`ls_backend.errors.http_status`), Flask's
+    HTTP exceptions theirs, another ValueError 400, anything else 500 (logged with its traceback)."""
     from werkzeug.exceptions import HTTPException
 
     if isinstance(exc, HTTPException):
         return jsonify(error=exc.description), exc.code
-    if isinstance(exc, ValueError):
-        logger.warning("%s %s -> 400: %s", request.method, request.path, exc)
-        return jsonify(error=str(exc), type=type(exc).__name__), 400
+    status = http_status(exc)
+    if status is None and isinstance(exc, ValueError):  # bad input that no finepose check named
+        status = 400
+    if status is not None:
+        logger.warning("%s %s -> %d: %s", request.method, request.path, status, exc)
+        return jsonify(error=str(exc), type=type(exc).__name__), status
     logger.exception("%s %s failed", request.method, request.path)
     return jsonify(error=f"internal error: {exc}", type=type(exc).__name__), 500

@@ -144,19 +144,19 @@ def cmd_export(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .demo import run_demo
+    from ls_backend.tools.demo import run_demo
 
     _print(run_demo(out_dir=Path(args.out), method=args.method, seed=args.seed))
 
 
 def cmd_serve(args) -> None:
-    from .serve import serve
+    from ls_backend.backend.serve import serve
 
     serve(args.host, args.port, args.workers, args.threads, dev=args.dev)
 
 
 def cmd_prelabel(args) -> None:
-    from .prelabel import prelabel
+    from ls_backend.tools.prelabel import prelabel
 
     _print(prelabel(args.project, workers=args.workers, state=Path(args.state) if args.state else None))
 
@@ -232,12 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="JSON-lines progress file (default: MODEL_DIR/prelabel-project-ID.jsonl)")
     p.set_defaults(func=cmd_prelabel)
 
-    from .batch import register as register_batch
-    from .dataset import register as register_dataset
-    from .evaluate import register as register_evaluate
-    from .registry_match import register as register_registry
-    from .stats import register as register_stats
-    from .study import register as register_study
+    from ls_backend.tools.batch import register as register_batch
+    from ls_backend.tools.dataset import register as register_dataset
+    from ls_backend.tools.evaluate import register as register_evaluate
+    from ls_backend.registry.build import register as register_registry
+    from ls_backend.tools.stats import register as register_stats
+    from ls_backend.tools.study import register as register_study
 
     register_stats(sub)
     register_evaluate(sub)

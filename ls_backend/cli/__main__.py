@@ -1,0 +1,5 @@
+import sys
+
+from ls_backend.cli.main import main
+
+sys.exit(main())
