@@ -5,9 +5,20 @@ The canonical model frame is Pascal3D+'s: z up, front at -y, model origin at the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from .camera import angles_from_rotation, rotation
 from .conventions.seed import MESH_FRAME as SEED_MESH_FRAME
+from .errors import GeometryError
+from .pose import Pose
+
+
+class FrameError(GeometryError):
+    """A frame that is unknown, or a pose that cannot be expressed in a model's frame (the
+    frames differ by a reflection)."""
+
 
 FRAMES = {
     # Pascal3D+ / ObjectNet3D CAD models are already canonical.
@@ -26,10 +37,10 @@ def frame_matrix(name_or_matrix) -> np.ndarray:
         try:
             return FRAMES[name_or_matrix].copy()
         except KeyError:
-            raise ValueError(f"unknown mesh frame {name_or_matrix!r}; known: {', '.join(FRAMES)}") from None
+            raise FrameError(f"unknown mesh frame {name_or_matrix!r}; known: {', '.join(FRAMES)}") from None
     matrix = np.asarray(name_or_matrix, dtype=float)
     if matrix.shape != (3, 3):
-        raise ValueError(f"a mesh frame must be a name or a 3x3 matrix, got shape {matrix.shape}")
+        raise FrameError(f"a mesh frame must be a name or a 3x3 matrix, got shape {matrix.shape}")
     return matrix
 
 
@@ -39,3 +50,53 @@ def frame_name(matrix: np.ndarray) -> str | None:
         if np.allclose(known, matrix):
             return name
     return None
+
+
+def describe_frame(matrix: np.ndarray) -> str:
+    """A frame's name when it is a known one, else its matrix (for messages)."""
+    name = frame_name(matrix)
+    return repr(name) if name is not None else f"matrix {np.round(matrix, 6).tolist()}"
+
+
+def express_in_frame(pose: Pose, frame) -> Pose:
+    """The same camera (every mesh point imaged at the same pixel) with ``mesh_frame = frame``.
+
+    The camera takes mesh points ``X`` to ``R(a, e, theta) F X + t``; in the frame ``G`` the
+    rotation becomes ``R F G^-1``, which must be proper: the angles change, distance, focal, u
+    and v do not. Frames that differ by a reflection (the release's mirrored ``shapenet_seed``
+    against ``shapenet`` or ``pascal3d``) image the model mirrored: no camera in the other frame
+    gives the same picture, and :class:`FrameError` names both frames.
+    """
+    target = frame_matrix(frame)
+    change = pose.mesh_frame @ np.linalg.inv(target)
+    if np.allclose(change, np.eye(3), atol=1e-9):
+        return replace(pose, mesh_frame=target)
+    if not np.allclose(change @ change.T, np.eye(3), atol=1e-6) or np.linalg.det(change) < 0:
+        kind = "a reflection" if np.linalg.det(change) < 0 else "more than a rotation"
+        raise FrameError(
+            f"the pose is in mesh frame {describe_frame(pose.mesh_frame)}, the model in "
+            f"{describe_frame(target)}: they differ by {kind}, so the pose would show the model "
+            "mirrored; register the model with the pose's frame (release poses: frame 'shapenet_seed')"
+        )
+    rot = rotation(pose.azimuth, pose.elevation, pose.theta) @ change
+    azimuth, elevation, theta = angles_from_rotation(rot)
+    return replace(pose, azimuth=azimuth % 360.0, elevation=elevation, theta=theta, mesh_frame=target)
+
+
+def pose_in_model_frame(pose: Pose, model_frame, *, names_frame: bool) -> Pose:
+    """finepose's one frame rule: ``pose`` in the frame of the model it is drawn with.
+
+    ``model_frame``: the model's frame (a registry entry's, or ``--frame`` on the command line;
+    a name of :data:`FRAMES` or a 3x3 matrix), or None when nothing names it: the pose then
+    keeps its own. ``names_frame``: whether the pose's source fixed its frame (a ``mesh_frame``
+    in its JSON, a release record: :func:`geometry.pose_io.names_frame`). A pose that names
+    its frame is converted (:func:`express_in_frame`, refused across a reflection); any other
+    pose's numbers are read in the model's frame. Every entry point that reads a pose (the
+    backend, the webhook, interactive calls, evaluate, study, batch, the CLI) goes through here,
+    so the 7 numbers of a model mean one thing whatever their source.
+    """
+    if model_frame is None:
+        return pose
+    if names_frame:
+        return express_in_frame(pose, model_frame)
+    return replace(pose, mesh_frame=frame_matrix(model_frame))

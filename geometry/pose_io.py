@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .conventions import pascal3d, seed
-from .frames import frame_matrix
+from .frames import frame_matrix, pose_in_model_frame
 from .jsonio import read_json
+from .errors import GeometryError
 from .pose import Pose, PoseError
 
 CONVENTIONS = ("finepose", "pascal3d", "seed")
@@ -41,6 +42,15 @@ def pose_from_dict(data: dict) -> Pose:
     raise PoseError(f"unknown pose convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
 
 
+def read_pose(data: dict, *, model_frame=None) -> Pose:
+    """Pose JSON ``data`` (any convention) in the frame of the model it is drawn with.
+
+    ``model_frame``: the model's frame (registry entry, ``--frame``), or None to keep the pose's
+    own. The frame rule itself is :func:`geometry.frames.pose_in_model_frame`.
+    """
+    return pose_in_model_frame(pose_from_dict(data), model_frame, names_frame=names_frame(data))
+
+
 def names_frame(data) -> bool:
     """Whether pose JSON ``data`` fixes its mesh frame: a ``mesh_frame`` of its own, or the
     release's convention (its formula fixes the frame). Such a pose keeps its frame; any
@@ -62,13 +72,13 @@ def pose_to_dict(pose: Pose, convention: str = "finepose", **kwargs) -> dict:
     raise PoseError(f"unknown pose convention {convention!r}; use one of {', '.join(CONVENTIONS)}")
 
 
-def load_pose(path: str | Path) -> Pose:
-    """Read a pose JSON file, with errors naming the file."""
+def load_pose(path: str | Path, *, model_frame=None) -> Pose:
+    """Read a pose JSON file (:func:`read_pose`), with errors naming the file."""
     data = read_json(path, "pose file", PoseError)
     try:
-        return pose_from_dict(data)
-    except PoseError as exc:
-        raise PoseError(f"{path}: {exc}") from None
+        return read_pose(data, model_frame=model_frame)
+    except GeometryError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def _mesh_frame(value) -> np.ndarray:

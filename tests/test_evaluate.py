@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from geometry.conventions import seed
+from geometry.frames import frame_matrix
 from geometry.masks import MaskError, write_mask
 from geometry.pose import Pose
 from ls_backend.tools import evaluate
@@ -70,7 +71,7 @@ def run_evaluate(*argv):
 def test_true_poses_score_one_and_shifted_poses_their_exact_iou(tmp_path, scene, car_obj, capsys):
     masks, expected = scene
     registry = tmp_path / "registry.json"
-    registry.write_text(json.dumps({"car": {"mesh": car_obj.name, "frame": "pascal3d"}}))  # relative path
+    registry.write_text(json.dumps({"car": {"mesh": car_obj.name, "frame": "pascal3d", "category": "car"}}))  # relative path
     out = tmp_path / "out"
     run_evaluate(
         "--masks",
@@ -125,8 +126,8 @@ def test_release_pickle_set_and_mesh_frame_from_the_registry(tmp_path, car_rende
     registry.write_text(
         json.dumps(
             {
-                "m1": {"mesh": str(car_obj), "frame": "shapenet_seed"},
-                "car": {"mesh": str(car_obj), "frame": "shapenet_seed"},
+                "m1": {"mesh": str(car_obj), "frame": "shapenet_seed", "category": "car"},
+                "car": {"mesh": str(car_obj), "frame": "shapenet_seed", "category": "car"},
             }
         )
     )
@@ -136,34 +137,34 @@ def test_release_pickle_set_and_mesh_frame_from_the_registry(tmp_path, car_rende
         Registry.load(registry),
     )
     assert np.all(evaluation.ious["release"] > 0.999)
-    # the registry's frame replaces the poses' own: the canonical set is now rendered mirrored
+    # the canonical set names no frame: its numbers are read in the model's (mirrored) frame
     assert np.all(evaluation.ious["shifted"] < 0.99)
 
 
-def test_poses_that_name_their_frame_keep_it_whatever_the_registry_says(tmp_path, car_renderer, car_obj):
-    """One rule with the backend (geometry.pose_io.names_frame): release records and pose JSON
-    with a ``mesh_frame`` keep their frame; the registry's frame is for poses naming none."""
+def test_poses_are_expressed_in_the_registry_frame_converted_or_refused(tmp_path, car_renderer, car_obj):
+    """One rule with the backend (geometry.frames.pose_in_model_frame): a pose naming another
+    frame is converted into the model's when the frames differ by a rotation, refused naming
+    both when they differ by a reflection; a pose naming none is read in the model's frame."""
     pose = TRUTH["a.jpg"]
-    mirrored = replace(pose, mesh_frame=seed.MESH_FRAME)
+    in_shapenet = replace(pose, mesh_frame=frame_matrix("shapenet"))
     masks = tmp_path / "masks"
     masks.mkdir()
-    write_mask(masks / "a.png", car_renderer.render(mirrored))
-    with open(tmp_path / "test_anno.pkl", "wb") as f:
-        pickle.dump({"a.jpg": {**seed.from_pose(mirrored, 300, 200), "model_id": "car"}}, f)
-    write_pose_set(tmp_path / "named.json", [PoseRecord("a.jpg", "car", None, pose=mirrored)], None)
+    write_mask(masks / "a.png", car_renderer.render(in_shapenet))
+    write_pose_set(tmp_path / "named.json", [PoseRecord("a.jpg", "car", None, pose=in_shapenet)], None)
     write_pose_set(tmp_path / "unnamed.json", [PoseRecord("a.jpg", "car", None, pose=pose)], None)
+    sets = {name: load_pose_set(tmp_path / name) for name in ("named.json", "unnamed.json")}
+    assert [s["a.jpg"].frame_fixed for s in sets.values()] == [True, False]
     registry = tmp_path / "registry.json"
-    registry.write_text(json.dumps({"car": {"mesh": str(car_obj), "frame": "shapenet_seed"}}))
-    sets = {name: load_pose_set(tmp_path / f"{name}") for name in ("test_anno.pkl", "named.json", "unnamed.json")}
-    assert [s["a.jpg"].frame_fixed for s in sets.values()] == [True, True, False]
+    # the model in pascal3d's frame: the named pose is converted (a rotation apart) and still
+    # draws the same silhouette; the unnamed one is read in pascal3d's frame: another picture
+    registry.write_text(json.dumps({"car": {"mesh": str(car_obj), "frame": "pascal3d", "category": "car"}}))
     ious = evaluate.evaluate(evaluate.MaskFolder(masks), sets, Registry.load(registry)).ious
-    assert ious["test_anno.pkl"][0] > 0.999 and ious["named.json"][0] > 0.999
-    assert ious["unnamed.json"][0] > 0.999  # no frame of its own: the registry's (the seed's) applies
-    # A registry naming another frame changes only the pose that names none.
-    registry.write_text(json.dumps({"car": {"mesh": str(car_obj), "frame": "pascal3d"}}))
-    ious = evaluate.evaluate(evaluate.MaskFolder(masks), sets, Registry.load(registry)).ious
-    assert ious["test_anno.pkl"][0] > 0.999 and ious["named.json"][0] > 0.999
+    assert ious["named.json"][0] > 0.999
     assert ious["unnamed.json"][0] < 0.99
+    # the model in the release's mirrored frame: the named pose would show it mirrored: refused
+    registry.write_text(json.dumps({"car": {"mesh": str(car_obj), "frame": "shapenet_seed", "category": "car"}}))
+    with pytest.raises(ValueError, match=r"mesh frame 'shapenet'.*'shapenet_seed'.*reflection"):
+        evaluate.evaluate(evaluate.MaskFolder(masks), sets, Registry.load(registry))
 
 
 def test_masks_may_be_any_mapping(car_renderer, car):
@@ -225,7 +226,7 @@ def test_bad_inputs_are_named(tmp_path, scene, car_obj):
             out,
         )
     registry = tmp_path / "registry.json"
-    registry.write_text(json.dumps({"other": {"mesh": str(car_obj)}}))
+    registry.write_text(json.dumps({"other": {"mesh": str(car_obj), "category": "car"}}))
     with pytest.raises(ValueError, match=r"set 'truth', image 'a': unknown model 'car': not in the registry"):
         run_evaluate("--masks", masks, "--set", truth, "--set", shifted, "--registry", registry, "--out", out)
     with pytest.raises(ValueError, match="two or more pose sets"):

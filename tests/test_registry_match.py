@@ -107,7 +107,7 @@ def test_match_command_writes_registry_and_report(tmp_path, capsys):
     registry = json.loads((tmp_path / "registry.json").read_text())
     entry = registry["Audi TT Hatchback 2011"]
     assert entry["mesh"] == str(tmp_path / "ShapeNetCore.v1" / "02958343" / "a2" / "model.obj")
-    assert entry["frame"] == "shapenet_seed" and entry["model_id"] == "a2"
+    assert entry["frame"] == "shapenet_seed" and entry["model_id"] == "a2" and entry["category"] == "car"
     assert json.loads((tmp_path / "report.json").read_text())["unmatched"] == printed["unmatched"]
 
 
@@ -125,13 +125,15 @@ def test_from_cad_groups_categories_sharing_a_model(tmp_path, capsys):
     ]
     (tmp_path / "cad.txt").write_text("\n".join(ids) + "\n")
     (tmp_path / "names.txt").write_text("A 2010\nB 2011\nC 2012\nD 2012\n")
-    from_cad(tmp_path, "--names", tmp_path / "names.txt", "--mesh-template", "meshes/{model_id}.obj", out="by_model.json")
+    from_cad(tmp_path, "--names", tmp_path / "names.txt", "--mesh-template", "meshes/{model_id}.obj",
+             "--category", "car", out="by_model.json")
     summary = json.loads(capsys.readouterr().out)
     assert summary["categories"] == 4 and summary["models"] == 3 and summary["mesh_files_found"] == 0
     registry = json.loads((tmp_path / "by_model.json").read_text())
     assert registry[ids[1]] == {
         "mesh": f"meshes/{ids[1]}.obj",
         "frame": "shapenet_seed",
+        "category": "car",
         "categories": ["B 2011", "C 2012"],
     }
     from_cad(
@@ -139,7 +141,9 @@ def test_from_cad_groups_categories_sharing_a_model(tmp_path, capsys):
         out="by_category.json",
     )
     registry = json.loads((tmp_path / "by_category.json").read_text())
-    assert registry["4"] == {"mesh": f"/data/sn/02691156/{ids[3]}/model.obj", "frame": "shapenet", "model_id": ids[3]}
+    assert registry["4"] == {
+        "mesh": f"/data/sn/02691156/{ids[3]}/model.obj", "frame": "shapenet", "category": "aeroplane", "model_id": ids[3]
+    }
 
 
 def test_bad_inputs(tmp_path):
@@ -156,6 +160,8 @@ def test_bad_inputs(tmp_path):
         from_cad(tmp_path, "--shapenet-root", "/x", "--synset", "boat")
     with pytest.raises(ValueError, match="must contain"):
         from_cad(tmp_path, "--mesh-template", "x.obj")
+    with pytest.raises(ValueError, match=r"give --category \(car, aeroplane\).*no --synset"):
+        from_cad(tmp_path, "--mesh-template", "{model_id}.obj")
     (tmp_path / "meta.csv").write_text("model,title\nx,y\n")
     (tmp_path / "cats.txt").write_text("A\n")
     for metadata, message in (("meta.csv", "needs an id column"), ("absent.json", "metadata file not found")):
@@ -174,3 +180,20 @@ def test_from_cad_on_the_release_lists(tmp_path, capsys, name, synset, categorie
     run("from-cad", "--cad", cad, "--shapenet-root", "/sn", "--synset", synset, "--out", tmp_path / "r.json")
     summary = json.loads(capsys.readouterr().out)
     assert (summary["categories"], summary["models"], summary["entries"]) == (categories, models, models)
+    expected = {"car": "car", "airplane": "aeroplane"}[synset]
+    registry = json.loads((tmp_path / "r.json").read_text())
+    assert {entry["category"] for entry in registry.values()} == {expected}
+
+
+@pytest.mark.parametrize("entry,words", [
+    ({"mesh": "car.obj"}, "registry entry 'A320' has no 'category': give one of car, aeroplane"),
+    ({"mesh": "car.obj", "category": "boat"}, "registry entry 'A320' has category 'boat': give one of car, aeroplane"),
+])
+def test_a_hand_written_registry_without_a_usable_category_is_refused(tmp_path, entry, words):
+    """Nothing guesses a category from a model id ("A320" used to become a car)."""
+    from ls_backend.errors import RegistryError
+    from ls_backend.registry import Registry
+
+    (tmp_path / "registry.json").write_text(json.dumps({"A320": entry}))
+    with pytest.raises(RegistryError, match=words):
+        Registry.load(tmp_path / "registry.json")

@@ -47,12 +47,15 @@ def test_summary_by_hand():
     assert shares([]) == pytest.approx({"Worse": np.nan, "Equal": np.nan, "Better": np.nan}, nan_ok=True)
 
 
-def test_overlays_use_the_registry_frame_of_poses_that_name_none(tmp_path, car, car_renderer, monkeypatch):
-    """The study draws poses by the same frame rule as the backend and evaluate."""
+def test_overlays_draw_poses_in_the_registry_frame(tmp_path, car, car_renderer, monkeypatch):
+    """The study draws poses by the same frame rule as the backend and evaluate: a pose naming
+    none is read in the model's frame; one naming another frame a rotation apart is converted
+    (the same picture); one a reflection apart is refused."""
     import json
     from dataclasses import replace
 
     from geometry.conventions import seed
+    from geometry.frames import frame_matrix
     from geometry.mesh import save_mesh
     from geometry.pose import Pose
     from ls_backend.tools import study
@@ -60,15 +63,25 @@ def test_overlays_use_the_registry_frame_of_poses_that_name_none(tmp_path, car, 
     from ls_backend.registry import Registry
 
     save_mesh(tmp_path / "car.ply", car)
-    (tmp_path / "registry.json").write_text(json.dumps({"car": {"mesh": "car.ply", "frame": "shapenet_seed"}}))
+    (tmp_path / "registry.json").write_text(
+        json.dumps({"car": {"mesh": "car.ply", "frame": "shapenet_seed", "category": "car"}}))
     registry = Registry.load(tmp_path / "registry.json")
     pose = Pose(azimuth=35, elevation=12, theta=3, distance=1.7, focal=330, u=150, v=105, width=300, height=200)
     drawn = []
     monkeypatch.setattr(study, "save_overlay", lambda out, rgb, masks: drawn.append(masks["model"]))
     photo = np.zeros((200, 300, 3), np.uint8)
+    in_seed = replace(pose, mesh_frame=seed.MESH_FRAME)
     study._render_overlay(photo, PoseRecord("a.jpg", "car", None, pose=pose), registry, tmp_path / "a.png")
+    np.testing.assert_array_equal(drawn[0], car_renderer.render(in_seed))
+    # the seed frame turned by 90 degrees about z: a rotation apart, converted, same silhouette
+    turned = replace(in_seed, mesh_frame=frame_matrix(np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]) @ seed.MESH_FRAME))
+    turned_pose = replace(turned, azimuth=in_seed.azimuth + 90.0)
+    assert car_renderer.render(turned_pose).sum() > 0
+    study._render_overlay(photo, PoseRecord("a.jpg", "car", None, pose=turned_pose, names_frame=True), registry,
+                          tmp_path / "b.png")
+    from geometry.iou import iou
+    assert iou(drawn[1], car_renderer.render(turned_pose)) > 0.999
     named = replace(pose, mesh_frame=np.eye(3))
-    study._render_overlay(photo, PoseRecord("a.jpg", "car", None, pose=named, names_frame=True), registry, tmp_path / "b.png")
-    np.testing.assert_array_equal(drawn[0], car_renderer.render(replace(pose, mesh_frame=seed.MESH_FRAME)))
-    np.testing.assert_array_equal(drawn[1], car_renderer.render(pose))
-    assert not np.array_equal(drawn[0], drawn[1])
+    with pytest.raises(ValueError, match="reflection"):
+        study._render_overlay(photo, PoseRecord("a.jpg", "car", None, pose=named, names_frame=True), registry,
+                              tmp_path / "c.png")

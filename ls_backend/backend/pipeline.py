@@ -83,7 +83,7 @@ def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, heig
     if smart.keypoints:
         return fit_keypoints(registry.keypoints(inputs.model_id), smart.keypoints, width, height, frame), "keypoints"
     if inputs.human_numbers is not None:
-        return pose_from_numbers(inputs.human_numbers, width, height, frame), "annotation"
+        return pose_from_numbers(inputs.human_numbers, width, height, entry.frame_matrix), "annotation"
     if inputs.data_pose is not None:
         return pose_from_task_data(inputs.data_pose, width, height, entry), "data.pose"
     return None, "reference"

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from geometry.pose import PARAMETER_NAMES, Pose, PoseError
-from geometry.pose_io import names_frame, pose_from_dict
+from geometry.frames import pose_in_model_frame
+from geometry.pose_io import read_pose
 
 from ls_backend.errors import TaskError
 from ls_backend.backend.label_config import REFERENCE, PoseConfig
@@ -80,8 +81,10 @@ def pose_numbers(results) -> dict | None:
     return numbers
 
 
-def pose_from_numbers(numbers: dict, width: int, height: int, mesh_frame: np.ndarray) -> Pose:
-    """A pose from the seven numbers (px of a ``width`` x ``height`` photo)."""
+def pose_from_numbers(numbers: dict, width: int, height: int, model_frame) -> Pose:
+    """A pose from the seven numbers (px of a ``width`` x ``height`` photo), which are always
+    in the model's frame (``model_frame``: its registry entry's frame, a name or a matrix):
+    the frame rule, :func:`geometry.frames.pose_in_model_frame`."""
     values = {}
     for name in PARAMETER_NAMES:
         value = numbers.get(name)
@@ -92,15 +95,14 @@ def pose_from_numbers(numbers: dict, width: int, height: int, mesh_frame: np.nda
         if not math.isfinite(value):
             raise PoseError(f"annotated pose {name} must be finite, got {value}")
         values[name] = value
-    return Pose(**values, width=width, height=height, mesh_frame=mesh_frame)
+    return pose_in_model_frame(Pose(**values, width=width, height=height), model_frame, names_frame=False)
 
 
 def pose_from_task_data(data: dict, width: int, height: int, entry) -> Pose:
-    """``data.pose`` rescaled to the photo; in the mesh frame of ``entry`` (the model's
-    registry entry) unless the pose names one (:func:`geometry.pose_io.names_frame`)."""
-    pose = pose_from_dict(data)
-    if not names_frame(data):
-        pose = entry.posed(pose)
+    """``data.pose`` rescaled to the photo, in the frame of the model (``entry``, its registry
+    entry): a pose naming another frame is converted, or refused across a reflection
+    (:func:`geometry.pose_io.read_pose`)."""
+    pose = read_pose(data, model_frame=entry.frame)
     return pose.rescaled(width, height) if (pose.width, pose.height) != (width, height) else pose
 
 

@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from geometry.frames import FRAMES, frame_matrix
@@ -35,9 +34,7 @@ def _print(data) -> None:
 
 
 def _pose_for(args, mask_shape=None) -> Pose:
-    pose = load_pose(args.pose)
-    if getattr(args, "frame", None):
-        pose = replace(pose, mesh_frame=frame_matrix(args.frame))
+    pose = load_pose(args.pose, model_frame=getattr(args, "frame", None))
     if mask_shape is not None:
         height, width = mask_shape
         if (pose.width, pose.height) != (width, height):
@@ -167,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def mesh_args(p):
         p.add_argument("--mesh", required=True, help="OBJ/OFF/PLY/STL/GLB file")
-        p.add_argument("--frame", choices=sorted(FRAMES), help="override the pose's mesh frame")
+        p.add_argument("--frame", choices=sorted(FRAMES),
+                       help="the mesh's frame: the pose is expressed in it (converted when it names another frame, "
+                            "refused across a reflection); default: the pose's own")
 
     p = sub.add_parser("render", help="render a silhouette mask PNG")
     mesh_args(p)

@@ -83,10 +83,9 @@ class PoseRecord:
         return self.release is not None or self.names_frame
 
     def pose_in(self, entry, width: int, height: int) -> Pose:
-        """:meth:`pose_for`, in the mesh frame of ``entry`` (a registry's ``ModelEntry``)
-        unless the pose fixes its own (:attr:`frame_fixed`)."""
-        pose = self.pose_for(width, height)
-        return pose if self.frame_fixed else entry.posed(pose)
+        """:meth:`pose_for`, in the frame of the model (``entry``, a registry's ``ModelEntry``):
+        converted when it fixes another (:attr:`frame_fixed`), refused across a reflection."""
+        return entry.pose_in_frame(self.pose_for(width, height), names_frame=self.frame_fixed)
 
     def pose_for(self, width: int, height: int) -> Pose:
         """The canonical pose for this image at ``width`` x ``height`` pixels.

@@ -24,7 +24,9 @@ categories may share a model.
 Mesh paths: ``--shapenet-root ROOT --synset car|airplane|<8 digits>`` gives
 ``ROOT/<synset>/<model_id>/model.obj`` (ShapeNetCore.v1 layout; absolute), or
 ``--mesh-template`` any string with ``{model_id}`` (relative paths are read from the
-registry's folder). The frame defaults to ``shapenet_seed``, the release's.
+registry's folder). The frame defaults to ``shapenet_seed``, the release's. Every entry gets
+the registry's required ``category`` (it picks the segmentation classes): ``--category``, or
+the one the ShapeNet synset names (02958343 car, 02691156 aeroplane); nothing is guessed.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ from tqdm import tqdm
 
 from geometry.frames import FRAMES
 from geometry.jsonio import read_json
+from ls_backend.registry.schema import CATEGORIES
 
 SYNSETS = {"car": "02958343", "airplane": "02691156", "aeroplane": "02691156"}
+SYNSET_CATEGORIES = {"02958343": "car", "02691156": "aeroplane"}
 TOKEN_WEIGHT, YEAR_WEIGHT = 0.8, 0.2
 SOFT_TOKEN_RATIO = 0.8
 YEAR_SCALE = 5.0
@@ -217,21 +221,42 @@ def mesh_path_function(args):
     return lambda model_id: str(root / synset / model_id / "model.obj")
 
 
-def build_registry(assignments: dict[str, str], mesh_path, frame: str, by: str, extra: dict | None = None) -> dict:
-    """Registry from ``category -> model id``: keyed by category (with ``model_id``) or by model
-    (with its ``categories``)."""
+def registry_category(category: str | None, synset: str | None) -> str:
+    """The registry ``category`` of every entry: ``category`` when given, else the one the
+    ShapeNet ``synset`` (name or 8-digit id) names; ``ValueError`` naming the flag otherwise."""
+    if category is not None:
+        if category not in CATEGORIES:
+            raise ValueError(f"--category must be one of {', '.join(CATEGORIES)}, got {category!r}")
+        return category
+    found = SYNSET_CATEGORIES.get(SYNSETS.get(synset, synset)) if synset else None
+    if found is None:
+        raise ValueError(
+            f"give --category ({', '.join(CATEGORIES)}): it picks the segmentation classes, and "
+            f"{'--synset ' + repr(synset) if synset else 'no --synset'} does not name one"
+        )
+    return found
+
+
+def build_registry(assignments: dict[str, str], mesh_path, frame: str, by: str, category: str,
+                   extra: dict | None = None) -> dict:
+    """Registry from ``fine-grained class -> model id``: keyed by class (with ``model_id``) or
+    by model (with its ``categories``, the fine-grained classes); every entry has ``frame`` and
+    the segmentation ``category``."""
     registry = {}
-    for category, model_id in assignments.items():
+    for name, model_id in assignments.items():
         if by == "category":
-            registry[category] = {
+            registry[name] = {
                 "mesh": mesh_path(model_id),
                 "frame": frame,
+                "category": category,
                 "model_id": model_id,
-                **(extra or {}).get(category, {}),
+                **(extra or {}).get(name, {}),
             }
         else:
-            entry = registry.setdefault(model_id, {"mesh": mesh_path(model_id), "frame": frame, "categories": []})
-            entry["categories"].append(category)
+            entry = registry.setdefault(
+                model_id, {"mesh": mesh_path(model_id), "frame": frame, "category": category, "categories": []}
+            )
+            entry["categories"].append(name)
     return registry
 
 
@@ -249,10 +274,11 @@ def cmd_match(args) -> None:
     categories = read_lines(args.categories, "category")
     metadata = read_metadata(args.metadata)
     mesh_path = mesh_path_function(args)
+    category = registry_category(args.category, args.synset)
     report = match_categories(categories, metadata, top=args.top, accept=args.accept)
     assignments = {c: m["model_id"] for c, m in report["matched"].items()}
     extra = {c: {"match": m["match"], "score": m["score"]} for c, m in report["matched"].items()}
-    summary = _write_registry(args.out, build_registry(assignments, mesh_path, args.frame, args.by, extra))
+    summary = _write_registry(args.out, build_registry(assignments, mesh_path, args.frame, args.by, category, extra))
     summary.update(
         {
             "categories": len(categories),
@@ -277,7 +303,8 @@ def cmd_from_cad(args) -> None:
             raise ValueError(f"{args.names}: category names must be unique")
     else:
         names = [str(i + 1) for i in range(len(ids))]
-    registry = build_registry(dict(zip(names, ids)), mesh_path_function(args), args.frame, args.by)
+    mesh_path = mesh_path_function(args)
+    registry = build_registry(dict(zip(names, ids)), mesh_path, args.frame, args.by, registry_category(args.category, args.synset))
     summary = _write_registry(args.out, registry)
     summary.update({"categories": len(ids), "models": len(set(ids))})
     print(json.dumps(summary, indent=2))
@@ -292,6 +319,8 @@ def register(subparsers) -> None:
         q.add_argument("--synset", help="car, airplane or an 8-digit synset id (with --shapenet-root)")
         q.add_argument("--mesh-template", help="mesh path with {model_id} (instead of --shapenet-root)")
         q.add_argument("--frame", choices=sorted(FRAMES), default=DEFAULT_FRAME, help="mesh frame of the meshes")
+        q.add_argument("--category", choices=CATEGORIES,
+                       help="segmentation category of every entry (default: the one --synset names)")
         q.add_argument("--by", choices=("category", "model"), default=by_default, help="registry keys")
         q.add_argument("--out", required=True, help="registry JSON to write")
 

@@ -5,14 +5,16 @@ A registry is a JSON file (``FINEPOSE_REGISTRY``)::
     {"<model id or category>": {"mesh": "<path>", "frame": "<frame name>",
                                 "category": "car" | "aeroplane", "keypoints": "<path>"}}
 
-``mesh`` and ``keypoints`` are relative to the registry file's folder unless absolute;
-``frame`` is a name of :data:`geometry.frames.FRAMES`; when given it is the frame of the
-model's poses that name none (a pose JSON with its own ``mesh_frame``, or a release record,
-keeps its frame: :func:`geometry.pose_io.names_frame`) and of the numbers annotators type;
-when absent poses keep theirs and typed numbers are read in ``pascal3d``'s; ``category``
-chooses the segmentation classes (default: guessed from the id, else ``car``); ``keypoints``
-defaults to ``<mesh stem>_keypoints.json`` beside the mesh when that exists. Task data only
-ever names an id: never a path. Meshes and their ray-casting scenes are built once per
+``mesh`` and ``keypoints`` are relative to the registry file's folder unless absolute.
+``frame`` (a name of :data:`geometry.frames.FRAMES`, default ``pascal3d``) is the model's
+frame: every pose of the model is expressed in it, whatever its source (task data, an
+annotation's numbers, the automatic pose, a keypoint fit, a pose set), by the one rule
+:func:`geometry.frames.pose_in_model_frame`: a pose naming another frame is converted when the
+frames differ by a rotation and refused when they differ by a reflection (register the
+release's ShapeNet meshes with ``shapenet_seed`` to use its poses). ``category`` is required
+(it chooses the segmentation classes); an entry without a usable one is refused when the
+registry loads, naming the entry. ``keypoints`` defaults to ``<mesh stem>_keypoints.json``
+beside the mesh when that exists. Task data only ever names an id: never a path. Meshes and their ray-casting scenes are built once per
 process and mesh file, on first use, and kept. :meth:`Registry.single` answers every id with
 one mesh.
 """
@@ -21,39 +23,40 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from geometry.frames import FRAMES, frame_matrix
+from geometry.frames import FRAMES, frame_matrix, pose_in_model_frame
 from geometry.jsonio import read_json
 from geometry.keypoints import KeypointError, keypoints_path, load_keypoints
 from geometry.mesh import load_mesh
 from geometry.render import SilhouetteRenderer
 
-CATEGORIES = ("car", "aeroplane")
-
+from geometry.pose import Pose
 from ls_backend.errors import RegistryError, UnknownModelError
 
+CATEGORIES = ("car", "aeroplane")
+DEFAULT_FRAME = "pascal3d"
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     model_id: str
     mesh: Path
-    frame: str | None  # None: the registry does not fix the frame
-    category: str
+    frame: str | None  # None only for Registry.single without a frame: poses keep theirs
+    category: str | None  # None only for Registry.single (no segmentation there)
     keypoints: Path | None
 
     @property
     def frame_matrix(self) -> np.ndarray:
-        """The model's frame (``pascal3d`` when the registry names none)."""
-        return frame_matrix(self.frame or "pascal3d")
+        """The model's frame as a matrix (``pascal3d`` when none is fixed)."""
+        return frame_matrix(self.frame or DEFAULT_FRAME)
 
-    def posed(self, pose):
-        """``pose`` in the registry's frame of this model (unchanged when it names none)."""
-        return pose if self.frame is None else replace(pose, mesh_frame=self.frame_matrix)
+    def pose_in_frame(self, pose: Pose, *, names_frame: bool) -> Pose:
+        """``pose`` in this model's frame (:func:`geometry.frames.pose_in_model_frame`)."""
+        return pose_in_model_frame(pose, self.frame, names_frame=names_frame)
 
 
 class Registry:
@@ -80,7 +83,7 @@ class Registry:
     @classmethod
     def single(cls, mesh: str | Path, frame: str | None = None, max_mesh_bytes: int = 200 << 20) -> "Registry":
         """One mesh for every model id."""
-        default = _entry("*", {"mesh": str(mesh), **({"frame": frame} if frame else {})}, Path.cwd())
+        default = ModelEntry(model_id="*", mesh=_resolve(Path.cwd(), str(mesh)), frame=frame, category=None, keypoints=None)
         return cls({}, max_mesh_bytes=max_mesh_bytes, source=str(mesh), default=default)
 
     def entry(self, model_id) -> ModelEntry:
@@ -119,19 +122,23 @@ class Registry:
         import hashlib
 
         entries = sorted(self.entries.items()) + ([("*", self.default)] if self.default else [])
-        text = json.dumps({k: [str(e.mesh), e.frame] for k, e in entries})
+        text = json.dumps({k: [str(e.mesh), e.frame, e.category] for k, e in entries})
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _entry(model_id: str, value, root: Path) -> ModelEntry:
     if not isinstance(value, dict) or not isinstance(value.get("mesh"), str):
         raise RegistryError(f"registry entry {model_id!r} must be an object with a 'mesh' path")
-    frame = value.get("frame")
-    if frame is not None and frame not in FRAMES:
+    frame = value.get("frame", DEFAULT_FRAME)
+    if frame not in FRAMES:
         raise RegistryError(f"registry entry {model_id!r}: unknown frame {frame!r} (known: {', '.join(FRAMES)})")
-    category = value.get("category") or _guess_category(model_id)
+    category = value.get("category")
     if category not in CATEGORIES:
-        raise RegistryError(f"registry entry {model_id!r}: category must be one of {CATEGORIES}, got {category!r}")
+        given = "has no 'category'" if category is None else f"has category {category!r}"
+        raise RegistryError(
+            f"registry entry {model_id!r} {given}: give one of {', '.join(CATEGORIES)} "
+            "(it picks the segmentation classes)"
+        )
     mesh = _resolve(root, value["mesh"])
     keypoints = value.get("keypoints")
     if keypoints is not None:
@@ -146,7 +153,3 @@ def _resolve(root: Path, path: str) -> Path:
     path = Path(path).expanduser()
     return path if path.is_absolute() else (root / path)
 
-
-def _guess_category(model_id: str) -> str:
-    lowered = model_id.lower()
-    return "aeroplane" if any(word in lowered for word in ("aero", "air", "plane", "jet", "boeing", "airbus")) else "car"

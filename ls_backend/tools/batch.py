@@ -7,7 +7,8 @@ per line). An item is an object with
 - ``id`` (string, unique in the manifest),
 - ``mesh`` (mesh file), ``mask`` (reference mask image),
 - ``pose``: a pose JSON file, or the pose JSON itself, in any supported convention,
-- optional ``frame`` (a mesh frame name; replaces the pose's) and ``image`` (carried along).
+- optional ``frame`` (the mesh's frame name: the pose is expressed in it by the frame rule, as
+  ``--frame`` everywhere) and ``image`` (carried along).
 
 Relative paths resolve against the manifest's folder. The manifest is checked up front
 (:class:`ManifestError`); a bad item found at run time (unreadable mesh, missing mask, NaN

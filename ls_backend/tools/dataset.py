@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from geometry.conventions import seed
 from geometry.pose import Pose
-from geometry.pose_io import pose_from_dict
+from geometry.pose_io import pose_from_dict, read_pose
 
 from ls_backend.errors import DataError
 from ls_backend.templates import POSE_ANNOTATION, read_template
@@ -121,9 +121,11 @@ def import_into_project(client, project_id: int, tasks: list[dict], batch: int =
     return created
 
 
-def final_pose(task: dict) -> tuple[Pose, str]:
+def final_pose(task: dict, model_frame=None) -> tuple[Pose, str]:
     """The task's final canonical pose, at the image's size, and where it came from
-    (``annotation``/``data.pose``)."""
+    (``annotation``/``data.pose``). ``model_frame``: the frame of the task's model (its
+    registry entry's), which annotated numbers are in and ``data.pose`` is expressed in (the
+    frame rule, as in the backend); None: ``data.pose``'s own frame."""
     data = task.get("data") or {}
     imported = data.get("pose")
     annotation = newest_annotation(task.get("annotations") or [])
@@ -132,7 +134,7 @@ def final_pose(task: dict) -> tuple[Pose, str]:
         if numbers is not None:
             raise DatasetError(f"task {task.get('id')}: annotated, but data.pose (the image size) is missing")
         raise DatasetError(f"task {task.get('id')}: no annotated pose and no data.pose")
-    pose = pose_from_dict(imported)
+    pose = read_pose(imported, model_frame=model_frame)
     width, height = int(imported["image_width"]), int(imported["image_height"])
     if numbers is not None:
         return pose_from_numbers(numbers, width, height, pose.mesh_frame), "annotation"
@@ -141,14 +143,17 @@ def final_pose(task: dict) -> tuple[Pose, str]:
     return pose, "data.pose"
 
 
-def export_project(client, project_id: int, out: Path, pickle_out: Path | None = None, seed_value: int = 0) -> dict:
-    """Write a project's final poses (see the module docstring); returns a summary."""
+def export_project(client, project_id: int, out: Path, pickle_out: Path | None = None, seed_value: int = 0,
+                   registry=None) -> dict:
+    """Write a project's final poses (see the module docstring); returns a summary. With the
+    backend's ``registry``, poses are in each model's frame, as the backend showed them."""
     tasks = list(project_tasks(client, project_id))
     if not tasks:
         raise DatasetError(f"project {project_id} has no tasks")
     rows = []
     for task in tqdm(tasks, desc=f"export project {project_id}", unit="task"):
-        pose, origin = final_pose(task)
+        model_frame = registry.entry(task["data"].get("model")).frame if registry is not None else None
+        pose, origin = final_pose(task, model_frame)
         source = task["data"].get("source") or {}
         name = source.get("key") or f"task-{task['id']}"
         rows.append((name, task["data"].get("model"), source.get("split"), pose, origin, task["data"].get("pose")))
@@ -237,5 +242,6 @@ def _cmd_import(args) -> None:
 def _cmd_export(args) -> None:
     from ls_backend.backend.resources import Resources
 
-    summary = export_project(Resources.shared().client(), args.project, args.out, args.pickle, args.seed)
+    resources = Resources.shared()
+    summary = export_project(resources.client(), args.project, args.out, args.pickle, args.seed, resources.registry)
     print(json.dumps(summary, indent=2))

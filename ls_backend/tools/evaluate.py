@@ -11,9 +11,9 @@ given), and every set must hold each of them; images of a set without a mask are
   :class:`MaskFolder` reads ``<folder>/<image key>.png`` (``geometry.masks.read_mask``),
   :class:`ProjectMasks` a Label Studio project's brush annotations.
 - Meshes: the backend's :class:`~ls_backend.registry.Registry`, ``{"<model id>": {"mesh": "<path>", "frame": "<name>"}}``
-  (relative paths from the registry's folder; ``frame`` from ``geometry/frames.py``, when given,
-  is the frame of the poses that name none: release records and pose JSON with a
-  ``mesh_frame`` keep theirs, as in the backend), or one mesh for every model. One renderer
+  (relative paths from the registry's folder; every pose is expressed in the model's ``frame``
+  by the one frame rule, :func:`geometry.frames.pose_in_model_frame`, as in the backend), or
+  one mesh for every model (``--mesh``, with ``--frame`` its frame). One renderer
   per mesh, cached.
 - IoU summaries: mean ± sample standard deviation, in percent in the table.
 - Paired differences ``B - A`` (for each pair of sets in the order given): mean with a
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from geometry.frames import FRAMES
 from geometry.iou import Reference
 from geometry.masks import MaskError, read_mask
 
@@ -312,7 +313,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--registry", help="JSON {model id: {mesh, frame}}")
     p.add_argument("--mesh", help="one mesh for every model (instead of --registry)")
-    p.add_argument("--frame", help="mesh frame of --mesh, for poses that name none (default: their own)")
+    p.add_argument("--frame", choices=sorted(FRAMES),
+                   help="the frame of --mesh: poses are expressed in it (as --frame everywhere); default: their own")
     p.add_argument("--images", help="text file of image names to evaluate (default: every mask)")
     p.add_argument("--out", required=True, help="folder for per_image.csv, iou_histogram.png, evaluation.json")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap resamples")

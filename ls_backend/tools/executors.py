@@ -15,14 +15,13 @@ import os
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from geometry.frames import frame_matrix
 from geometry.masks import read_mask
 from geometry.mesh import load_mesh
 from geometry.pose import Pose
-from geometry.pose_io import load_pose, pose_from_dict
+from geometry.pose_io import load_pose, read_pose
 from geometry.refine import refine
 from geometry.render import SilhouetteRenderer
 
@@ -37,8 +36,9 @@ class Item:
     """One manifest entry; paths are absolute (resolved against the manifest's folder).
 
     ``pose`` is the path of a pose JSON file or the pose JSON itself (any convention of
-    :func:`geometry.pose_io.pose_from_dict`); ``frame`` names a mesh frame that replaces the
-    pose's; ``image`` is carried to the output untouched.
+    :func:`geometry.pose_io.read_pose`); ``frame`` names the mesh's frame, which the pose is
+    expressed in by the frame rule (as ``--frame`` everywhere); ``image`` is carried to the
+    output untouched.
     """
 
     id: str
@@ -66,9 +66,10 @@ def renderer_for(mesh_path: str) -> SilhouetteRenderer:
 
 
 def item_pose(item: Item) -> Pose:
-    """The item's starting pose, with its ``frame`` override applied."""
-    pose = load_pose(item.pose) if isinstance(item.pose, str) else pose_from_dict(item.pose)
-    return pose if item.frame is None else replace(pose, mesh_frame=frame_matrix(item.frame))
+    """The item's starting pose in its mesh's ``frame`` (:func:`geometry.pose_io.read_pose`)."""
+    if isinstance(item.pose, str):
+        return load_pose(item.pose, model_frame=item.frame)
+    return read_pose(item.pose, model_frame=item.frame)
 
 
 def refine_item(item: Item, method: str) -> dict:
