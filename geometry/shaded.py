@@ -75,8 +75,8 @@ MODEL_GREY = (0.72, 0.72, 0.72)
 #: Outline colour drawn around the silhouette in :func:`shaded_overlay`.
 OUTLINE_COLOUR = (0, 230, 80)
 
-_OFF_VALUES = {"0", "off", "false", "no"}
-_PROBE_TIMEOUT_S = float(os.environ.get("FINEPOSE_SHADED_PROBE_TIMEOUT", "180"))
+#: Seconds the OffscreenRenderer probe may take (a first Vulkan start on a CPU can be slow).
+PROBE_TIMEOUT_S = 180.0
 
 # The probe renders a small lit triangle exactly as ShadedRenderer does and checks that it is
 # covered; it prints "finepose-shaded-ok" last (Filament's own chatter also goes to stdout).
@@ -100,13 +100,9 @@ print("finepose-shaded-ok", flush=True)
 """
 
 
-def _disabled_by_env() -> bool:
-    return os.environ.get("FINEPOSE_SHADED", "").strip().lower() in _OFF_VALUES
-
-
-@functools.lru_cache(maxsize=1)
-def _probe() -> tuple[bool, str]:
-    if _disabled_by_env():
+@functools.lru_cache(maxsize=4)
+def _probe(enabled: bool, timeout_s: float) -> tuple[bool, str]:
+    if not enabled:
         return False, "FINEPOSE_SHADED is off"
     try:
         import open3d  # noqa: F401  (cheap check before spending a subprocess)
@@ -118,11 +114,11 @@ def _probe() -> tuple[bool, str]:
             [sys.executable, "-c", _PROBE],
             capture_output=True,
             text=True,
-            timeout=_PROBE_TIMEOUT_S,
+            timeout=timeout_s,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
     except subprocess.TimeoutExpired:
-        return False, f"the OffscreenRenderer probe did not finish in {_PROBE_TIMEOUT_S:.0f} s"
+        return False, f"the OffscreenRenderer probe did not finish in {timeout_s:.0f} s"
     except OSError as exc:  # pragma: no cover
         return False, f"could not start the probe: {exc}"
     if done.returncode == 0 and "finepose-shaded-ok" in done.stdout:
@@ -131,15 +127,16 @@ def _probe() -> tuple[bool, str]:
     return False, f"Open3D OffscreenRenderer probe failed (exit {done.returncode}): {tail}"
 
 
-def shaded_available() -> bool:
+def shaded_available(*, enabled: bool = True, probe_timeout_s: float = PROBE_TIMEOUT_S) -> bool:
     """True when an Open3D ``OffscreenRenderer`` can really render here (probed once per
-    process in a subprocess, with a time limit; see the module docstring)."""
-    return _probe()[0]
+    process in a subprocess, with a time limit of ``probe_timeout_s`` seconds; see the module
+    docstring). ``enabled=False`` (the user turned shaded rendering off) answers False at once."""
+    return _probe(bool(enabled), float(probe_timeout_s))[0]
 
 
-def shaded_unavailable_reason() -> str:
-    """Why :func:`shaded_available` is false (or that it works)."""
-    return _probe()[1]
+def shaded_unavailable_reason(*, enabled: bool = True, probe_timeout_s: float = PROBE_TIMEOUT_S) -> str:
+    """Why :func:`shaded_available` is false (or that it works), for the same arguments."""
+    return _probe(bool(enabled), float(probe_timeout_s))[1]
 
 
 # -- the shared canvas ----------------------------------------------------------------------

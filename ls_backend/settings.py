@@ -22,6 +22,14 @@ finepose's own:
 - ``FINEPOSE_METHOD`` (``fast`` or ``paper``), ``FINEPOSE_WORK_WIDTH``: refinement runs on the
   reference resized to this width in px (default 300, as the release); results are given at
   the image's own size.
+- ``FINEPOSE_TIMEOUT`` (default 300): seconds a gunicorn worker may spend on one request
+  (``finepose serve``); ``FINEPOSE_PRELOAD_MESHES=1``: load every registry mesh when a worker
+  starts.
+- ``FINEPOSE_SHADED`` (``0``/``off`` turns shaded overlays off) and
+  ``FINEPOSE_SHADED_PROBE_TIMEOUT`` (default 180 s): the Open3D OffscreenRenderer probe.
+
+This module is the only place finepose reads its environment; everything else takes a
+:class:`Settings` (or values from it).
 """
 
 from __future__ import annotations
@@ -49,6 +57,18 @@ def _int(env, name: str, default: int) -> int:
     return value
 
 
+def _switch(env, name: str, default: bool) -> bool:
+    """An on/off variable: 1/on/true/yes or 0/off/false/no (case-insensitive); unset: ``default``."""
+    text = env.get(name, "").strip().lower()
+    if text == "":
+        return default
+    if text in ("1", "on", "true", "yes"):
+        return True
+    if text in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be 1/on/true/yes or 0/off/false/no, got {text!r}")
+
+
 def _list(env, name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
@@ -69,6 +89,10 @@ class Settings:
     method: str = "fast"
     work_width: int = 300
     smart_memory_seconds: int = 3600
+    timeout_s: int = 300
+    preload_meshes: bool = False
+    shaded: bool = True
+    shaded_probe_timeout_s: int = 180
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -96,6 +120,10 @@ class Settings:
             method=method,
             work_width=_int(env, "FINEPOSE_WORK_WIDTH", cls.work_width),
             smart_memory_seconds=_int(env, "FINEPOSE_SMART_MEMORY_S", cls.smart_memory_seconds),
+            timeout_s=_int(env, "FINEPOSE_TIMEOUT", cls.timeout_s),
+            preload_meshes=_switch(env, "FINEPOSE_PRELOAD_MESHES", cls.preload_meshes),
+            shaded=_switch(env, "FINEPOSE_SHADED", cls.shaded),
+            shaded_probe_timeout_s=_int(env, "FINEPOSE_SHADED_PROBE_TIMEOUT", cls.shaded_probe_timeout_s),
         )
 
     @property

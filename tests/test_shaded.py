@@ -97,7 +97,10 @@ def test_rendering_keeps_stdout_clean(shaded):
 
 
 def test_env_switch_turns_shaded_rendering_off():
-    code = "from geometry.shaded import shaded_available, shaded_unavailable_reason as r; print(shaded_available(), r())"
+    code = ("from geometry.shaded import shaded_available as a, shaded_unavailable_reason as r; "
+            "from ls_backend.settings import Settings; s = Settings.from_env(); "
+            "print(a(enabled=s.shaded, probe_timeout_s=s.shaded_probe_timeout_s), "
+            "r(enabled=s.shaded, probe_timeout_s=s.shaded_probe_timeout_s))")
     env = {**os.environ, "FINEPOSE_SHADED": "0"}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,11 +1,16 @@
-"""``finepose serve``: the ML backend under gunicorn (or Flask's development server)."""
+"""``finepose serve``: the ML backend under gunicorn (or Flask's development server).
+
+Gunicorn's worker timeout and log level come from :class:`ls_backend.settings.Settings`
+(``FINEPOSE_TIMEOUT``, ``LOG_LEVEL``), so the same variables work in Docker and by hand.
+"""
 
 from __future__ import annotations
 
-import os
+from ls_backend.settings import Settings
 
 
 def serve(host: str, port: int, workers: int, threads: int, dev: bool = False) -> None:
+    settings = Settings.from_env()  # fails here, naming the variable, before any worker starts
     if dev:
         from ls_backend.backend.wsgi import app
 
@@ -18,8 +23,8 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool = False) -
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
-            self.cfg.set("timeout", int(os.environ.get("FINEPOSE_TIMEOUT", "300")))
-            self.cfg.set("loglevel", os.environ.get("LOG_LEVEL", "info").lower())
+            self.cfg.set("timeout", settings.timeout_s)
+            self.cfg.set("loglevel", settings.log_level.lower())
 
         def load(self):
             from ls_backend.backend.wsgi import app

@@ -92,8 +92,12 @@ def _write_overlay(path, image_path, renderer, reference, initial, refined, shad
         from geometry.overlay import COLOURS
         from geometry.shaded import ShadedRenderer, shaded_available, shaded_overlay, shaded_unavailable_reason
 
-        if not shaded_available():
-            raise ValueError(f"--shaded: no shaded rendering here ({shaded_unavailable_reason()})")
+        from ls_backend.settings import Settings
+
+        settings = Settings.from_env()
+        switch = {"enabled": settings.shaded, "probe_timeout_s": settings.shaded_probe_timeout_s}
+        if not shaded_available(**switch):
+            raise ValueError(f"--shaded: no shaded rendering here ({shaded_unavailable_reason(**switch)})")
         image = shaded_overlay(image, ShadedRenderer(renderer.mesh), refined.rescaled(width, height), alpha=0.4,
                                outline_colour=COLOURS["refined"])
     save_overlay(path, image, masks, size=(width, height))
