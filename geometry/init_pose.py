@@ -53,6 +53,7 @@ class InitResult:
 def initial_pose(
     renderer: SilhouetteRenderer,
     mask: np.ndarray,
+    *,
     focal: float | None = None,
     azimuths=DEFAULT_AZIMUTHS,
     elevations=DEFAULT_ELEVATIONS,
@@ -60,7 +61,15 @@ def initial_pose(
     margin: float = 0.05,
     mesh_frame: np.ndarray | None = None,
 ) -> InitResult:
-    """Hypotheses for the pose of ``renderer``'s mesh in ``mask`` (boolean H x W), best first."""
+    """Hypotheses for the pose of ``renderer``'s mesh in ``mask``, from the mask alone, best first.
+
+    ``mask``: boolean ``(H, W)`` reference; poses refer to an ``W x H`` image. ``focal``: pixels
+    (default ``FOCAL_PER_WIDTH * W``, the release's default). ``azimuths``, ``elevations``:
+    the coarse grid in degrees. ``refine_top``: how many of the best coarse views are refined.
+    ``margin``: IoU within which a far-apart (> 60 degrees azimuth) runner-up makes the result
+    ``ambiguous``. ``mesh_frame``: the model's frame (3x3; identity when None), the frame of
+    the returned poses. Returns an :class:`InitResult` (hypotheses with their IoUs, renders).
+    """
     reference = Reference(mask)
     height, width = reference.mask.shape
     focal = FOCAL_PER_WIDTH * width if focal is None else focal

@@ -157,6 +157,7 @@ def fit_pose_to_keypoints(
     image_points: dict,
     width: int,
     height: int,
+    *,
     mesh_frame: np.ndarray | None = None,
     initial: Pose | None = None,
     focal_prior: float | None = None,

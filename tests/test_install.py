@@ -34,8 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 def installed(tmp_path_factory) -> Path:
     """A fresh virtualenv holding the finepose wheel; returns its ``bin`` folder."""
     root = tmp_path_factory.mktemp("install")
+    source = root / "source"  # a copy: building writes build/ and *.egg-info beside the sources
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "dist", "*.egg-info", "node_modules", "__pycache__", "finepose-*"))
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", root / "dist", REPO],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", root / "dist", source],
         capture_output=True, text=True, timeout=600,
     )
     assert build.returncode == 0, build.stderr[-3000:]
