@@ -68,7 +68,7 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
         found = initial_pose(renderer, work_reference, mesh_frame=entry.frame_matrix)
         initial = found.hypotheses[0].pose
         initial_source = f"automatic ({initial_source})" if initial_source == "rectangle" else "automatic"
-    result = refine(renderer, work_reference, initial.rescaled(work_width, work_height), method=settings.method)
+    result = refine(renderer, work_reference, initial, method=settings.method)  # refine rescales to the mask
     refined = result.refined.rescaled(width, height)
     projection = renderer.render(refined)
     pred = prediction(
