@@ -7,6 +7,8 @@ import math
 import shutil
 import sys
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -173,9 +175,22 @@ def test_items_are_grouped_by_mesh_in_manifest_order():
     assert [item.id for item in group_by_mesh(items)] == ["0", "2", "1", "4", "3"]
 
 
-def test_frame_overrides_the_pose_frame():
+def test_frame_is_the_mesh_frame_by_the_one_rule():
+    """A manifest ``frame`` means what ``--frame`` and a registry's frame mean: the pose is
+    expressed in it (geometry.frames.pose_in_model_frame)."""
+    from geometry.camera import project
+    from geometry.conventions import seed
+    from geometry.frames import FrameError
+
     item = Item(id="a", mesh="m.ply", mask="m.png", pose=TRUTHS[0].to_dict(), frame="shapenet")
-    np.testing.assert_array_equal(item_pose(item).mesh_frame, FRAMES["shapenet"])
+    np.testing.assert_array_equal(item_pose(item).mesh_frame, FRAMES["shapenet"])  # names none: read in it
+    named = replace(TRUTHS[0], mesh_frame=FRAMES["pascal3d"]).to_dict() | {"mesh_frame": "pascal3d"}
+    converted = item_pose(Item(id="b", mesh="m.ply", mask="m.png", pose=named, frame="shapenet"))
+    points = np.random.default_rng(0).uniform(-1, 1, (20, 3))
+    np.testing.assert_allclose(project(converted, points), project(TRUTHS[0], points), atol=1e-6)
+    mirrored = replace(TRUTHS[0], mesh_frame=seed.MESH_FRAME).to_dict()
+    with pytest.raises(FrameError, match="reflection"):
+        item_pose(Item(id="c", mesh="m.ply", mask="m.png", pose=mirrored, frame="shapenet"))
 
 
 def test_ray_executor_without_ray_says_how_to_install(monkeypatch):

@@ -170,3 +170,23 @@ def test_refine_overlay_with_the_shaded_model(tmp_path, car_obj, car_renderer):
     refined = car_renderer.render(Pose.from_dict(out["refined"]))
     assert (changed & refined).sum() / refined.sum() > 0.95
     assert (changed & ~refined).sum() < 0.2 * refined.sum()
+
+
+def test_frame_is_the_mesh_frame_by_the_one_rule(tmp_path, capsys, car_obj):
+    """``--frame`` names the mesh's frame: a pose naming another frame a rotation apart is
+    converted (same silhouette), one a reflection apart refused with both frames named."""
+    from dataclasses import replace
+
+    from geometry.frames import express_in_frame
+
+    truth = write_json(tmp_path / "truth.json", POSE.to_dict())
+    code, out, _ = run(capsys, "render", "--mesh", car_obj, "--pose", truth, "--out", tmp_path / "mask.png")
+    assert code == 0
+    in_shapenet = write_json(tmp_path / "shapenet.json", express_in_frame(POSE, "shapenet").to_dict())
+    code, out, _ = run(capsys, "iou", "--mesh", car_obj, "--pose", in_shapenet, "--mask", tmp_path / "mask.png",
+                       "--frame", "pascal3d")
+    assert code == 0 and out["iou"] > 0.999
+    mirrored = write_json(tmp_path / "mirrored.json", replace(POSE, mesh_frame=seed.MESH_FRAME).to_dict())
+    code, _, err = run(capsys, "iou", "--mesh", car_obj, "--pose", mirrored, "--mask", tmp_path / "mask.png",
+                       "--frame", "shapenet")
+    assert code == 2 and "reflection" in err and "'shapenet'" in err
