@@ -1,8 +1,149 @@
-"""Reading Label Studio projects through label-studio-sdk as plain dicts."""
+"""Label Studio access through label-studio-sdk: one authenticated connection per
+``LABEL_STUDIO_URL`` + ``LABEL_STUDIO_API_KEY``, and projects read as plain dicts.
+
+``LABEL_STUDIO_API_KEY`` may be either kind of token Label Studio 1.23 issues:
+
+- a **Personal Access Token** (the default; Account & Settings -> Personal Access Token): a
+  JWT *refresh* token. It is never sent as a credential itself: label-studio-sdk's client
+  exchanges it at ``/api/token/refresh/`` for an *access* token (5 minutes in Label Studio
+  1.23), sent as ``Authorization: Bearer <access>``. :class:`Connection` exchanges it again
+  :data:`REFRESH_MARGIN_S` seconds before the access token expires, and once more when Label
+  Studio answers 401 (e.g. a restarted server with a new signing key).
+- a **legacy token** (only when Organization -> API Tokens Settings enables legacy tokens):
+  sent as ``Authorization: Token <key>``.
+
+Everything finepose sends to Label Studio (media downloads, stored predictions, the webhook's
+prediction, prelabel, dataset import/export, the study) authenticates through
+:func:`connection`. A token Label Studio refuses (invalid, expired, revoked, of the wrong
+kind for the organization's settings) raises :class:`~ls_backend.errors.CredentialsError`
+naming ``LABEL_STUDIO_API_KEY``.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+
+from ls_backend.errors import CredentialsError
+
+REFRESH_MARGIN_S = 60.0  # exchange the PAT again when the access token has less left than this
+TIMEOUT_S = 30.0  # every request to Label Studio (the SDK's and finepose's own)
+KEY_VARIABLE = "LABEL_STUDIO_API_KEY"
+
+_connections: dict[tuple[str, str], "Connection"] = {}
+_connections_lock = threading.Lock()
+
+
+def connection(settings) -> "Connection":
+    """The process-wide :class:`Connection` for ``settings.label_studio_url`` and
+    ``settings.api_key``; :class:`CredentialsError` when either is missing."""
+    url, key = settings.label_studio_url, settings.api_key
+    if not url or not key:
+        missing = " and ".join(n for n, v in (("LABEL_STUDIO_URL", url), (KEY_VARIABLE, key)) if not v)
+        raise CredentialsError(f"finepose needs {missing} to reach Label Studio (media, predictions)")
+    with _connections_lock:
+        found = _connections.get((url, key))
+    if found is None:  # checked once per process: a refused token is named at once
+        found = Connection(url, key)
+        found.check()
+        with _connections_lock:
+            _connections[(url, key)] = found
+    return found
+
+
+class Connection:
+    """An authenticated label-studio-sdk client plus the ``Authorization`` header for the
+    requests finepose makes itself (media downloads)."""
+
+    def __init__(self, url: str, api_key: str, timeout: float = TIMEOUT_S):
+        from label_studio_sdk.client import LabelStudio
+
+        self.url = url.rstrip("/")
+        self._key = api_key.strip()
+        self._lock = threading.Lock()
+        try:
+            self.client = LabelStudio(base_url=self.url, api_key=self._key, timeout=timeout)
+        except Exception as exc:  # the SDK refuses an expired or exp-less JWT at once (ApiError)
+            raise self._refused(exc) from None
+        # label-studio-sdk's own token manager (label_studio_sdk.tokens.client_ext.TokensClientExt):
+        # it tells the kinds apart and performs the exchange; finepose adds the early refresh.
+        self._tokens = self.client._client_wrapper._tokens_client
+
+    @property
+    def kind(self) -> str:
+        """``"legacy"`` or ``"personal access token"``."""
+        return "legacy" if self._tokens._use_legacy_token else "personal access token"
+
+    def access_token(self) -> str:
+        """What to send: the legacy key, or a current access token exchanged for the PAT."""
+        if self._tokens._use_legacy_token:
+            return self._key
+        with self._lock:
+            expires = self._tokens._access_token_expiration
+            if self._tokens._access_token is None or expires is None or expires.timestamp() - time.time() < REFRESH_MARGIN_S:
+                self._exchange()
+            return self._tokens._access_token
+
+    def refresh(self) -> None:
+        """Exchange the PAT for a new access token now (after a 401); no-op for legacy keys."""
+        if not self._tokens._use_legacy_token:
+            with self._lock:
+                self._exchange()
+
+    def authorization(self) -> str:
+        """The ``Authorization`` header value: ``Token <key>`` or ``Bearer <access token>``."""
+        token = self.access_token()
+        return f"Token {token}" if self._tokens._use_legacy_token else f"Bearer {token}"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": self.authorization()}
+
+    def sdk(self):
+        """The label-studio-sdk client, its access token fresh for the next requests."""
+        self.access_token()
+        return self.client
+
+    def check(self) -> dict:
+        """Who the token belongs to (``/api/current-user/whoami``); CredentialsError if refused."""
+        import requests
+
+        response = requests.get(self.url + "/api/current-user/whoami", headers=self.headers(), timeout=TIMEOUT_S)
+        if response.status_code in (401, 403):
+            raise self.refused(response.status_code, response.text)
+        response.raise_for_status()
+        return response.json()
+
+    def refused(self, status: int, detail: str = "") -> CredentialsError:
+        """The error for a request Label Studio refused with ``status`` (401/403)."""
+        if "legacy token authentication has been disabled" in detail:
+            hint = ("legacy tokens are off in this organization (Organization -> API Tokens Settings): "
+                    "use a Personal Access Token (Account & Settings -> Personal Access Token)")
+        else:
+            hint = "copy a valid Personal Access Token from Account & Settings -> Personal Access Token"
+        return CredentialsError(
+            f"Label Studio at {self.url} refused {KEY_VARIABLE} ({self.kind}): HTTP {status} "
+            f"{_short(detail)}; {hint}"
+        )
+
+    def _exchange(self) -> None:
+        try:
+            response = self._tokens.refresh()
+        except Exception as exc:
+            raise self._refused(exc) from None
+        self._tokens._set_access_token(response.access)
+
+    def _refused(self, exc: Exception) -> CredentialsError:
+        status = getattr(exc, "status_code", None)
+        body = getattr(exc, "body", None) or str(exc)
+        if status is None:  # not an answer from Label Studio: unreachable, timeout, ...
+            return CredentialsError(f"cannot reach Label Studio at {self.url} to exchange {KEY_VARIABLE}: {_short(str(exc))}")
+        return self.refused(status, str(body))
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def as_dict(item) -> dict:

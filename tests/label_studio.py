@@ -21,8 +21,14 @@ and stops it (the whole process group) at the end::
 Without ``.venv-ls`` the fixture skips, naming the setup script. ``start_label_studio`` /
 ``LabelStudioServer.stop`` can also be used directly (e.g. from a script).
 
-Settings: legacy API tokens are enabled (``--enable-legacy-api-token``) so that each user's
-token is a plain ``Token <key>`` that label-studio-sdk 2.1.2 accepts as ``api_key``;
+Settings: Label Studio's defaults for tokens: legacy API tokens are OFF and each user
+authenticates with a Personal Access Token (a JWT refresh token) that the user creates after
+logging in, as Account & Settings -> Personal Access Token -> Create does (``POST /api/token/``
+with the browser session). ``start_label_studio(token_kind="legacy")`` instead switches legacy
+tokens on the way an administrator does (Organization -> API Tokens Settings,
+``POST /api/jwt/settings``) and hands out each user's legacy token. Either way ``user.api_key``
+is what a team puts into ``LABEL_STUDIO_API_KEY``; REST calls and SDK clients authenticate
+through finepose's own ``ls_backend.labelstudio.Connection``.
 ``ML_BLOCK_LOCAL_IP=false`` and ``SSRF_PROTECTION_ENABLED=false`` so that LS may call an ML
 backend / webhook on 127.0.0.1; local-files serving is on, rooted at ``local_files_root``;
 telemetry, Sentry and the PyPI version check are off.
@@ -72,9 +78,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def login(url: str, email: str, password: str) -> requests.Session:
+    """A browser-like session logged in through Label Studio's login form."""
+    s = requests.Session()
+    s.get(url + "/user/login/", timeout=60).raise_for_status()
+    r = s.post(
+        url + "/user/login/",
+        data={"email": email, "password": password, "csrfmiddlewaretoken": s.cookies.get("csrftoken", "")},
+        headers={"Referer": url + "/user/login/"}, allow_redirects=False, timeout=60,
+    )  # fmt: skip
+    if r.status_code != 302:
+        raise RuntimeError(f"login of {email} failed: HTTP {r.status_code}")
+    return s
+
+
+def session_api(session: requests.Session, url: str, method: str, path: str, **kwargs) -> requests.Response:
+    """A REST call with the browser session (CSRF header, as Label Studio's own pages send)."""
+    headers = {"X-CSRFToken": session.cookies.get("csrftoken", ""), "Referer": url + "/", **kwargs.pop("headers", {})}
+    return session.request(method, url + path, headers=headers, timeout=60, **kwargs)
+
+
+def user_token(session: requests.Session, url: str, kind: str) -> str:
+    """The token a logged-in user copies into ``LABEL_STUDIO_API_KEY``: a new Personal Access
+    Token (Account & Settings -> Personal Access Token -> Create), or the legacy token."""
+    if kind == "legacy":
+        r = session_api(session, url, "GET", "/api/current-user/token")
+    else:
+        r = session_api(session, url, "POST", "/api/token/", json={})
+    if r.status_code >= 300:
+        raise RuntimeError(f"cannot get a {kind} token: HTTP {r.status_code} {r.text[:300]}")
+    return r.json()["token"]
+
+
 @dataclass
 class LabelStudioUser:
-    """A Label Studio account: email (LS logs in by email), password, legacy API token."""
+    """A Label Studio account: email (LS logs in by email), password, API token (a Personal
+    Access Token, or the legacy token on a server started with ``token_kind="legacy"``)."""
 
     id: int
     email: str
@@ -86,14 +125,21 @@ class LabelStudioUser:
     def username(self) -> str:
         return self.email
 
-    def client(self):
-        from label_studio_sdk.client import LabelStudio
+    @property
+    def connection(self):
+        """finepose's authenticated connection with this user's token (exchanges a PAT)."""
+        from ls_backend.labelstudio import Connection
 
-        return LabelStudio(base_url=self.url, api_key=self.api_key)
+        if getattr(self, "_connection", None) is None:
+            self._connection = Connection(self.url, self.api_key)
+        return self._connection
+
+    def client(self):
+        return self.connection.sdk()
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        """A raw REST call as this user (``Authorization: Token <api_key>``)."""
-        headers = {"Authorization": f"Token {self.api_key}", **kwargs.pop("headers", {})}
+        """A raw REST call as this user (``Authorization: Bearer <access>`` or ``Token <key>``)."""
+        headers = {**self.connection.headers(), **kwargs.pop("headers", {})}
         kwargs.setdefault("timeout", 60)
         return requests.request(method, self.url + path, headers=headers, **kwargs)
 
@@ -108,6 +154,7 @@ class LabelStudioServer:
     local_files_root: Path
     data_dir: Path
     log_path: Path
+    token_kind: str = "pat"  # "pat" (Label Studio's default) or "legacy"
     process: subprocess.Popen | None = None
     start_seconds: float = 0.0
     users: list[LabelStudioUser] = field(default_factory=list)
@@ -120,9 +167,9 @@ class LabelStudioServer:
 
     def client(self, api_key: str | None = None):
         """label_studio_sdk.client.LabelStudio for the admin (or for ``api_key``)."""
-        from label_studio_sdk.client import LabelStudio
+        from ls_backend.labelstudio import Connection
 
-        return LabelStudio(base_url=self.url, api_key=api_key or self.api_key)
+        return self.admin.client() if api_key is None else Connection(self.url, api_key).sdk()
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         """A raw REST call as the admin, for endpoints the SDK does not cover."""
@@ -134,9 +181,10 @@ class LabelStudioServer:
     ) -> LabelStudioUser:
         """A new member of the (single) organization with its own password and API token.
 
-        Goes through Label Studio's own sign-up form (as a person would), then reads the
-        user's legacy token from /api/current-user/token with the session. Annotations created
-        with ``user.client()`` are attributed to this user (``completed_by``).
+        Goes through Label Studio's own sign-up form (as a person would), then creates the
+        user's Personal Access Token with the session (or reads the legacy token, see
+        ``token_kind``). Annotations created with ``user.client()`` are attributed to this user
+        (``completed_by``).
         """
         password = password or "pw-" + secrets.token_hex(8) + "-E2E"
         s = requests.Session()
@@ -151,9 +199,7 @@ class LabelStudioServer:
         if r.status_code != 302:
             errors = re.findall(r'class="[^"]*error[^"]*"[^>]*>([^<]+)<', r.text)
             raise RuntimeError(f"sign-up of {email} failed: HTTP {r.status_code} {errors[:3]}")
-        r = s.get(self.url + "/api/current-user/token", timeout=60)
-        r.raise_for_status()
-        token = r.json()["token"]
+        token = user_token(s, self.url, self.token_kind)
         user = LabelStudioUser(id=0, email=email, password=password, api_key=token, url=self.url)
         me = user.api("GET", "/api/current-user/whoami")
         me.raise_for_status()
@@ -274,7 +320,6 @@ def label_studio_env(data_dir: Path, local_files_root: Path, extra: dict | None 
         SSRF_PROTECTION_ENABLED="false",
         LOCAL_FILES_SERVING_ENABLED="true",
         LOCAL_FILES_DOCUMENT_ROOT=str(local_files_root),
-        LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
         COLLECT_ANALYTICS="false",
         LATEST_VERSION_CHECK="false",
         SENTRY_DSN="",
@@ -289,9 +334,11 @@ def label_studio_env(data_dir: Path, local_files_root: Path, extra: dict | None 
 
 def start_label_studio(
     base_dir: Path | str | None = None, port: int | None = None, extra_env: dict | None = None,
-    timeout: float = START_TIMEOUT_S, use_template: bool = True,
+    timeout: float = START_TIMEOUT_S, use_template: bool = True, token_kind: str = "pat",
 ) -> LabelStudioServer:
-    """Start Label Studio and wait until the admin's token works. Raises RuntimeError on failure.
+    """Start Label Studio with its default token settings, log the admin in and give it a
+    Personal Access Token (``token_kind="pat"``), or switch legacy tokens on and use the
+    admin's legacy token (``"legacy"``). Raises RuntimeError on failure.
 
     With ``use_template`` (default) a fresh data directory starts from a copy of a migrated
     empty database (see ``ensure_template_db``) instead of migrating for ~50 s on 2 cores.
@@ -310,14 +357,14 @@ def start_label_studio(
         except (OSError, subprocess.SubprocessError) as exc:  # fall back to migrating on start
             print(f"finepose: no template Label Studio database ({exc}); migrating on start")
     port = port or free_port()
-    token = secrets.token_hex(20)  # 40 characters, like DRF's own keys
+    if token_kind not in ("pat", "legacy"):
+        raise ValueError(f"token_kind must be 'pat' or 'legacy', got {token_kind!r}")
     url = f"http://127.0.0.1:{port}"
     log_path = base / "label-studio.log"
     cmd = [
         str(LS_BIN), "start", "--no-browser",
         "--internal-host", "127.0.0.1", "--port", str(port),
-        "--username", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, "--user-token", token,
-        "--enable-legacy-api-token", "--log-level", "WARNING",
+        "--username", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, "--log-level", "WARNING",
     ]  # fmt: skip
     t0 = time.monotonic()
     try:
@@ -332,13 +379,11 @@ def start_label_studio(
             shutil.rmtree(base, ignore_errors=True)
         raise
     server = LabelStudioServer(
-        url=url, port=port, api_key=token, username=ADMIN_EMAIL, password=ADMIN_PASSWORD,
+        url=url, port=port, api_key="", username=ADMIN_EMAIL, password=ADMIN_PASSWORD,
         local_files_root=files_root, data_dir=data_dir, log_path=log_path, process=proc,
-        remove_on_stop=None if base_dir else base,
+        remove_on_stop=None if base_dir else base, token_kind=token_kind,
     )  # fmt: skip
     atexit.register(server.stop)
-    admin = LabelStudioUser(id=0, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, api_key=token, url=url)
-    server.users.append(admin)
     try:
         while True:
             if proc.poll() is not None:
@@ -346,37 +391,57 @@ def start_label_studio(
             if time.monotonic() - t0 > timeout:
                 raise RuntimeError(f"Label Studio not ready after {timeout:.0f} s:\n{server.log_tail()}")
             try:
-                r = admin.api("GET", "/api/current-user/whoami", timeout=5)
-                if r.status_code == 200:
-                    admin.id = r.json()["id"]
+                if requests.get(url + "/health", timeout=5).status_code == 200:
                     break
-                if r.status_code in (401, 403):
-                    raise RuntimeError(f"Label Studio rejects the admin token: {r.status_code} {r.text[:300]}")
             except requests.RequestException:
                 pass
             time.sleep(0.5)
+        session = login(url, ADMIN_EMAIL, ADMIN_PASSWORD)
+        if token_kind == "legacy":  # Organization -> API Tokens Settings: legacy tokens on
+            r = session_api(session, url, "POST", "/api/jwt/settings",
+                            json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True})
+            if r.status_code >= 300:
+                raise RuntimeError(f"cannot enable legacy tokens: HTTP {r.status_code} {r.text[:300]}")
+        token = user_token(session, url, token_kind)
+        admin = LabelStudioUser(id=0, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, api_key=token, url=url)
+        r = admin.api("GET", "/api/current-user/whoami", timeout=30)
+        if r.status_code != 200:
+            raise RuntimeError(f"Label Studio rejects the admin's {token_kind} token: {r.status_code} {r.text[:300]}")
+        admin.id = r.json()["id"]
+        server.api_key = token
+        server.users.append(admin)
     except BaseException:
         server.stop()
         raise
     server.start_seconds = time.monotonic() - t0
-    (base / "server.json").write_text(json.dumps({"url": url, "api_key": token, "pid": proc.pid}))
+    (base / "server.json").write_text(json.dumps({"url": url, "api_key": token, "token_kind": token_kind, "pid": proc.pid}))
     return server
 
 
-@pytest.fixture(scope="session")
-def label_studio(tmp_path_factory):
-    """A running Label Studio for the whole session (see the module docstring)."""
+def _serve(tmp_path_factory, token_kind: str):
     reason = label_studio_available()
     if reason:
         pytest.skip(reason)
-    base = tmp_path_factory.mktemp("label-studio")
-    server = start_label_studio(base)
+    base = tmp_path_factory.mktemp(f"label-studio-{token_kind}")
+    server = start_label_studio(base, token_kind=token_kind)
     try:
         yield server
     finally:
         server.stop()
         if os.environ.get("FINEPOSE_LS_KEEP") != "1":
             shutil.rmtree(base / "data", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A running Label Studio with default token settings (PATs) for the whole session."""
+    yield from _serve(tmp_path_factory, "pat")
+
+
+@pytest.fixture(scope="session")
+def label_studio_legacy(tmp_path_factory):
+    """A second Label Studio whose organization has legacy tokens switched on."""
+    yield from _serve(tmp_path_factory, "legacy")
 
 
 class RecordingBackend:

@@ -86,7 +86,7 @@ def test_image_served(label_studio, project):  # noqa: F811
     task = ls.client().tasks.get(id=project["tasks"][0])
     url = task.data["image"]
     assert url.startswith("/data/local-files/?d=")
-    r = requests.get(ls.url + url, headers={"Authorization": f"Token {ls.api_key}"}, timeout=30)
+    r = ls.api("GET", url)  # Bearer <access token exchanged for the admin's PAT>
     assert r.status_code == 200
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")), photo())
 
@@ -155,7 +155,12 @@ def test_ml_backend_connection_and_requests(label_studio, project):  # noqa: F81
         assert rec.find("/health", "GET") and rec.find("/setup", "POST")
         setup = rec.find("/setup")[0]["json"]
         assert setup["project"].startswith(f"{proj.id}.") and setup["schema"] == proj.label_config
-        assert setup["access_token"] == ls.api_key  # the project creator's legacy token
+        # Label Studio sends the project creator's *legacy* token, which its own default settings
+        # refuse: finepose ignores it and uses LABEL_STUDIO_API_KEY instead
+        assert setup["access_token"] and setup["access_token"] != ls.api_key
+        refused = requests.get(ls.url + "/api/current-user/whoami",
+                               headers={"Authorization": f"Token {setup['access_token']}"}, timeout=30)
+        assert refused.status_code == 401
         assert setup["hostname"] == f"http://localhost:{ls.port}"
 
         r = ls.api(
@@ -170,10 +175,9 @@ def test_ml_backend_connection_and_requests(label_studio, project):  # noqa: F81
         preds = client.predictions.list(task=task_id)
         assert len(preds) == 1 and preds[0].model_version == "recorder-0.1"
 
-        # the backend can fetch the image with what /setup gave it (hostname + access token)
+        # the backend can fetch the image with the hostname /setup gave it and its own token
         img = requests.get(
-            setup["hostname"] + body["tasks"][0]["data"]["image"],
-            headers={"Authorization": f"Token {setup['access_token']}"}, timeout=30,
+            setup["hostname"] + body["tasks"][0]["data"]["image"], headers=ls.admin.connection.headers(), timeout=30,
         )  # fmt: skip
         assert img.status_code == 200 and img.content[:4] == b"\x89PNG"
 

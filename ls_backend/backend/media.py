@@ -5,8 +5,9 @@ Accepted URLs: Label Studio's relative ones (``/data/upload/...``, ``/storage-da
 by Label Studio), and ``http(s)`` URLs whose host is ``LABEL_STUDIO_URL``'s or in
 ``FINEPOSE_ALLOWED_HOSTS``. Refused: other schemes (``file://``, ...), bare paths, any ``..``
 path segment, redirects to a host outside the policy, files over the size limits.
-Downloads go through label-studio-sdk's ``get_local_path`` (the API key is sent to Label
-Studio's host only); local-files URLs are read straight from disk when their path lies in one
+Downloads go through label-studio-sdk's ``get_local_path`` (the credential of
+:func:`ls_backend.labelstudio.connection`, a PAT's access token or the legacy key, is sent to
+Label Studio's host only); local-files URLs are read straight from disk when their path lies in one
 of ``FINEPOSE_LOCAL_FILES_ROOTS`` (the SDK itself also reads them from Label Studio's
 ``LOCAL_FILES_DOCUMENT_ROOT`` when that is set), and downloaded from Label Studio otherwise.
 """
@@ -20,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 import requests
 
+from ls_backend import labelstudio
 from ls_backend.errors import MediaError
 from ls_backend.settings import Settings
 
@@ -84,18 +86,21 @@ def fetch(url, settings: Settings, task_id: int | None = None) -> Path:
     cache = settings.model_dir / "media-cache"
     cache.mkdir(parents=True, exist_ok=True)
     session = _PolicySession(settings.media_hosts, settings.max_image_bytes)
+    token = labelstudio.connection(settings).access_token() if settings.label_studio_url and settings.api_key else None
     try:
         with ls_io.http_session(session):
             path = ls_io.get_local_path(
                 url,
                 cache_dir=str(cache),
                 hostname=settings.label_studio_url or None,
-                access_token=settings.api_key or None,
+                access_token=token,  # a PAT's exchanged access token (sent as Bearer) or the legacy key
                 task_id=task_id,
             )
     except MediaError:
         raise
     except requests.HTTPError as exc:
+        if exc.response.status_code == 401 and token:
+            raise labelstudio.connection(settings).refused(401, exc.response.text) from None
         raise MediaError(f"could not fetch {url}: HTTP {exc.response.status_code}") from None
     except (requests.RequestException, OSError, ValueError) as exc:
         raise MediaError(f"could not fetch {url}: {exc}") from None

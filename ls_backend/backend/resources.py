@@ -13,7 +13,7 @@ from functools import cached_property
 
 from ls_backend import __version__
 from ls_backend.settings import Settings
-from ls_backend.errors import ConfigError, CredentialsError
+from ls_backend.errors import ConfigError
 from ls_backend.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -66,9 +66,8 @@ class Resources:
         return get_segmenter()
 
     def client(self):
-        """A label-studio-sdk client for ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``."""
-        from label_studio_sdk.client import LabelStudio
+        """A label-studio-sdk client for ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``
+        (a Personal Access Token or a legacy token, see :mod:`ls_backend.labelstudio`)."""
+        from ls_backend.labelstudio import connection
 
-        if not self.settings.label_studio_url or not self.settings.api_key:
-            raise CredentialsError("storing predictions needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
-        return LabelStudio(base_url=self.settings.label_studio_url, api_key=self.settings.api_key)
+        return connection(self.settings).sdk()
