@@ -15,7 +15,7 @@ from geometry.camera import project
 from geometry.iou import iou
 from geometry.pose import PARAMETER_NAMES
 from ls_backend.backend.app import create_app
-from ls_backend.backend.predictions import brush_result
+from ls_backend.backend.predictions import brush_result, filled, outline
 from ls_backend.backend.tasks import brush_mask
 from tests.backend_fixtures import make_world
 
@@ -39,8 +39,10 @@ def numbers(prediction) -> dict:
     return {r["from_name"]: r["value"]["number"] for r in prediction["result"] if r["type"] == "number"}
 
 
-def brushes(prediction) -> dict:
-    return {r["value"]["brushlabels"][0]: brush_mask(r) for r in prediction["result"] if r["type"] == "brushlabels"}
+def brushes(prediction, fill: bool = True) -> dict:
+    """The brush regions by label, filled (the prediction draws outlines) unless ``fill`` is False."""
+    return {r["value"]["brushlabels"][0]: (filled if fill else np.asarray)(brush_mask(r))
+            for r in prediction["result"] if r["type"] == "brushlabels"}
 
 
 def pose_of(prediction, world):
@@ -65,16 +67,19 @@ def test_prediction_from_data_pose_and_reference_has_every_part(client, world):
     values = numbers(prediction)
     assert set(values) == set(PARAMETER_NAMES) | {"iou_before", "iou_after"}
     assert 0.0 <= values["azimuth"] < 360.0 and -180.0 < values["theta"] <= 180.0
-    assert prediction["score"] == pytest.approx(values["iou_after"], abs=1e-6)
+    assert prediction["score"] == pytest.approx(values["iou_after"], abs=0.0006)  # iou_after on its 0.001 grid
     assert values["iou_after"] > values["iou_before"] + 0.1
     refined = pose_of(prediction, world)
-    masks = brushes(prediction)
+    masks = brushes(prediction, fill=False)
     assert set(masks) == {"Projection", "Reference"}
     assert masks["Projection"].shape == (world.true_pose.height, world.true_pose.width)
-    # The brush regions are exactly the refined silhouette and the reference.
-    assert np.array_equal(masks["Projection"], world.renderer.render(refined))
-    assert np.array_equal(masks["Reference"], world.reference)
-    assert iou(masks["Projection"], world.reference) > 0.97
+    # The brush regions are the outlines of the refined silhouette (of the numbers as written)
+    # and of the reference; filled, they give the masks back.
+    projection = world.renderer.render(refined)
+    assert np.array_equal(masks["Projection"], outline(projection)) and masks["Projection"].sum() < projection.sum() / 2
+    assert np.array_equal(filled(masks["Reference"]), world.reference)
+    assert iou(filled(masks["Projection"]), world.reference) > 0.97
+    assert all(r.get("readonly") for r in prediction["result"] if r["type"] == "brushlabels" or r["from_name"].startswith("iou"))
     assert abs(refined.azimuth - world.true_pose.azimuth) < 3.0
 
 
@@ -84,7 +89,7 @@ def test_human_annotation_comes_before_data_pose(client, world):
     task["annotations"] = [world.human_annotation(human)]
     [prediction] = predict(client, world, [task]).get_json()["results"]
     expected_before = iou(world.renderer.render(human.rescaled(300, 200)), _work_reference(world))
-    assert numbers(prediction)["iou_before"] == pytest.approx(expected_before, abs=1e-6)
+    assert numbers(prediction)["iou_before"] == pytest.approx(expected_before, abs=0.0005)  # on the 0.001 grid
     assert iou(brushes(prediction)["Projection"], world.reference) > 0.97
 
 
@@ -137,13 +142,17 @@ def test_smart_keypoints_fit_the_pose_and_are_remembered(client, world):
     task = world.task(task_id=41, reference=world.url("reference.png"))
     # Two clicks: too few for a pose; they are echoed back so they stay on screen.
     [first] = predict(client, world, [task], {"result": regions[:2]}).get_json()["results"]
-    assert {r["value"]["keypointlabels"][0] for r in first["result"]} == set(names[:2])
+    assert {r["value"]["keypointlabels"][0] for r in first["result"] if r["type"] == "keypointlabels"} == set(names[:2])
     assert not numbers(first)
+    [message] = [r["value"]["text"][0] for r in first["result"] if r["type"] == "textarea"]
+    assert message.startswith("2 of 4 keypoints placed: click 2 more")
     # Three more clicks, one call each (as Label Studio sends them): the pose is fitted.
     for region in regions[2:]:
         [last] = predict(client, world, [task], {"result": [region]}).get_json()["results"]
     assert len([r for r in last["result"] if r["type"] == "keypointlabels"]) == 5
     assert iou(brushes(last)["Projection"], world.reference) > 0.95
+    [message] = [r["value"]["text"][0] for r in last["result"] if r["type"] == "textarea"]
+    assert message.startswith("pose fitted to 5 keypoints") and "focal held at the default" in message
 
 
 def test_smart_rectangle_searches_inside_the_box(client, world):
@@ -218,7 +227,7 @@ def test_a_bad_task_in_a_batch_does_not_sink_the_others(client, world):
     bad = world.task(task_id=2, model="unknown")
     results = predict(client, world, [good, bad]).get_json()["results"]
     assert results[0]["score"] > 0.97
-    assert results[1]["result"] == [] and "unknown model" in results[1]["error"]
+    assert results[1] == []  # no prediction: Label Studio stores nothing and a later retrieve tries again
 
 
 def test_missing_segmentation_weights_say_which_file(client, world, tmp_path, monkeypatch):

@@ -4,21 +4,79 @@ A config fit for finepose (see ``templates/pose_annotation.xml``) has one ``Imag
 ``Number`` controls ``azimuth elevation theta distance focal u v`` (degrees, degrees, degrees,
 model units, px, px, px of the original photo) and a ``BrushLabels`` control with the labels
 ``Projection`` and ``Reference``. Optional: ``Number`` ``iou_before`` / ``iou_after``, a smart
-``KeyPointLabels`` (labels = CAD keypoint names) and a smart ``RectangleLabels``.
+``KeyPointLabels`` (each label's ``alias``, or else its value, is a CAD keypoint name), a smart
+``RectangleLabels`` and a ``TextArea`` named ``finepose_message`` where interactive calls say
+what they did or why they could not.
 Parsing uses label-studio-sdk's :class:`LabelInterface`.
+
+Each ``Number``'s ``min``, ``max`` and ``step`` are read (:class:`NumberSpec`): a value the
+backend writes is fitted to them (:meth:`NumberSpec.fit`), so that Label Studio's editor,
+which refuses a number off the grid ``min + k * step`` (or ``k * step`` without ``min``),
+accepts an unchanged prediction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from geometry.pose import PARAMETER_NAMES
+from ls_backend.errors import LabelConfigError
 
 PROJECTION, REFERENCE = "Projection", "Reference"
 IOU_FIELDS = ("iou_before", "iou_after")
+MESSAGE = "finepose_message"
+MAX_DECIMALS = 6  # values with no step (or a finer one) are rounded to this many decimals
 
-from ls_backend.errors import LabelConfigError
 
+@dataclass(frozen=True)
+class NumberSpec:
+    """A ``Number`` tag's limits and step as Label Studio's editor checks them."""
+
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    decimals: int = MAX_DECIMALS  # enough decimals to write min + k * step exactly
+
+    @classmethod
+    def from_attributes(cls, name: str, attr: dict) -> "NumberSpec":
+        values, decimals = {}, 0
+        for key in ("min", "max", "step"):
+            text = attr.get(key)
+            if text in (None, ""):
+                values[key] = None
+                continue
+            try:
+                number = Decimal(str(text).strip())
+            except InvalidOperation:
+                raise LabelConfigError(f"<Number name={name!r}> {key}={text!r} is not a number") from None
+            if not number.is_finite() or (key == "step" and number <= 0):
+                raise LabelConfigError(f"<Number name={name!r}> {key}={text!r} must be a finite number (step > 0)")
+            values[key] = float(number)
+            if key != "max":
+                decimals = max(decimals, -number.normalize().as_tuple().exponent)
+        if values["min"] is not None and values["max"] is not None and values["min"] > values["max"]:
+            raise LabelConfigError(f"<Number name={name!r}> has min {values['min']} > max {values['max']}")
+        return cls(values["min"], values["max"], values["step"], min(max(decimals, 0), MAX_DECIMALS)
+                   if values["step"] is not None else MAX_DECIMALS)
+
+    def fit(self, value: float) -> float:
+        """``value`` on the tag's grid (nearest ``min + k * step``) inside ``[min, max]``."""
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"cannot write a non-finite number ({value})")
+        if self.min is not None:
+            value = max(value, self.min)
+        if self.max is not None:
+            value = min(value, self.max)
+        if self.step is None:
+            return round(value, self.decimals)
+        base = self.min if self.min is not None else 0.0
+        k = round((value - base) / self.step)
+        if self.max is not None and base + k * self.step > self.max + 1e-9:
+            k -= 1  # the grid point above max is not allowed
+        return round(base + k * self.step, self.decimals)
 
 
 @dataclass(frozen=True)
@@ -29,6 +87,12 @@ class PoseConfig:
     numbers: tuple[str, ...]  # the Number controls present, of PARAMETER_NAMES + IOU_FIELDS
     keypoints: str | None = None  # name of a KeyPointLabels control
     rectangle: str | None = None  # name of a RectangleLabels control
+    message: str | None = None  # name of the TextArea "finepose_message" (smart tools' messages)
+    specs: dict = field(default_factory=dict, compare=False, hash=False)  # Number name -> NumberSpec
+
+    def fit(self, name: str, value: float) -> float:
+        """``value`` as the ``Number`` called ``name`` accepts it (see :class:`NumberSpec`)."""
+        return self.specs.get(name, NumberSpec()).fit(value)
 
 
 def parse_label_config(config) -> PoseConfig:
@@ -62,6 +126,8 @@ def parse_label_config(config) -> PoseConfig:
         numbers=numbers,
         keypoints=_first(controls, "KeyPointLabels"),
         rectangle=_first(controls, "RectangleLabels"),
+        message=MESSAGE if getattr(controls.get(MESSAGE), "tag", "") == "TextArea" else None,
+        specs={name: NumberSpec.from_attributes(name, controls[name].attr) for name in numbers},
     )
 
 

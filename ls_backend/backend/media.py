@@ -86,7 +86,10 @@ def fetch(url, settings: Settings, task_id: int | None = None) -> Path:
     cache = settings.model_dir / "media-cache"
     cache.mkdir(parents=True, exist_ok=True)
     session = _PolicySession(settings.media_hosts, settings.max_image_bytes)
-    token = labelstudio.connection(settings).access_token() if settings.label_studio_url and settings.api_key else None
+    try:
+        token = labelstudio.connection(settings).access_token() if settings.label_studio_url and settings.api_key else None
+    except requests.RequestException as exc:
+        raise MediaError(f"could not fetch {url}: cannot reach Label Studio at {settings.label_studio_url}: {exc}") from None
     try:
         with ls_io.http_session(session):
             path = ls_io.get_local_path(

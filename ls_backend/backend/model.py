@@ -12,8 +12,11 @@ import logging
 
 from ls_backend.backend.label_config import parse_label_config
 from ls_backend.backend.pipeline import predict_task
+from ls_backend.backend.smart import message_result
 from ls_backend.backend.resources import Resources
-from ls_backend.errors import WeightsError
+from geometry.errors import GeometryError
+from ls_backend.backend import status
+from ls_backend.errors import FineposeError
 
 logger = logging.getLogger(__name__)
 
@@ -34,25 +37,41 @@ class FineposeModel:
         """Nothing to load here: resources are shared by the process and built on first use."""
 
     def predict(self, tasks: list, context: dict | None = None, **kwargs) -> dict:
-        """One prediction per task, in order (``{"model_version", "predictions"}``).
+        """Predictions per task, in order (``{"model_version", "predictions"}``): each item is
+        the refined pose's prediction, or a list when a far-apart second hypothesis follows it
+        (Label Studio stores both; the annotator switches between them in one click).
 
-        A task that fails is logged and answered with an empty prediction carrying its
-        ``error``; a single-task request raises instead, so the client sees the 4xx.
+        A task that fails gets an empty list (Label Studio stores nothing, so "Retrieve
+        Predictions" tries it again) and its reason in the task's ``finepose_error`` data
+        field (:mod:`ls_backend.backend.status`); a single-task request also raises, so the
+        client sees the 4xx. A success clears the field.
         """
         config = parse_label_config(self.label_config)
         predictions = []
         for task in tasks:
             try:
                 outcome = predict_task(task, config, self.resources, context)
-                logger.info("task %s: initial pose from %s, reference from %s, score %.4f, %.2f s",
-                            task.get("id"), outcome.initial_source, outcome.reference_source,
-                            outcome.prediction["score"], outcome.seconds)
-                predictions.append(outcome.prediction)
-            except (ValueError, WeightsError) as exc:
+            except (FineposeError, GeometryError, ValueError) as exc:
+                logger.warning("task %s: %s", task.get("id") if isinstance(task, dict) else "?", exc)
+                if context and config.message is not None:  # say it on the labeling screen
+                    text = f"finepose could not use this: {exc}"
+                    predictions.append({"result": message_result(config, text), "score": 0.0,
+                                        "model_version": self.model_version})
+                    continue
+                if not context:
+                    status.report(self.resources.settings, task, str(exc))
                 if len(tasks) == 1:
                     raise
-                logger.warning("task %s: %s", task.get("id") if isinstance(task, dict) else "?", exc)
-                predictions.append({"result": [], "score": 0.0, "model_version": self.model_version, "error": str(exc)})
+                predictions.append([])
+                continue
+            logger.info("task %s: initial pose from %s, reference from %s, score %.4f, %.2f s",
+                        task.get("id"), outcome.initial_source, outcome.reference_source,
+                        outcome.prediction["score"], outcome.seconds)
+            if context:  # an interactive call: Label Studio reads one prediction
+                predictions.append(outcome.prediction)
+                continue
+            status.report(self.resources.settings, task, None)
+            predictions.append([outcome.prediction, *outcome.alternatives] if outcome.alternatives else outcome.prediction)
         return {"model_version": self.model_version, "predictions": predictions}
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
@@ -65,7 +84,12 @@ class FineposeModel:
             raise ValueError(f"{event} webhook without 'annotation' and 'task' objects")
         project = data.get("project") or {}
         config = parse_label_config(project.get("label_config") or self.label_config)
-        outcome = predict_task({**task, "annotations": [annotation]}, config, self.resources)
+        try:
+            outcome = predict_task({**task, "annotations": [annotation]}, config, self.resources)
+        except (FineposeError, GeometryError, ValueError) as exc:
+            status.report(self.resources.settings, task, f"refining the submitted pose failed: {exc}")
+            raise
+        status.report(self.resources.settings, task, None)
         pred = outcome.prediction
         stored = self.resources.client().predictions.create(
             task=task["id"], result=pred["result"], score=pred["score"], model_version=pred["model_version"]

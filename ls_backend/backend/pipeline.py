@@ -11,20 +11,23 @@ Where the reference comes from, in order: the human ``Reference`` brush region,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from geometry.init_pose import initial_pose
+from geometry.iou import iou
 from geometry.masks import resize_mask
 from geometry.pose import Pose
 from geometry.refine import refine
 
 from ls_backend.backend import media
 from ls_backend.backend.label_config import PoseConfig
-from ls_backend.backend.predictions import prediction
+from ls_backend.backend.predictions import filled, prediction, snapped
 from ls_backend.backend.resources import Resources
-from ls_backend.backend.smart import SmartRegions, fit_keypoints, keypoint_results, rectangle_mask
+from ls_backend.backend.smart import (
+    SmartRegions, fit_keypoints, guidance, keypoint_results, message_result, rectangle_mask,
+)
 from ls_backend.backend.tasks import TaskError, TaskInputs, brush_mask, pose_from_numbers, pose_from_task_data, read_task
 
 
@@ -34,6 +37,7 @@ class Outcome:
     initial_source: str
     reference_source: str
     seconds: float
+    alternatives: list = field(default_factory=list)  # further predictions (a far-apart hypothesis)
 
 
 def predict_task(task: dict, config: PoseConfig, resources: Resources, context: dict | None = None) -> Outcome:
@@ -50,10 +54,11 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
     smart.remember(settings.model_dir / "smart-keypoints", inputs.task_id, settings.smart_memory_seconds)
     clicked = keypoint_results(config, smart.keypoints, width, height) if smart.keypoints else []
     if smart.keypoints and not smart.enough_keypoints:  # keep the clicks on screen, no pose yet
-        pred = {"result": clicked, "score": 0.0, "model_version": resources.model_version}
+        result = clicked + message_result(config, guidance(len(smart.keypoints)))
+        pred = {"result": result, "score": 0.0, "model_version": resources.model_version}
         return Outcome(pred, "keypoints (too few)", "none", time.perf_counter() - start)
 
-    initial, initial_source = _initial_pose(inputs, smart, registry, width, height, entry)
+    initial, initial_source, note = _initial_pose(inputs, smart, registry, width, height, entry)
     reference, reference_source = _reference(inputs, resources, image, entry.category, renderer, initial)
     if smart.rectangle is not None:
         reference = reference & rectangle_mask(smart.rectangle, width, height)
@@ -69,30 +74,33 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
         initial = found.hypotheses[0].pose
         initial_source = f"automatic ({initial_source})" if initial_source == "rectangle" else "automatic"
     result = refine(renderer, work_reference, initial, method=settings.method)  # refine rescales to the mask
-    refined = result.refined.rescaled(width, height)
+    refined = snapped(config, result.refined.rescaled(width, height))  # the numbers as the editor shows them
     projection = renderer.render(refined)
-    pred = prediction(
-        config, refined, projection, reference, result.iou_initial, result.iou_refined, resources.model_version
-    )
+    iou_after = iou(projection, reference)  # of the written numbers, at the photo's size
+    pred = prediction(config, refined, projection, reference, result.iou_initial, iou_after, resources.model_version)
     pred["result"].extend(clicked)
+    if context:
+        pred["result"].extend(message_result(config, f"{note or initial_source}; refined to IoU {iou_after:.3f}"))
     return Outcome(pred, initial_source, reference_source, time.perf_counter() - start)
 
 
-def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, height, entry) -> tuple[Pose | None, str]:
+def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, height, entry) -> tuple[Pose | None, str, str]:
+    """(initial pose or None, where from, a note for the annotator)."""
     frame = entry.frame_matrix
     if smart.keypoints:
-        return fit_keypoints(registry.keypoints(inputs.model_id), smart.keypoints, width, height, frame), "keypoints"
+        found = fit_keypoints(registry.keypoints(inputs.model_id), smart.keypoints, width, height, frame)
+        return found.fit.pose, "keypoints", found.message
     if inputs.human_numbers is not None:
-        return pose_from_numbers(inputs.human_numbers, width, height, entry.frame_matrix), "annotation"
+        return pose_from_numbers(inputs.human_numbers, width, height, entry.frame_matrix), "annotation", ""
     if inputs.data_pose is not None:
-        return pose_from_task_data(inputs.data_pose, width, height, entry), "data.pose"
-    return None, "reference"
+        return pose_from_task_data(inputs.data_pose, width, height, entry), "data.pose", ""
+    return None, "reference", ""
 
 
 def _reference(inputs: TaskInputs, resources: Resources, image, category, renderer, initial) -> tuple[np.ndarray, str]:
     height, width = image.shape[:2]
-    if inputs.human_reference is not None:
-        mask = brush_mask(inputs.human_reference)
+    if inputs.human_reference is not None:  # painted, or the prediction's outline: filled
+        mask = filled(brush_mask(inputs.human_reference))
         if mask.any():
             return resize_mask(mask, width, height), "annotation"
     if inputs.reference_url is not None:

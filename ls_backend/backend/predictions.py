@@ -1,36 +1,69 @@
 """Refined poses as Label Studio prediction results.
 
 A prediction holds the seven refined numbers (``number`` results: degrees, model units, px of
-the original photo; azimuth in [0, 360), elevation and theta in (-180, 180]), ``iou_before`` /
-``iou_after`` when the config has them (so reviewers can sort by them in the data manager),
-the refined projection and the reference as ``brushlabels`` regions (RLE by label-studio-sdk),
-``score`` = the refined IoU and the backend's ``model_version``.
+the original photo; azimuth in [0, 360), elevation and theta in (-180, 180]), each on its
+``Number`` tag's step grid (:meth:`PoseConfig.fit`, so an unchanged prediction submits),
+``iou_before`` / ``iou_after`` when the config has them (read-only; reviewers can sort by them
+in the data manager), the outlines of the refined projection and of the reference as
+read-only ``brushlabels`` regions (RLE by label-studio-sdk), ``score`` = the refined IoU and
+the backend's ``model_version``.
+
+Outlines, not filled masks: the photo stays visible under them, and Label Studio places a
+keypoint clicked inside an outline (a filled brush region would take the click). An outline
+is the mask's border pixels, :func:`outline_width` px wide; :func:`filled` gives the mask back.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
+
+from dataclasses import replace
 
 from geometry.pose import PARAMETER_NAMES, Pose, display_angles
 
 from ls_backend.backend.label_config import PROJECTION, REFERENCE, PoseConfig
 
 
+READ_ONLY = ("iou_before", "iou_after")
+
+
 def number_result(config: PoseConfig, name: str, value: float) -> dict:
-    return {
+    result = {
         "id": f"finepose-{name}",
         "from_name": name,
         "to_name": config.image,
         "type": "number",
-        "value": {"number": round(float(value), 6)},
+        "value": {"number": config.fit(name, value)},  # on the tag's step grid: submits unchanged
     }
+    if name in READ_ONLY:
+        result["readonly"] = True  # Label Studio shows the field disabled
+    return result
 
 
-def brush_result(config: PoseConfig, label: str, mask: np.ndarray) -> dict:
+def outline_width(width: int, height: int) -> int:
+    """Outline width in px: about 2 screen pixels when the photo fills ~800 px of screen."""
+    return max(2, round(max(width, height) / 400))
+
+
+def outline(mask: np.ndarray, thickness: int | None = None) -> np.ndarray:
+    """The border of ``mask``: its pixels within ``thickness`` px (4-neighbour steps) of the
+    outside, including the image edge."""
+    thickness = thickness or outline_width(mask.shape[1], mask.shape[0])
+    inner = ndimage.binary_erosion(mask, iterations=thickness, border_value=0)
+    return mask & ~inner
+
+
+def filled(mask: np.ndarray) -> np.ndarray:
+    """An outline (or a painted mask) with its inside filled."""
+    return ndimage.binary_fill_holes(mask)
+
+
+def brush_result(config: PoseConfig, label: str, mask: np.ndarray, readonly: bool = False) -> dict:
     from label_studio_sdk.converter.brush import mask2rle
 
     height, width = mask.shape
-    return {
+    result = {
         "id": f"finepose-{label.lower()}",
         "from_name": config.brush,
         "to_name": config.image,
@@ -40,6 +73,15 @@ def brush_result(config: PoseConfig, label: str, mask: np.ndarray) -> dict:
         "image_rotation": 0,
         "value": {"format": "rle", "rle": mask2rle(mask.astype(np.uint8) * 255), "brushlabels": [label]},
     }
+    if readonly:
+        result["readonly"] = True
+    return result
+
+
+def snapped(config: PoseConfig, pose: Pose) -> Pose:
+    """``pose`` with its seven numbers as the prediction writes them (see :meth:`PoseConfig.fit`)."""
+    numbers = {name: config.fit(name, value) for name, value in pose_numbers(pose).items()}
+    return replace(pose, **numbers)
 
 
 def pose_numbers(pose: Pose) -> dict[str, float]:
@@ -64,6 +106,6 @@ def prediction(
     for name, value in zip(("iou_before", "iou_after"), (iou_before, iou_after)):
         if name in config.numbers:
             result.append(number_result(config, name, value))
-    result.append(brush_result(config, PROJECTION, projection))
-    result.append(brush_result(config, REFERENCE, reference))
+    result.append(brush_result(config, PROJECTION, outline(projection), readonly=True))
+    result.append(brush_result(config, REFERENCE, outline(reference), readonly=True))
     return {"result": result, "score": float(iou_after), "model_version": model_version}

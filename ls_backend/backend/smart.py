@@ -10,6 +10,11 @@
 - ``rectanglelabels`` regions: a box around the object; the automatic initial pose is
   searched inside it.
 
+The focal: a few clicks cannot fix both the focal and the distance (4 points leave one
+equation to spare, and wheels lie in one plane), so with fewer than :data:`FREE_FOCAL_POINTS`
+clicks, or when a free fit lands outside :data:`FOCAL_RANGE` times the release's median focal
+(``FOCAL_PER_WIDTH`` x width), the focal is held at that default and the message says so.
+
 Percent coordinates map to finepose pixels (pixel centres at integers) as
 ``x_px = x% / 100 * width - 0.5``.
 """
@@ -25,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from geometry.keypoints import MIN_POINTS, fit_pose_to_keypoints
-from geometry.pose import Pose
+from geometry.init_pose import FOCAL_PER_WIDTH
+from geometry.keypoints import MIN_POINTS, KeypointFit, fit_pose_to_keypoints
 
 from ls_backend.backend.label_config import PoseConfig
 from ls_backend.backend.tasks import TaskError
@@ -89,12 +94,59 @@ def forget_idle(folder: Path, max_age_s: float) -> None:
             pass
 
 
-def fit_keypoints(model_points: dict, clicks_percent: dict, width: int, height: int, frame) -> Pose:
-    """The pose fitted to clicked keypoints (see :func:`geometry.keypoints.fit_pose_to_keypoints`)."""
+FREE_FOCAL_POINTS = 6  # fewer clicks: the focal is held at the default
+FOCAL_RANGE = (0.4, 4.0)  # a free fit's focal outside this many default focals is not believed
+HELD_FOCAL_WEIGHT = 1000.0  # px per unit of ln focal: the prior all but fixes the focal
+
+
+@dataclass
+class KeypointPose:
+    fit: KeypointFit
+    focal_held: bool  # the focal was held at the default focal
+    message: str
+
+
+def fit_keypoints(model_points: dict, clicks_percent: dict, width: int, height: int, frame) -> KeypointPose:
+    """The pose fitted to clicked keypoints (see :func:`geometry.keypoints.fit_pose_to_keypoints`),
+    the focal held at the default unless enough clicks fix it to a believable value."""
     if not model_points:
-        raise TaskError("this model has no CAD keypoints (registry 'keypoints' file): smart keypoints unavailable")
+        raise TaskError("this model has no CAD keypoints (no <mesh>_keypoints.json beside its mesh): "
+                        "smart keypoints are unavailable for it; use the numbers or a box")
     clicks = {name: _to_pixels(xy, width, height) for name, xy in clicks_percent.items()}
-    return fit_pose_to_keypoints(model_points, clicks, width, height, mesh_frame=frame).pose
+    default = FOCAL_PER_WIDTH * width
+    fit, held = None, True
+    if len([n for n in clicks if n in model_points]) >= FREE_FOCAL_POINTS:
+        fit = fit_pose_to_keypoints(model_points, clicks, width, height, mesh_frame=frame)
+        held = not (FOCAL_RANGE[0] <= fit.pose.focal / default <= FOCAL_RANGE[1])
+    if held:
+        fit = fit_pose_to_keypoints(model_points, clicks, width, height, mesh_frame=frame,
+                                    focal_prior=default, focal_weight=HELD_FOCAL_WEIGHT)
+    message = f"pose fitted to {fit.num_points} keypoints (rms {fit.rms:.1f} px)"
+    if held:
+        message += (f"; focal held at the default {default:.0f} px: {fit.num_points} points cannot fix it"
+                    f" (click {FREE_FOCAL_POINTS}+ spread keypoints to fit it)")
+    if fit.poor:
+        message += "; the clicks do not fit this model well: check the names (the object's own left/right)"
+    elif fit.ambiguous:
+        message += "; a far-apart pose fits as well: add a keypoint on the other end"
+    if fit.ignored:
+        message += f"; ignored (not on this model): {', '.join(fit.ignored)}"
+    return KeypointPose(fit, held, message)
+
+
+def guidance(clicked: int) -> str:
+    """What the annotator reads before the pose can be fitted."""
+    more = MIN_POINTS - clicked
+    return (f"{clicked} of {MIN_POINTS} keypoints placed: click {more} more "
+            f"(left/right are the object's own) for a pose; {FREE_FOCAL_POINTS}+ also fit the focal")
+
+
+def message_result(config: PoseConfig, text: str) -> list[dict]:
+    """``text`` in the config's ``finepose_message`` TextArea (nothing when it has none)."""
+    if config.message is None:
+        return []
+    return [{"id": "finepose-message", "from_name": config.message, "to_name": config.image,
+             "type": "textarea", "value": {"text": [text]}, "readonly": True}]
 
 
 def keypoint_results(config: PoseConfig, clicks_percent: dict, width: int, height: int) -> list[dict]:

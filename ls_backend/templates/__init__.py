@@ -1,7 +1,8 @@
 """finepose's Label Studio labeling configs, shipped as package data (found through the
 installed package, editable or not):
 
-- ``pose_annotation.xml``: the photo, the 7 pose numbers, the projection and the reference;
+- ``pose_annotation.xml``: the photo, the 7 pose numbers, the projection and the reference,
+  car keypoints; ``pose_annotation_aircraft.xml``: the same with aircraft keypoints;
 - ``satisfaction_study.xml``: the blinded Worse / Equal / Better study;
 - ``segmentation_gt.xml``: ground-truth masks for ``finepose evaluate --masks-project``.
 """
@@ -9,6 +10,7 @@ installed package, editable or not):
 from importlib.resources import files
 
 POSE_ANNOTATION = "pose_annotation.xml"
+POSE_ANNOTATION_AIRCRAFT = "pose_annotation_aircraft.xml"
 SATISFACTION_STUDY = "satisfaction_study.xml"
 SEGMENTATION_GT = "segmentation_gt.xml"
 

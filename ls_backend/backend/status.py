@@ -1,0 +1,63 @@
+"""A task's finepose status inside Label Studio: the ``finepose_error`` task data field.
+
+Label Studio 1.23 shows every task data key as a Data Manager column, so a project manager
+sees why a task has no prediction (and can filter or sort by it) without reading the
+backend's log: a task whose prediction failed gets ``data.finepose_error = "<reason>"``; the
+next successful prediction sets it back to ``""``. The failed task holds no prediction of the
+backend's version, so "Retrieve Predictions" tries it again once the cause is fixed.
+
+Label Studio waits for ``/predict`` to answer before it releases its database, so the field is
+written from a background thread after the answer (one at a time, each with a timeout);
+:func:`flush` waits for pending writes (tests, shutdown).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from ls_backend.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FIELD = "finepose_error"
+MAX_CHARS = 500
+_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finepose-status")
+_pending: list[Future] = []
+
+
+def report(settings: Settings, task: dict, error: str | None) -> Future | None:
+    """Write ``error`` (or clear it, for None) into the task's data, unless it is already so.
+
+    Needs ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``; without them (or without a task
+    id) only the log holds the reason."""
+    if not isinstance(task, dict) or not isinstance(task.get("id"), int) or not isinstance(task.get("data"), dict):
+        return None
+    text = "" if error is None else " ".join(str(error).split())[:MAX_CHARS]
+    if task["data"].get(FIELD, "") == text:
+        return None
+    if not settings.label_studio_url or not settings.api_key:
+        return None
+    future = _pool.submit(_write, settings, task["id"], dict(task["data"]), text)
+    _pending[:] = [f for f in _pending if not f.done()] + [future]
+    return future
+
+
+def flush(timeout: float = 60.0) -> None:
+    """Wait for the status writes submitted so far."""
+    for future in list(_pending):
+        future.result(timeout=timeout)
+
+
+def _write(settings: Settings, task_id: int, data: dict, text: str) -> None:
+    from ls_backend.labelstudio import connection
+
+    try:
+        client = connection(settings).sdk()
+        current = dict(client.tasks.get(id=task_id).data or {})  # the newest data, not the request's copy
+        if current.get(FIELD, "") == text:
+            return
+        client.tasks.update(id=task_id, data={**current, FIELD: text})
+        logger.info("task %s: %s %s", task_id, FIELD, repr(text) if text else "cleared")
+    except Exception as exc:  # a status that cannot be written must not fail the prediction
+        logger.warning("task %s: could not write %s to Label Studio: %s", task_id, FIELD, exc)
