@@ -95,13 +95,105 @@ def screenshot_task(
     return info
 
 
+def annotate_stream(ls, project_id: int, out_dir: Path | str, *, email: str | None = None,
+                    password: str | None = None, viewport: tuple[int, int] = (1600, 1000),
+                    timeout: float = 120) -> dict:
+    """As an annotator: log in, open the project's labeling stream (Label All Tasks), wait for
+    the first task's image and the prediction's regions, save ``stream.png``, read the side
+    panel's fields, click Submit and record every warning Label Studio shows; then open the
+    Data Manager and save ``data_manager.png``. Returns what was seen (``fields``: name ->
+    [value, disabled, bottom px, text fits], ``warnings``, ``submit_seconds``, ...)."""
+    return _subprocess({
+        "mode": "stream", "base_url": ls.url, "project": project_id, "email": email or ls.username,
+        "password": password or ls.password, "out_dir": str(Path(out_dir).resolve()), "viewport": list(viewport),
+        "timeout_ms": int(timeout * 1000), "chromium": chromium_path(),
+    }, timeout)  # fmt: skip
+
+
+def _subprocess(job: dict, timeout: float) -> dict:
+    reason = browser_available()
+    if reason:
+        raise RuntimeError(reason)
+    Path(job["out_dir"]).mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [str(LS_PYTHON), __file__, json.dumps(job)],
+        capture_output=True, text=True, timeout=timeout + 120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if r.returncode:
+        raise RuntimeError(f"browser job {job['mode']} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    info["seconds"] = round(time.monotonic() - t0, 2)
+    return info
+
+
 # --------------------------------------------------------------------------------------------
 # the subprocess half (runs with .venv-ls/bin/python)
+
+_FIELDS_JS = """() => Object.fromEntries(Array.from(document.querySelectorAll('.lsf-number input')).map(i =>
+    [i.name, [i.value, i.disabled, Math.round(i.getBoundingClientRect().bottom), i.scrollWidth <= i.clientWidth]]))"""
+_WARNINGS_JS = """() => Array.from(document.querySelectorAll('.ant-modal, .lsf-modal, [role=dialog], .ant-message, .lsf-toast'))
+    .map(m => m.textContent.trim()).filter(t => t.length > 0)"""
+
+
+def _login(page, job):
+    page.goto(job["base_url"] + "/user/login/")
+    page.fill("input[name=email]", job["email"])
+    page.fill("input[name=password]", job["password"])
+    with page.expect_navigation():
+        page.click("button[type=submit], input[type=submit]")
+    if "/user/login" in page.url:
+        raise RuntimeError(f"login as {job['email']} failed (still on {page.url})")
+
+
+def _stream(page, job) -> dict:
+    out = Path(job["out_dir"])
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    _login(page, job)
+    page.goto(f"{job['base_url']}/projects/{job['project']}/data?labeling=1")
+    page.wait_for_selector(".lsf-outliner-item", timeout=job["timeout_ms"])
+    page.wait_for_function("() => document.querySelectorAll('.lsf-number input').length > 0 && "
+                           "Array.from(document.querySelectorAll('.lsf-number input')).some(i => i.value !== '')")
+    page.wait_for_timeout(1500)  # Konva draws brush masks asynchronously
+    page.screenshot(path=str(out / "stream.png"))
+    image = page.evaluate("""() => { const i = Array.from(document.querySelectorAll('img')).filter(i => i.naturalWidth > 0)
+        .sort((a, b) => b.getBoundingClientRect().width - a.getBoundingClientRect().width)[0];
+        const r = i.getBoundingClientRect(); return [r.x, r.y, r.width, r.height, i.naturalWidth, i.naturalHeight]; }""")
+    fields = page.evaluate(_FIELDS_JS)
+    task_before = page.evaluate("() => window.location.search")
+    t0 = time.monotonic()
+    with page.expect_response(lambda r: "/annotations" in r.url and r.request.method == "POST", timeout=job["timeout_ms"]) as saved:
+        page.click("[aria-label='Submit current annotation']")
+    submit_seconds = time.monotonic() - t0
+    page.wait_for_timeout(1500)
+    warnings = dialogs + page.evaluate(_WARNINGS_JS)
+    page.screenshot(path=str(out / "after_submit.png"))
+    annotation = saved.value.json()
+    page.goto(f"{job['base_url']}/projects/{job['project']}/data")
+    page.wait_for_selector("text=finepose_error", timeout=job["timeout_ms"])
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / "data_manager.png"))
+    table = page.evaluate("() => document.body.innerText")
+    return {"fields": fields, "image_box": image, "warnings": warnings, "submit_seconds": round(submit_seconds, 3),
+            "annotation_id": annotation.get("id"), "task_url_before": task_before, "data_manager_text": table}
+
 
 
 def _run(job: dict) -> dict:
     from playwright.sync_api import sync_playwright
 
+    if job.get("mode") == "stream":
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=job["chromium"], headless=True,
+                                        args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--hide-scrollbars"])
+            try:
+                w, h = job["viewport"]
+                page = browser.new_page(viewport={"width": w, "height": h}, device_scale_factor=1)
+                page.set_default_timeout(job["timeout_ms"])
+                return _stream(page, job)
+            finally:
+                browser.close()
     timeout = job["timeout_ms"]
     console: list[str] = []
     with sync_playwright() as p:
