@@ -64,8 +64,9 @@ def test_seed_tasks_keep_the_records_and_predict_the_refined_poses(dataset):
         assert data["model"] == human[name]["model_id"]
         numbers = {r["from_name"]: r["value"]["number"] for r in task["predictions"][0]["result"]}
         expected = seed.to_pose(refined[name], *SIZES[name]).rescaled(*SIZES[name])
-        assert numbers["u"] == pytest.approx(expected.u, abs=1e-6)
-        assert numbers["focal"] == pytest.approx(expected.focal, abs=1e-6)
+        # on the template's 0.1 px grid, so the imported prediction submits unchanged
+        assert numbers["u"] == pytest.approx(expected.u, abs=0.05) and round(numbers["u"] * 10, 6).is_integer()
+        assert numbers["focal"] == pytest.approx(expected.focal, abs=0.05)
 
 
 def test_export_round_trips_imported_and_annotated_poses(dataset, tmp_path):

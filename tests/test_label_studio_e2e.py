@@ -29,6 +29,7 @@ from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_s
 from ls_backend.registry import Registry
 from ls_backend.backend.resources import Resources
 from ls_backend.tools.study import RATINGS, create_study, format_table, report_study, unblind
+from ls_backend.backend.predictions import filled
 from ls_backend.backend.tasks import brush_mask
 from tests.backend_fixtures import make_world
 from tests.browser import browser_available, screenshot_task
@@ -103,7 +104,8 @@ def test_retrieved_prediction_is_the_refined_pose(pose_project):
     values = numbers(prediction.result)
     assert set(PARAMETER_NAMES) <= set(values) and values["iou_after"] > values["iou_before"]
     refined = replace(world.true_pose, **{k: values[k] for k in PARAMETER_NAMES})
-    masks = {r["value"]["brushlabels"][0]: brush_mask(r) for r in prediction.result if r["type"] == "brushlabels"}
+    # the overlay draws outlines; filled, they are the refined silhouette and the reference
+    masks = {r["value"]["brushlabels"][0]: filled(brush_mask(r)) for r in prediction.result if r["type"] == "brushlabels"}
     assert iou(masks["Projection"], world.reference) > 0.97
     assert np.array_equal(masks["Reference"], world.reference)
     assert abs(refined.azimuth - world.true_pose.azimuth) < 3.0
@@ -157,7 +159,7 @@ def test_interactive_keypoints(pose_project):
     assert response.status_code == 200, response.text
     result = response.json()["data"]["result"]
     projection = next(r for r in result if r["type"] == "brushlabels" and r["value"]["brushlabels"] == ["Projection"])
-    assert iou(brush_mask(projection), world.reference) > 0.95
+    assert iou(filled(brush_mask(projection)), world.reference) > 0.95
     assert len([r for r in result if r["type"] == "keypointlabels"]) == 6
 
 
