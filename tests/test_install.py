@@ -30,6 +30,12 @@ from tests.label_studio import free_port, label_studio  # noqa: F401
 REPO = Path(__file__).resolve().parents[1]
 
 
+def clean_env(extra: dict | None = None) -> dict:
+    """This environment without PYTHONPATH (which would put a checkout before the wheel)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return {**env, **(extra or {})}
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A fresh virtualenv holding the finepose wheel; returns its ``bin`` folder."""
@@ -46,7 +52,8 @@ def installed(tmp_path_factory) -> Path:
     env_dir = root / "venv"
     venv.create(env_dir, with_pip=False)
     site = Path(subprocess.check_output([env_dir / "bin" / "python", "-c",
-                                         "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+                                         "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True,
+                                        env=clean_env()).strip())
     (site / "finepose-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", env_dir / "bin" / "python", "install", "--no-deps", "-q", wheel],
@@ -54,21 +61,21 @@ def installed(tmp_path_factory) -> Path:
     )
     assert install.returncode == 0, install.stderr[-3000:]
     located = subprocess.check_output([env_dir / "bin" / "python", "-c", "import ls_backend; print(ls_backend.__file__)"],
-                                      text=True, cwd=root).strip()
+                                      text=True, cwd=root, env=clean_env()).strip()
     assert located.startswith(str(site)), f"finepose imported from {located}, not from the installed wheel"
     return env_dir / "bin"
 
 
 def run(bin_dir: Path, *args, cwd: Path, env: dict | None = None, timeout: float = 300):
     done = subprocess.run([bin_dir / "finepose", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+                          env=clean_env(env), timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
 
 def test_installed_serve_answers_health(installed, tmp_path):
     port = free_port()
-    env = {**os.environ, "MODEL_DIR": str(tmp_path / "model-dir")}
+    env = clean_env({"MODEL_DIR": str(tmp_path / "model-dir")})
     server = subprocess.Popen([installed / "finepose", "serve", "--host", "127.0.0.1", "--port", str(port)],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
