@@ -32,7 +32,7 @@ from geometry.frames import FRAMES
 from geometry.refine import METHODS
 
 from ls_backend.errors import DataError
-from ls_backend.tools.executors import EXECUTORS, Item, make_executor
+from ls_backend.tools.executors import Item, make_executor
 
 REQUIRED_KEYS = ("id", "mesh", "mask", "pose")
 OPTIONAL_KEYS = ("frame", "image")
@@ -199,7 +199,7 @@ def run_batch(
     processes used (0 when nothing was left to do).
     """
     if method not in METHODS:
-        raise ValueError(f"unknown refinement method {method!r}; use one of {', '.join(METHODS)}")
+        raise DataError(f"unknown refinement method {method!r}; use one of {', '.join(METHODS)}")
     items = load_manifest(manifest)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -239,31 +239,3 @@ def _execute(todo, out: Path, executor, workers, method, ray_address, progress) 
             counts["failed" if "error" in record else "done"] += 1
             bar.update()
     return counts, runner.workers
-
-
-# -- command line --------------------------------------------------------------------------
-
-
-def cmd_refine_batch(args) -> None:
-    """Print the summary of :func:`run_batch` as JSON."""
-    summary = run_batch(
-        args.manifest,
-        args.out,
-        executor=args.executor,
-        workers=args.workers,
-        method=args.method,
-        ray_address=args.ray_address,
-    )
-    print(json.dumps(summary, indent=2))
-
-
-def register(subparsers) -> None:
-    """Add the ``refine-batch`` subcommand to an argparse subparsers object."""
-    p = subparsers.add_parser("refine-batch", help="refine many poses listed in a manifest (resumable, parallel)")
-    p.add_argument("manifest", help="JSON list, {\"items\": [...]} or JSON lines of {id, mesh, mask, pose, [frame], [image]}")
-    p.add_argument("--out", required=True, help="results JSON lines; items already in it are skipped")
-    p.add_argument("--executor", choices=EXECUTORS, default="process", help="where to refine (default: local processes)")
-    p.add_argument("--workers", type=int, help="worker processes (default: all local cores / the Ray cluster's CPUs)")
-    p.add_argument("--method", choices=METHODS, default="fast")
-    p.add_argument("--ray-address", help="Ray cluster to connect to (default: start a local one)")
-    p.set_defaults(func=cmd_refine_batch)

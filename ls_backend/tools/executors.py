@@ -25,6 +25,8 @@ from geometry.pose_io import load_pose, read_pose
 from geometry.refine import refine
 from geometry.render import SilhouetteRenderer
 
+from ls_backend.errors import DataError
+
 EXECUTORS = ("serial", "process", "ray")
 #: Renderers kept per worker process (least recently used dropped first).
 RENDERER_CACHE_SIZE = 4
@@ -200,7 +202,7 @@ class RayExecutor:
         try:
             self.ray.init(address=self.address)
         except ConnectionError as exc:
-            raise ValueError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
+            raise DataError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
 
     def __exit__(self, *exc):
         if self._started:
@@ -212,12 +214,12 @@ class RayExecutor:
 
 
 def import_ray():
-    """The ``ray`` module, or a ValueError saying how to install it."""
+    """The ``ray`` module, or a DataError (a ValueError) saying how to install it."""
     try:
         import ray
         import ray.util
     except ImportError:
-        raise ValueError(
+        raise DataError(
             f"the ray executor needs Ray, which is not installed: pip install 'finepose[ray]' (or {RAY_REQUIREMENT})"
         ) from None
     return ray
@@ -226,13 +228,13 @@ def import_ray():
 def make_executor(name: str, workers: int | None, items: int, ray_address: str | None = None):
     """The executor called ``name`` (one of :data:`EXECUTORS`) for ``items`` items."""
     if workers is not None and workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+        raise DataError(f"--workers must be at least 1, got {workers}")
     if ray_address and name != "ray":
-        raise ValueError("--ray-address needs --executor ray")
+        raise DataError("--ray-address needs --executor ray")
     if name == "serial":
         return SerialExecutor()
     if name == "process":
         return ProcessExecutor(workers, items)
     if name == "ray":
         return RayExecutor(workers, items, ray_address)
-    raise ValueError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
+    raise DataError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
