@@ -32,3 +32,9 @@ def test_only_the_cli_parses_arguments():
         if "argparse" in names:
             users.append(path.relative_to(ROOT).as_posix())
     assert users and all(u.startswith("ls_backend/cli/") for u in users), users
+
+
+def test_the_combination_rule_imports_no_torch():
+    code = "import json, sys; import ls_backend.segmentation.combine; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert not [m for m in json.loads(out.stdout) if m.startswith(("torch", "torchvision"))]

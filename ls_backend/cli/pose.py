@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from geometry.frames import FRAMES, frame_matrix
-from geometry.masks import MaskError, read_mask, write_mask
+from geometry.masks import read_mask, write_mask
 from geometry.mesh import load_mesh
 from geometry.pose import Pose
 from geometry.pose_io import load_pose, pose_to_dict
@@ -119,13 +119,9 @@ def write_refine_overlay(path: Path, image_path, renderer, reference, initial: P
     shaded too (needs a photo)."""
     from geometry.overlay import COLOURS, save_overlay
 
-    image = None
-    if image_path:
-        from skimage.io import imread
+    from geometry.images import read_rgb
 
-        if not Path(image_path).is_file():
-            raise MaskError(f"image file not found: {image_path}")
-        image = imread(image_path)
+    image = read_rgb(image_path) if image_path else None
     height, width = reference.shape if image is None else image.shape[:2]
     masks = {
         "reference": reference,

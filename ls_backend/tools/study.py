@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from geometry.images import read_rgb
 from geometry.overlay import save_overlay
 
 from ls_backend.errors import DataError
@@ -102,7 +103,7 @@ def create_study(client, human, refined, images: Path, registry, media_root: Pat
     for index, name in enumerate(tqdm(chosen, desc="study overlays", unit="image")):
         item = f"item-{index:04d}"
         refined_side = "right" if rng.random() < 0.5 else "left"
-        photo = _read_rgb(images / by_key_h[name].image)
+        photo = read_rgb(images / by_key_h[name].image)
         for side, record in (("A", by_key_h[name]), ("B", by_key_r[name])):  # A human, B refined
             _render_overlay(photo, record, registry, media_root / f"{item}-{side}.png")
         human_url, refined_url = (url_prefix + f"{item}-{s}.png" for s in ("A", "B"))
@@ -114,13 +115,6 @@ def create_study(client, human, refined, images: Path, registry, media_root: Pat
     key_path = key_path or media_root / "study_key.json"
     key_path.write_text(json.dumps({"project": project.id, "seed": seed_value, "raters": raters, "items": key}, indent=1))
     return {"project": project.id, "tasks": len(tasks), "raters": raters, "key": str(key_path)}
-
-
-def _read_rgb(photo: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(photo) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def _render_overlay(rgb: np.ndarray, record, registry, out: Path) -> None:
