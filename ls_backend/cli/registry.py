@@ -39,27 +39,20 @@ def register(subparsers) -> None:
     q.set_defaults(func=cmd_from_cad)
 
 
-def _mesh_path(args):
-    from ls_backend.registry.build import mesh_path_function
-
-    return mesh_path_function(args.shapenet_root, args.synset, args.mesh_template)
-
-
-def _category(args) -> str:
-    from ls_backend.registry.build import registry_category
-
-    return registry_category(args.category, args.synset)
+def _meshes(args) -> dict:
+    """The options naming the entries' mesh paths, frame, category and keys."""
+    return {"shapenet_root": args.shapenet_root, "synset": args.synset, "mesh_template": args.mesh_template,
+            "category": args.category, "frame": args.frame, "by": args.by}
 
 
 def cmd_match(args) -> None:
     from ls_backend.registry.build import match_registry
 
-    print_json(match_registry(args.categories, args.metadata, _mesh_path(args), args.out, _category(args), frame=args.frame,
-                              by=args.by, top=args.top, accept=args.accept, report=args.report))
+    print_json(match_registry(args.categories, args.metadata, args.out, top=args.top, accept=args.accept,
+                              report=args.report, **_meshes(args)))
 
 
 def cmd_from_cad(args) -> None:
     from ls_backend.registry.build import registry_from_cad
 
-    print_json(registry_from_cad(args.cad, _mesh_path(args), args.out, _category(args), names=args.names, frame=args.frame,
-                                 by=args.by))
+    print_json(registry_from_cad(args.cad, args.out, names=args.names, **_meshes(args)))

@@ -267,18 +267,24 @@ def _write_registry(path: str, registry: dict) -> dict:
     return {"registry": str(path), "entries": len(registry), "mesh_files_found": existing}
 
 
-def match_registry(categories: str | Path, metadata: str | Path, mesh_path, out: str | Path, category: str,
-                   frame: str = DEFAULT_FRAME, by: str = "category", top: int = 3, accept: float | None = None,
+def match_registry(categories: str | Path, metadata: str | Path, out: str | Path, *,
+                   shapenet_root: str | Path | None = None, synset: str | None = None,
+                   mesh_template: str | None = None, category: str | None = None, frame: str = DEFAULT_FRAME,
+                   by: str = "category", top: int = 3, accept: float | None = None,
                    report: str | Path | None = None) -> dict:
     """``registry match``: match the category names in the file ``categories`` to the models
-    of ``metadata``, write the registry of the matches to ``out`` (and the whole report to
-    ``report``); returns ``{"summary", "matched", "suggestions", "unmatched"}``."""
+    of ``metadata``, write the registry of the matches to ``out`` (mesh paths by
+    :func:`mesh_path_function`, the segmentation category by :func:`registry_category`) and
+    the whole report to ``report``; returns ``{"summary", "matched", "suggestions", "unmatched"}``."""
     if top < 1:
         raise RegistryError(f"--top must be at least 1, got {top}")
     if accept is not None and not 0.0 <= accept <= 1.0:
         raise RegistryError(f"--accept must be a score in [0, 1], got {accept}")
     names = read_lines(categories, "category")
-    matches = match_categories(names, read_metadata(metadata), top=top, accept=accept)
+    models = read_metadata(metadata)
+    mesh_path = mesh_path_function(shapenet_root, synset, mesh_template)
+    category = registry_category(category, synset)
+    matches = match_categories(names, models, top=top, accept=accept)
     assignments = {c: m["model_id"] for c, m in matches["matched"].items()}
     extra = {c: {"match": m["match"], "score": m["score"]} for c, m in matches["matched"].items()}
     summary = _write_registry(out, build_registry(assignments, mesh_path, frame, by, category, extra))
@@ -296,8 +302,10 @@ def match_registry(categories: str | Path, metadata: str | Path, mesh_path, out:
     return {"summary": summary, **matches}
 
 
-def registry_from_cad(cad: str | Path, mesh_path, out: str | Path, category: str, names: str | Path | None = None,
-                      frame: str = DEFAULT_FRAME, by: str = "model") -> dict:
+def registry_from_cad(cad: str | Path, out: str | Path, *, names: str | Path | None = None,
+                      shapenet_root: str | Path | None = None, synset: str | None = None,
+                      mesh_template: str | None = None, category: str | None = None, frame: str = DEFAULT_FRAME,
+                      by: str = "model") -> dict:
     """``registry from-cad``: the registry of the release's CAD list ``cad`` (category i ->
     model id on line i), categories named by the file ``names`` (else 1, 2, ...); written to
     ``out``; returns a summary."""
@@ -310,6 +318,8 @@ def registry_from_cad(cad: str | Path, mesh_path, out: str | Path, category: str
             raise RegistryError(f"{names}: category names must be unique")
     else:
         labels = [str(i + 1) for i in range(len(ids))]
-    summary = _write_registry(out, build_registry(dict(zip(labels, ids)), mesh_path, frame, by, category))
+    mesh_path = mesh_path_function(shapenet_root, synset, mesh_template)
+    registry = build_registry(dict(zip(labels, ids)), mesh_path, frame, by, registry_category(category, synset))
+    summary = _write_registry(out, registry)
     summary.update({"categories": len(ids), "models": len(set(ids))})
     return summary
