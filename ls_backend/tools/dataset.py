@@ -37,7 +37,7 @@ from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_s
 from ls_backend.backend.predictions import number_result, pose_numbers
 from ls_backend.labelstudio import project_tasks
 from ls_backend.backend.tasks import newest_annotation, pose_from_numbers
-from ls_backend.backend.tasks import pose_numbers as annotated_numbers
+from ls_backend.backend.tasks import annotated_numbers
 
 RELEASE_VERSION = "release-refined"
 TEST_FRACTION = 1.0 / 3.0
