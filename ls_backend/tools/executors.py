@@ -16,7 +16,8 @@ from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from functools import partial
+from typing import Callable, Iterable, Iterator
 
 from geometry.masks import read_mask
 from geometry.mesh import load_mesh
@@ -123,10 +124,11 @@ class SerialExecutor:
 
 
 class ProcessExecutor:
-    """A pool of ``workers`` local processes (default: all local cores, at most one per item).
+    """A pool of ``workers`` local processes (default: all local cores, at most one per item);
+    ``refine-batch``'s and ``prelabel``'s.
 
-    Workers are started with ``spawn``: a fresh interpreter, safe whatever threads Open3D
-    started in this process (``fork`` copies them mid-flight).
+    Workers are started with ``spawn``: a fresh interpreter, safe whatever threads Open3D or
+    torch started in this process (``fork`` copies them mid-flight).
     """
 
     def __init__(self, workers: int | None = None, items: int = 1):
@@ -142,18 +144,23 @@ class ProcessExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
         return False
 
-    def map(self, items: Iterable[Item], method: str) -> Iterator[dict]:
+    def imap(self, function: Callable, items: Iterable) -> Iterator:
+        """``function(item)`` for every item, run in the workers, yielded as each is ready.
+        ``function`` must be picklable (a module-level function or a ``functools.partial`` of one)."""
         # The pool hands out items in submission order, so workers walk the meshes in order.
-        futures = [self._pool.submit(refine_item, item, method) for item in items]
+        futures = [self._pool.submit(function, item) for item in items]
         try:
             for future in as_completed(futures):
                 yield future.result()
         except BrokenProcessPool as exc:
             raise RuntimeError(
                 "a worker process died (out of memory, a crash in a native library, or a script "
-                "calling run_batch without an `if __name__ == '__main__':` guard); the results "
-                "written so far are kept: rerun to resume"
+                "without an `if __name__ == '__main__':` guard); the results written so far are "
+                "kept: rerun to resume"
             ) from exc
+
+    def map(self, items: Iterable[Item], method: str) -> Iterator[dict]:
+        yield from self.imap(partial(refine_item, method=method), items)
 
 
 class _RayRefiner:
