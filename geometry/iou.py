@@ -10,11 +10,20 @@ from .render import Window
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two boolean masks of the same shape; 0 when both are empty."""
     a = np.asarray(a, dtype=bool)
-    b = np.asarray(b, dtype=bool)
-    if a.shape != b.shape:
-        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
+    return float(ious(a[None], b)[0])
+
+
+def ious(masks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """IoU of each of ``masks`` (N x H x W bool) with ``reference`` (H x W bool); 0 where both
+    are empty."""
+    reference = np.asarray(reference, dtype=bool)
+    masks = np.asarray(masks, dtype=bool)
+    if masks.shape[1:] != reference.shape:
+        raise ValueError(f"masks differ in shape: {masks.shape[1:]} vs {reference.shape}")
+    flat = masks.reshape(len(masks), -1)
+    inter = np.count_nonzero(flat & reference.reshape(-1), axis=1)
+    union = np.count_nonzero(flat, axis=1) + np.count_nonzero(reference) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 class Reference:

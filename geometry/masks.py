@@ -94,10 +94,14 @@ def realistic_noise(mask: np.ndarray, rng: np.random.Generator, amplitude_px: fl
     return noisy if noisy.any() else mask
 
 
-def border_pixels(mask: np.ndarray) -> np.ndarray:
+def border_pixels(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
     """The mask's pixels with a 4-neighbour outside it (pixels off the image count as
-    outside): every 2x2 cell of pixel centres that the outline crosses holds one."""
+    outside): every 2x2 cell of pixel centres that the outline crosses holds one. With
+    ``thickness`` n, those within n such steps of the outside (a band n pixels wide, as
+    overlays draw outlines)."""
     mask = np.asarray(mask, dtype=bool)
-    padded = np.pad(mask, 1)
-    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    inner = mask
+    for _ in range(max(1, int(thickness))):
+        padded = np.pad(inner, 1)
+        inner = inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return mask & ~inner

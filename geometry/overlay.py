@@ -6,16 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .images import as_rgb
+from .masks import border_pixels, resize_mask
+
 #: RGB colours of outlines, in drawing order.
 COLOURS = {"reference": (255, 64, 64), "initial": (255, 200, 0), "refined": (0, 230, 80)}
-
-
-def outline(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
-    """Boundary pixels of a boolean mask (inside pixels next to outside ones)."""
-    from scipy import ndimage
-
-    mask = np.asarray(mask, dtype=bool)
-    return mask & ~ndimage.binary_erosion(mask, iterations=thickness, border_value=0)
 
 
 def draw_overlay(image: np.ndarray | None, masks: dict, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -25,17 +20,17 @@ def draw_overlay(image: np.ndarray | None, masks: dict, size: tuple[int, int] | 
         height, width = size[1], size[0]
         picture = np.full((height, width, 3), 40, dtype=np.uint8)
     else:
-        picture = _as_rgb(image)
+        picture = as_rgb(image)
     height, width = picture.shape[:2]
     canvas = picture.astype(np.float32)
     names = list(masks)
     thickness = max(1, round(max(width, height) / 400))
     for name in names:
-        mask = _fit(masks[name], width, height)
+        mask = resize_mask(masks[name], width, height)
         colour = np.array(COLOURS.get(name, (0, 160, 255)), dtype=np.float32)
         if name == names[-1]:
             canvas[mask] = 0.75 * canvas[mask] + 0.25 * colour
-        canvas[outline(mask, thickness)] = colour
+        canvas[border_pixels(mask, thickness)] = colour
     return canvas.clip(0, 255).astype(np.uint8)
 
 
@@ -43,21 +38,3 @@ def save_overlay(path: str | Path, image, masks: dict, size=None) -> None:
     from skimage.io import imsave
 
     imsave(Path(path), draw_overlay(image, masks, size), check_contrast=False)
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        image = (255 * (image.astype(np.float32) / max(float(image.max()), 1e-6))).astype(np.uint8)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    return image[..., :3]
-
-
-def _fit(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape == (height, width):
-        return mask
-    from skimage.transform import resize
-
-    return resize(mask.astype(np.float32), (height, width), order=0) > 0.5

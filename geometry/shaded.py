@@ -67,7 +67,8 @@ import numpy as np
 
 from .camera import extrinsics, intrinsics
 from .mesh import Mesh
-from .overlay import _as_rgb, outline
+from .images import as_rgb
+from .masks import border_pixels
 from .pose import Pose
 
 #: Grey of the model (linear RGB, Filament's base colour).
@@ -323,7 +324,7 @@ def shaded_overlay(image, renderer: ShadedRenderer, pose: Pose, alpha: float = 0
     if image is None:
         picture = np.full((int(pose.height), int(pose.width), 3), 40, dtype=np.uint8)
     else:
-        picture = _as_rgb(image)
+        picture = as_rgb(image)
     height, width = picture.shape[:2]
     if (pose.width, pose.height) != (width, height):
         pose = pose.rescaled(width, height)
@@ -332,5 +333,5 @@ def shaded_overlay(image, renderer: ShadedRenderer, pose: Pose, alpha: float = 0
     canvas = picture.astype(np.float32)
     canvas[covered] = (1.0 - alpha) * canvas[covered] + alpha * rgba[..., :3][covered].astype(np.float32)
     thickness = max(1, round(max(width, height) / 400))
-    canvas[outline(covered, thickness)] = np.asarray(outline_colour, dtype=np.float32)
+    canvas[border_pixels(covered, thickness)] = np.asarray(outline_colour, dtype=np.float32)
     return canvas.clip(0, 255).astype(np.uint8)

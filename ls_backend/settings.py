@@ -27,6 +27,10 @@ finepose's own:
   starts.
 - ``FINEPOSE_SHADED`` (``0``/``off`` turns shaded overlays off) and
   ``FINEPOSE_SHADED_PROBE_TIMEOUT`` (default 180 s): the Open3D OffscreenRenderer probe.
+- ``FINEPOSE_MASKRCNN_WEIGHTS``, ``FINEPOSE_DEEPLAB_WEIGHTS``: the segmentation models' own
+  weight files (else torch's cache, ``$TORCH_HOME/hub/checkpoints``, read by torch);
+  ``FINEPOSE_VERIFY_WEIGHTS=0`` skips the cache files' hash check; ``FINEPOSE_DEVICE`` the
+  torch device (default CUDA when torch sees one, else CPU).
 
 This module is the only place finepose reads its environment; everything else takes a
 :class:`Settings` (or values from it).
@@ -93,6 +97,10 @@ class Settings:
     preload_meshes: bool = False
     shaded: bool = True
     shaded_probe_timeout_s: int = 180
+    maskrcnn_weights: Path | None = None
+    deeplab_weights: Path | None = None
+    verify_weights: bool = True
+    device: str = ""
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -124,6 +132,10 @@ class Settings:
             preload_meshes=_switch(env, "FINEPOSE_PRELOAD_MESHES", cls.preload_meshes),
             shaded=_switch(env, "FINEPOSE_SHADED", cls.shaded),
             shaded_probe_timeout_s=_int(env, "FINEPOSE_SHADED_PROBE_TIMEOUT", cls.shaded_probe_timeout_s),
+            maskrcnn_weights=Path(env["FINEPOSE_MASKRCNN_WEIGHTS"]).expanduser() if env.get("FINEPOSE_MASKRCNN_WEIGHTS") else None,
+            deeplab_weights=Path(env["FINEPOSE_DEEPLAB_WEIGHTS"]).expanduser() if env.get("FINEPOSE_DEEPLAB_WEIGHTS") else None,
+            verify_weights=_switch(env, "FINEPOSE_VERIFY_WEIGHTS", cls.verify_weights),
+            device=env.get("FINEPOSE_DEVICE", "").strip(),
         )
 
     @property

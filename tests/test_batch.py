@@ -1,7 +1,6 @@
 """``finepose refine-batch``: a manifest of procedural-car items refined serially, in local
 processes and on a local Ray cluster, resumed after a crash, with bad items among good ones."""
 
-import argparse
 import json
 import math
 import shutil
@@ -15,7 +14,8 @@ import pytest
 from geometry.frames import FRAMES
 from geometry.masks import write_mask
 from geometry.pose import Pose
-from ls_backend.tools.batch import ManifestError, group_by_mesh, load_manifest, read_results, register, run_batch
+from ls_backend.cli.main import build_parser
+from ls_backend.tools.batch import ManifestError, group_by_mesh, load_manifest, read_results, run_batch
 from ls_backend.tools.executors import Item, item_pose, make_executor, renderer_for
 
 SIZE = (160, 120)
@@ -78,8 +78,7 @@ def test_serial_refines_every_item_beyond_its_start(serial):
 
 
 def test_cli_two_processes_match_serial(serial, batch_dir, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
+    parser = build_parser()
     out = tmp_path / "results.jsonl"
     args = parser.parse_args(["refine-batch", str(batch_dir / "manifest.json"), "--out", str(out), "--workers", "2"])
     args.func(args)

@@ -101,8 +101,23 @@ def test_bad_inputs_exit_2_with_a_clear_message(tmp_path, capsys, car_obj):
     assert code == 2 and "empty" in err
 
 
-def test_import_seed_reproduces_the_release_projection(tmp_path, capsys):
-    """import-seed JSON + the release's OBJ as it is = the release's formula, vertex for vertex."""
+def test_tool_errors_exit_2_naming_the_command(tmp_path, capsys, car_obj):
+    """Errors of the tools (finepose's own error classes, not only geometry's) are messages, not tracebacks."""
+    code, _, err = run(capsys, "evaluate", "--masks", tmp_path, "--set", "no-equals-sign", "--mesh", car_obj,
+                       "--out", tmp_path / "out")
+    assert code == 2 and err.startswith("finepose evaluate: error: --set must look like NAME=PATH")
+    code, _, err = run(capsys, "registry", "from-cad", "--cad", tmp_path / "missing.txt", "--mesh-template",
+                       "{model_id}.obj", "--category", "car", "--out", tmp_path / "r.json")
+    assert code == 2 and "model id file not found" in err
+    code, _, err = run(capsys, "from-release", "--anno", tmp_path / "none.pkl", "--key", "1.jpg", "--image-size", "6x4")
+    assert code == 2 and err.startswith("finepose from-release: error: pose set not found")
+    manifest = write_json(tmp_path / "manifest.json", [])
+    code, _, err = run(capsys, "refine-batch", manifest, "--out", tmp_path / "r.jsonl", "--workers", "0")
+    assert code == 2 and "manifest has no items" in err
+
+
+def test_from_release_reproduces_the_release_projection(tmp_path, capsys):
+    """from-release JSON + the release's OBJ as it is = the release's formula, vertex for vertex."""
     import pickle
 
     from geometry import camera
@@ -114,7 +129,7 @@ def test_import_seed_reproduces_the_release_projection(tmp_path, capsys):
     with open(anno, "rb") as f:
         records = pickle.load(f, encoding="latin1")
     key = sorted(records)[0]
-    code, out, _ = run(capsys, "import-seed", "--anno", anno, "--key", key, "--image-size", "600x400")
+    code, out, _ = run(capsys, "from-release", "--anno", anno, "--key", key, "--image-size", "600x400")
     assert code == 0 and out["image_width"] == 300 and out["image_height"] == 200
     pose_file = write_json(tmp_path / "pose.json", out)
     pose = load_pose(pose_file)

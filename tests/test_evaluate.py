@@ -1,7 +1,6 @@
 """`finepose evaluate` (ls_backend/evaluate.py): IoUs known exactly from masks rendered at
 known poses of the procedural car."""
 
-import argparse
 import csv
 import json
 import pickle
@@ -14,6 +13,7 @@ from geometry.conventions import seed
 from geometry.frames import frame_matrix
 from geometry.masks import MaskError, write_mask
 from geometry.pose import Pose
+from ls_backend.cli.main import build_parser
 from ls_backend.tools import evaluate
 from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
 from ls_backend.registry import Registry
@@ -62,9 +62,7 @@ def scene(tmp_path, car_renderer):
 
 
 def run_evaluate(*argv):
-    parser = argparse.ArgumentParser()
-    evaluate.register(parser.add_subparsers())
-    args = parser.parse_args(["evaluate", *map(str, argv)])
+    args = build_parser().parse_args(["evaluate", *map(str, argv)])
     args.func(args)
 
 

@@ -28,7 +28,7 @@ from ls_backend.tools.dataset import export_project, import_into_project, seed_t
 from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
 from ls_backend.registry import Registry
 from ls_backend.backend.resources import Resources
-from ls_backend.tools.study import RATINGS, create_study, format_table, report_study, unblind
+from ls_backend.tools.study import RATINGS, create_study, rating_table, report_study, unblind
 from ls_backend.backend.predictions import filled
 from ls_backend.backend.tasks import brush_mask
 from tests.backend_fixtures import make_world
@@ -243,7 +243,7 @@ def test_study_end_to_end_with_three_raters(label_studio, tmp_path):  # noqa: F8
     expected = (np.mean(p_items) - (p_cat**2).sum()) / (1 - (p_cat**2).sum())
     assert summary["fleiss_kappa"] == pytest.approx(expected)
     assert (tmp_path / "report" / "ratings.png").is_file() and (tmp_path / "report" / "ratings.csv").is_file()
-    assert "Fleiss' kappa" in format_table(summary)
+    assert "Fleiss' kappa" in rating_table(summary)
 
 
 def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monkeypatch):  # noqa: F811

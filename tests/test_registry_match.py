@@ -1,11 +1,11 @@
 """`finepose registry match` / `registry from-cad` (ls_backend/registry_match.py)."""
 
-import argparse
 import csv
 import json
 
 import pytest
 
+from ls_backend.cli.main import build_parser
 from ls_backend.registry import build as rm
 
 from .conftest import data_path
@@ -30,9 +30,7 @@ CATEGORIES = [
 
 
 def run(*argv):
-    parser = argparse.ArgumentParser()
-    rm.register(parser.add_subparsers())
-    args = parser.parse_args(["registry", *map(str, argv)])
+    args = build_parser().parse_args(["registry", *map(str, argv)])
     args.func(args)
 
 

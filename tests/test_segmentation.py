@@ -1,4 +1,4 @@
-"""Segmentation reference (ls_backend/segmentation.py): the combination rule on synthetic masks,
+"""Segmentation reference (ls_backend/segmentation/: combine, weights, models): the combination rule on synthetic masks,
 category labels, weight files (missing, corrupt, wrong hash, wrong model), and the real loading
 and inference path on randomly initialised weights saved under torchvision's cache names."""
 
@@ -10,10 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from ls_backend.segmentation import models as seg
+from ls_backend.segmentation import combine, models, weights
+from ls_backend.settings import Settings
 from tests.conftest import data_path
 
 ENV_VARS = ("TORCH_HOME", "FINEPOSE_MASKRCNN_WEIGHTS", "FINEPOSE_DEEPLAB_WEIGHTS", "FINEPOSE_VERIFY_WEIGHTS", "FINEPOSE_DEVICE")
+
+
+def configured() -> weights.WeightsConfig:
+    """The weights configuration as the backend builds it: from the environment, through Settings."""
+    return weights.WeightsConfig.from_settings(Settings.from_env())
 
 
 @pytest.fixture
@@ -35,21 +41,21 @@ def box(h, w, y0, y1, x0, x1):
 
 
 def test_categories_and_aliases():
-    assert seg.category("car") == seg.Category("car", (3, 8), 7)
+    assert combine.category("car") == combine.Category("car", (3, 8), 7)
     for alias in ("aeroplane", "Airplane", " aircraft ", "PLANE"):
-        assert seg.category(alias).name == "aeroplane"
+        assert combine.category(alias).name == "aeroplane"
     with pytest.raises(ValueError, match="unknown segmentation category 'boat'.*aeroplane, car"):
-        seg.category("boat")
+        combine.category("boat")
 
 
 def test_label_ids_match_torchvision_metadata():
-    coco = seg.WEIGHTS["maskrcnn"].meta["categories"]
-    voc = seg.WEIGHTS["deeplab"].meta["categories"]
+    coco = weights.WEIGHTS["maskrcnn"].meta["categories"]
+    voc = weights.WEIGHTS["deeplab"].meta["categories"]
     assert len(coco) == 91 and len(voc) == 21
-    assert [coco[i] for i in seg.CATEGORIES["car"].coco_labels] == ["car", "truck"]
-    assert [coco[i] for i in seg.CATEGORIES["aeroplane"].coco_labels] == ["airplane"]
-    assert voc[seg.CATEGORIES["car"].voc_label] == "car"
-    assert voc[seg.CATEGORIES["aeroplane"].voc_label] == "aeroplane"
+    assert [coco[i] for i in combine.CATEGORIES["car"].coco_labels] == ["car", "truck"]
+    assert [coco[i] for i in combine.CATEGORIES["aeroplane"].coco_labels] == ["airplane"]
+    assert voc[combine.CATEGORIES["car"].voc_label] == "car"
+    assert voc[combine.CATEGORIES["aeroplane"].voc_label] == "aeroplane"
 
 
 # --------------------------------------------------------------------------- combination rule
@@ -59,7 +65,7 @@ def test_zero_or_one_instance_uses_deeplab():
     deeplab = box(40, 60, 5, 30, 10, 50)
     one = box(40, 60, 8, 28, 12, 40)[None]
     for masks, scores in ((np.zeros((0, 40, 60), bool), np.zeros(0)), (one, np.array([0.9]))):
-        out = seg.combine_masks(masks, scores, deeplab)
+        out = combine.combine_masks(masks, scores, deeplab)
         assert out.source == "deeplab" and out.instance_index is None
         assert np.array_equal(out.mask, deeplab)
 
@@ -67,9 +73,9 @@ def test_zero_or_one_instance_uses_deeplab():
 def test_instances_below_threshold_do_not_count():
     deeplab = box(40, 60, 5, 30, 10, 50)
     masks = np.stack([box(40, 60, 0, 10, 0, 10), box(40, 60, 20, 30, 20, 40)])
-    out = seg.combine_masks(masks, np.array([0.9, 0.3]), deeplab, initial_mask=masks[1])
+    out = combine.combine_masks(masks, np.array([0.9, 0.3]), deeplab, initial_mask=masks[1])
     assert out.source == "deeplab"
-    out = seg.combine_masks(masks, np.array([0.9, 0.3]), deeplab, initial_mask=masks[1], score_threshold=0.2)
+    out = combine.combine_masks(masks, np.array([0.9, 0.3]), deeplab, initial_mask=masks[1], score_threshold=0.2)
     assert out.source == "maskrcnn" and out.instance_index == 1
 
 
@@ -78,83 +84,83 @@ def test_two_instances_pick_best_iou_with_initial_projection():
     left, right = box(60, 100, 10, 50, 0, 45), box(60, 100, 15, 50, 55, 100)
     masks, scores = np.stack([left, right]), np.array([0.95, 0.8])
     initial = box(60, 100, 12, 48, 50, 95)  # the annotator's rough pose covers the right car
-    out = seg.combine_masks(masks, scores, deeplab, initial)
+    out = combine.combine_masks(masks, scores, deeplab, initial)
     assert (out.source, out.instance_index) == ("maskrcnn", 1)
     assert np.array_equal(out.mask, right)
-    out = seg.combine_masks(masks, scores, deeplab, box(60, 100, 12, 48, 0, 40))
+    out = combine.combine_masks(masks, scores, deeplab, box(60, 100, 12, 48, 0, 40))
     assert out.instance_index == 0
 
 
 def test_without_initial_projection_the_largest_instance_then_score():
     deeplab = box(60, 100, 0, 60, 0, 100)
     small, large = box(60, 100, 0, 10, 0, 10), box(60, 100, 20, 60, 20, 90)
-    out = seg.combine_masks(np.stack([small, large]), np.array([0.99, 0.6]), deeplab)
+    out = combine.combine_masks(np.stack([small, large]), np.array([0.99, 0.6]), deeplab)
     assert out.instance_index == 1
     same = box(60, 100, 20, 60, 0, 70)  # same area as large
-    out = seg.combine_masks(np.stack([large, same]), np.array([0.6, 0.7]), deeplab)
+    out = combine.combine_masks(np.stack([large, same]), np.array([0.6, 0.7]), deeplab)
     assert out.instance_index == 1
     # an initial projection touching none: IoU ties at 0, the higher score wins
-    out = seg.combine_masks(np.stack([small, large]), np.array([0.6, 0.99]), deeplab, np.zeros((60, 100), bool))
+    out = combine.combine_masks(np.stack([small, large]), np.array([0.6, 0.99]), deeplab, np.zeros((60, 100), bool))
     assert out.instance_index == 1
 
 
 def test_empty_deeplab_with_one_instance_falls_back_to_it():
     inst = box(30, 30, 5, 20, 5, 20)
-    out = seg.combine_masks(inst[None], np.array([0.7]), np.zeros((30, 30), bool))
+    out = combine.combine_masks(inst[None], np.array([0.7]), np.zeros((30, 30), bool))
     assert (out.source, out.instance_index) == ("maskrcnn", 0) and np.array_equal(out.mask, inst)
 
 
 def test_combine_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="2 instance masks but 1 scores"):
-        seg.combine_masks(np.zeros((2, 5, 5), bool), np.array([0.9]), np.zeros((5, 5), bool))
+        combine.combine_masks(np.zeros((2, 5, 5), bool), np.array([0.9]), np.zeros((5, 5), bool))
     with pytest.raises(ValueError, match="initial mask shape"):
-        seg.combine_masks(np.ones((2, 5, 5), bool), np.array([0.9, 0.9]), np.zeros((5, 5), bool), np.zeros((4, 5), bool))
+        combine.combine_masks(np.ones((2, 5, 5), bool), np.array([0.9, 0.9]), np.zeros((5, 5), bool), np.zeros((4, 5), bool))
 
 
 # --------------------------------------------------------------------------- weight files
 
 
 def test_weight_file_names_come_from_torchvision_urls(clean_env):
-    assert seg.weights_file_name("maskrcnn") == "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
-    assert seg.weights_file_name("deeplab") == "deeplabv3_resnet101_coco-586e9e4e.pth"
-    assert seg.weights_path("deeplab") == clean_env / "torch" / "hub" / "checkpoints" / "deeplabv3_resnet101_coco-586e9e4e.pth"
+    assert weights.weights_file_name("maskrcnn") == "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
+    assert weights.weights_file_name("deeplab") == "deeplabv3_resnet101_coco-586e9e4e.pth"
+    assert weights.weights_path("deeplab", configured()) == clean_env / "torch" / "hub" / "checkpoints" / "deeplabv3_resnet101_coco-586e9e4e.pth"
 
 
 def test_missing_weights_say_which_file_goes_where(clean_env, monkeypatch):
-    with pytest.raises(seg.MissingWeightsError) as err:
-        seg.Segmenter(device="cpu").segment(np.zeros((8, 8, 3), np.uint8), "car")
+    with pytest.raises(weights.MissingWeightsError) as err:
+        models.Segmenter(device="cpu").segment(np.zeros((8, 8, 3), np.uint8), "car")
     msg = str(err.value)
     assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in msg
     assert str(clean_env / "torch" / "hub" / "checkpoints") in msg
     assert "FINEPOSE_MASKRCNN_WEIGHTS" in msg and "https://download.pytorch.org/models/" in msg
     assert "deeplabv3_resnet101_coco-586e9e4e.pth" in msg and "FINEPOSE_DEEPLAB_WEIGHTS" in msg  # both at once
     monkeypatch.setenv("FINEPOSE_DEEPLAB_WEIGHTS", str(clean_env / "nowhere.pth"))
-    with pytest.raises(seg.MissingWeightsError, match=r"FINEPOSE_DEEPLAB_WEIGHTS=.*nowhere.pth does not exist.*deeplabv3_resnet101_coco-586e9e4e.pth"):
-        seg.load_state_dict("deeplab")
+    with pytest.raises(weights.MissingWeightsError, match=r"FINEPOSE_DEEPLAB_WEIGHTS=.*nowhere.pth does not exist.*deeplabv3_resnet101_coco-586e9e4e.pth"):
+        weights.load_state_dict("deeplab", configured())
 
 
 def test_corrupt_weights_are_a_clear_error(clean_env, monkeypatch):
     bad = clean_env / "mine.pth"
     bad.write_bytes(b"not a checkpoint at all")
     monkeypatch.setenv("FINEPOSE_MASKRCNN_WEIGHTS", str(bad))
-    with pytest.raises(seg.WeightsError, match=r"mine.pth could not be read"):
-        seg.load_state_dict("maskrcnn")
+    with pytest.raises(weights.WeightsError, match=r"mine.pth could not be read"):
+        weights.load_state_dict("maskrcnn", configured())
     torch.save([1, 2, 3], bad)
-    with pytest.raises(seg.WeightsError, match="not a state dict"):
-        seg.load_state_dict("maskrcnn")
+    with pytest.raises(weights.WeightsError, match="not a state dict"):
+        weights.load_state_dict("maskrcnn", configured())
 
 
 def test_hash_mismatch_and_opt_out(clean_env, monkeypatch):
-    cached = seg.weights_path("maskrcnn")
+    cached = weights.weights_path("maskrcnn", configured())
     cached.parent.mkdir(parents=True)
     torch.save({"w": torch.zeros(3)}, cached)
-    with pytest.raises(seg.WeightsError, match="sha256 .* does not start with bf2d0c1e.*FINEPOSE_VERIFY_WEIGHTS=0"):
-        seg.load_state_dict("maskrcnn")
+    with pytest.raises(weights.WeightsError, match="sha256 .* does not start with bf2d0c1e.*FINEPOSE_VERIFY_WEIGHTS=0"):
+        weights.load_state_dict("maskrcnn", configured())
     monkeypatch.setenv("FINEPOSE_VERIFY_WEIGHTS", "0")
-    state = seg.load_state_dict("maskrcnn")
+    state = weights.load_state_dict("maskrcnn", configured())
     assert list(state) == ["w"]
-    with pytest.raises(seg.WeightsError, match="do not fit the model"):
-        seg.build_model("maskrcnn", state)
+    with pytest.raises(weights.WeightsError, match="do not fit the model"):
+        weights.build_model("maskrcnn", state)
 
 
 def test_check_hash_accepts_a_matching_prefix(tmp_path):
@@ -164,21 +170,21 @@ def test_check_hash_accepts_a_matching_prefix(tmp_path):
     prefix = hashlib.sha256(data).hexdigest()[:8]
     path = tmp_path / f"model-{prefix}.pth"
     path.write_bytes(data)
-    seg.check_hash(path)  # no error
-    seg.check_hash(path, name="plain.pth")  # no hash in the name: nothing to check
-    with pytest.raises(seg.WeightsError, match="does not start with 0000"):
-        seg.check_hash(path, name="model-0000.pth")
+    weights.check_hash(path)  # no error
+    weights.check_hash(path, name="plain.pth")  # no hash in the name: nothing to check
+    with pytest.raises(weights.WeightsError, match="does not start with 0000"):
+        weights.check_hash(path, name="model-0000.pth")
 
 
 def test_device_override(monkeypatch):
     monkeypatch.setenv("FINEPOSE_DEVICE", "cpu")
-    assert seg.default_device() == torch.device("cpu")
+    assert weights.default_device(configured()) == torch.device("cpu")
     monkeypatch.delenv("FINEPOSE_DEVICE")
-    assert seg.default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert weights.default_device(configured()).type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_process_wide_segmenter_is_one_object():
-    assert seg.get_segmenter() is seg.get_segmenter()
+    assert models.get_segmenter() is models.get_segmenter()
 
 
 # --------------------------------------------------------------------------- real loading and inference
@@ -195,12 +201,12 @@ def random_torch_home(tmp_path_factory):
     folder = home / "hub" / "checkpoints"
     folder.mkdir(parents=True)
     torch.manual_seed(0)
-    maskrcnn = seg.build_model("maskrcnn").state_dict()
+    maskrcnn = weights.build_model("maskrcnn").state_dict()
     maskrcnn = {k: v for k, v in maskrcnn.items() if not k.endswith("num_batches_tracked")}
-    torch.save(maskrcnn, folder / seg.weights_file_name("maskrcnn"))
+    torch.save(maskrcnn, folder / weights.weights_file_name("maskrcnn"))
     # torchvision's DeepLab checkpoint carries the auxiliary head (build_model drops it after loading)
-    deeplab = seg.deeplabv3_resnet101(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
-    torch.save(deeplab.state_dict(), folder / seg.weights_file_name("deeplab"))
+    deeplab = weights.deeplabv3_resnet101(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
+    torch.save(deeplab.state_dict(), folder / weights.weights_file_name("deeplab"))
     yield home
     for path in folder.iterdir():  # ~410 MB: pytest keeps old temp dirs, so do not leave them there
         path.unlink()
@@ -219,7 +225,7 @@ def random_segmenter(random_torch_home):
         mp.setenv("TORCH_HOME", str(random_torch_home))
         mp.setenv("FINEPOSE_VERIFY_WEIGHTS", "0")
         mp.setenv("FINEPOSE_DEVICE", "cpu")
-        segmenter = seg.Segmenter(deeplab_resize=128, maskrcnn_min_size=128)
+        segmenter = models.Segmenter(configured(), deeplab_resize=128, maskrcnn_min_size=128)
         assert not segmenter.loaded
         segmenter.load()
     assert segmenter.loaded and segmenter.device == torch.device("cpu")
@@ -230,17 +236,17 @@ def test_random_weights_in_cache_fail_the_hash_check(random_torch_home, monkeypa
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(random_torch_home))
-    with pytest.raises(seg.WeightsError, match="does not start with bf2d0c1e"):
-        seg.load_state_dict("maskrcnn")
+    with pytest.raises(weights.WeightsError, match="does not start with bf2d0c1e"):
+        weights.load_state_dict("maskrcnn", configured())
 
 
 def test_explicit_paths_are_not_hash_checked(random_torch_home, monkeypatch, tmp_path):
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # nothing in the cache
-    mine = random_torch_home / "hub" / "checkpoints" / seg.weights_file_name("maskrcnn")
+    mine = random_torch_home / "hub" / "checkpoints" / weights.weights_file_name("maskrcnn")
     monkeypatch.setenv("FINEPOSE_MASKRCNN_WEIGHTS", str(mine))
-    state = seg.load_state_dict("maskrcnn")
+    state = weights.load_state_dict("maskrcnn", configured())
     assert "roi_heads.mask_predictor.mask_fcn_logits.weight" in state
 
 
@@ -261,7 +267,7 @@ def test_segment_with_random_weights(random_segmenter):
     else:
         assert 0 <= result.instance_index < result.instance_count
     summary = result.summary()
-    assert summary["mask_size"] == [128, 96] and summary["category"] == seg.category(name).name
+    assert summary["mask_size"] == [128, 96] and summary["category"] == combine.category(name).name
     print(f"segment {name} 128x96 on CPU at 128 px, random weights: {seconds:.2f} s, {summary}")
 
 
@@ -281,12 +287,12 @@ def test_large_images_are_scaled_down_and_masks_back_up(random_segmenter):
 
 def test_real_weights_on_real_photos():
     """Runs only where torchvision's weights are installed (TORCH_HOME or FINEPOSE_*_WEIGHTS)."""
-    missing = [str(seg.weights_path(m)) for m in ("maskrcnn", "deeplab") if not seg.weights_path(m).is_file()]
+    missing = [str(weights.weights_path(m, configured())) for m in ("maskrcnn", "deeplab") if not weights.weights_path(m, configured()).is_file()]
     if missing:
         pytest.skip(f"torchvision segmentation weights not installed: {', '.join(missing)}")
     from skimage import io
 
-    segmenter = seg.Segmenter()
+    segmenter = models.Segmenter(configured())
     cars = io.imread(data_path("images", "sam2_cars.jpg"))
     result = segmenter.segment(cars, "car")
     assert result.instance_count >= 2 and result.source == "maskrcnn" and result.mask.any()
@@ -298,7 +304,7 @@ def test_real_weights_on_real_photos():
 
 def test_segment_wiring_with_stub_models(monkeypatch):
     """segment(): threshold, initial mask resized to the image, chosen instance mask at the input size."""
-    segmenter = seg.Segmenter(device="cpu", max_side=50)  # 100x60 image -> worked on at 50x30
+    segmenter = models.Segmenter(device="cpu", max_side=50)  # 100x60 image -> worked on at 50x30
     left, right, weak = box(30, 50, 5, 25, 2, 20), box(30, 50, 5, 25, 28, 48), box(30, 50, 0, 30, 0, 50)
     seen = {}
 

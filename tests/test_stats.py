@@ -1,6 +1,5 @@
 """Pose sets (ls_backend/posesets.py) and `finepose stats` (ls_backend/stats.py)."""
 
-import argparse
 import csv
 import json
 import math
@@ -11,6 +10,7 @@ import pytest
 
 from geometry.conventions import seed
 from geometry.pose import Pose, wrap_signed_degrees
+from ls_backend.cli.main import build_parser
 from ls_backend.tools import stats
 from ls_backend.datasets.posesets import PoseRecord, PoseSetError, image_key, load_pose_set, write_pose_set
 
@@ -20,9 +20,7 @@ ANNO = ("finegrained_pose", "Anno3D")
 
 
 def run_stats(*argv):
-    parser = argparse.ArgumentParser()
-    stats.register(parser.add_subparsers())
-    args = parser.parse_args(["stats", *map(str, argv)])
+    args = build_parser().parse_args(["stats", *map(str, argv)])
     args.func(args)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ls_backend.tools.study import StudyError, fleiss_kappa, shares, summarize, unblind
+from ls_backend.tools.study import StudyError, fleiss_kappa, rating_summary, shares, unblind
 
 
 def test_unblind_swaps_only_when_refined_is_on_the_left():
@@ -35,7 +35,7 @@ def test_summary_by_hand():
            ("i3", "a", "Better", "left"), ("i3", "b", "Better", "left")]
     rows = [{"item": i, "rater": r, "rating_right_vs_left": x, "refined_side": s, "refined_vs_human": unblind(x, s)}
             for i, r, x, s in raw]
-    summary = summarize(rows)
+    summary = rating_summary(rows)
     # Un-blinded: i1 Better, Better; i2 Better, Equal; i3 Worse, Worse.
     assert summary["overall"] == {"Worse": 2 / 6, "Equal": 1 / 6, "Better": 3 / 6}
     assert summary["per_rater"]["a"] == {"Worse": 1 / 3, "Equal": 0.0, "Better": 2 / 3}

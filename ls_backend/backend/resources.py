@@ -62,8 +62,9 @@ class Resources:
     def segmenter(self):
         """The process-wide Mask R-CNN + DeepLabV3 segmenter (weights loaded on first use)."""
         from ls_backend.segmentation.models import get_segmenter
+        from ls_backend.segmentation.weights import WeightsConfig
 
-        return get_segmenter()
+        return get_segmenter(WeightsConfig.from_settings(self.settings))
 
     def client(self):
         """A label-studio-sdk client for ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``

@@ -55,7 +55,7 @@ def read_task(task, config: PoseConfig) -> TaskInputs:
         task_id=task.get("id"),
         image_url=image_url,
         model_id=model_id,
-        human_numbers=pose_numbers(results),
+        human_numbers=annotated_numbers(results),
         human_reference=find_brush(results, config.brush, REFERENCE),
         data_pose=pose,
         reference_url=reference,
@@ -70,7 +70,7 @@ def newest_annotation(annotations) -> dict | None:
     return max(usable, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0))
 
 
-def pose_numbers(results) -> dict | None:
+def annotated_numbers(results) -> dict | None:
     """The seven pose numbers of an annotation's results, when all seven are there."""
     numbers = {}
     for item in results or []:

@@ -42,8 +42,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from geometry.frames import FRAMES
 from geometry.jsonio import read_json
+from ls_backend.errors import RegistryError
 from ls_backend.registry.schema import CATEGORIES
 
 SYNSETS = {"car": "02958343", "airplane": "02691156", "aeroplane": "02691156"}
@@ -161,11 +161,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     """``{model_id: name}`` from a JSON object or a CSV (id column fullId/model_id/id, name column)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"metadata file not found: {path}")
+        raise RegistryError(f"metadata file not found: {path}")
     if path.suffix.lower() == ".json":
-        data = read_json(path, "metadata file")
+        data = read_json(path, "metadata file", RegistryError)
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise ValueError(f"{path}: metadata JSON must be an object {{model_id: name}}")
+            raise RegistryError(f"{path}: metadata JSON must be an object {{model_id: name}}")
         metadata = data
     else:
         with open(path, newline="", encoding="utf-8") as f:
@@ -173,27 +173,27 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         columns = rows[0].keys() if rows else []
         id_column = next((c for c in ("fullId", "model_id", "modelId", "id") if c in columns), None)
         if id_column is None or "name" not in columns:
-            raise ValueError(
+            raise RegistryError(
                 f"{path}: metadata CSV needs an id column (fullId, model_id, modelId or id) and a "
                 f"name column; found {', '.join(columns) or 'no rows'}"
             )
         metadata = {r[id_column].removeprefix("wss."): r["name"] for r in rows if r[id_column] and r["name"]}
     if not metadata:
-        raise ValueError(f"{path}: no named models in the metadata")
+        raise RegistryError(f"{path}: no named models in the metadata")
     return metadata
 
 
 def read_lines(path: str | Path, what: str) -> list[str]:
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{what} file not found: {path}")
+        raise RegistryError(f"{what} file not found: {path}")
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     while lines and not lines[-1]:
         lines.pop()
     if not lines:
-        raise ValueError(f"{path}: no {what} in the file")
+        raise RegistryError(f"{path}: no {what} in the file")
     if "" in lines:
-        raise ValueError(f"{path}: line {lines.index('') + 1} is empty; one {what} per line")
+        raise RegistryError(f"{path}: line {lines.index('') + 1} is empty; one {what} per line")
     return lines
 
 
@@ -202,35 +202,36 @@ def read_cad_list(path: str | Path) -> list[str]:
     ids = read_lines(path, "model id")
     bad = [(i + 1, x) for i, x in enumerate(ids) if not MODEL_ID.fullmatch(x)]
     if bad:
-        raise ValueError(f"{path}: line {bad[0][0]} is not a ShapeNet model id: {bad[0][1]!r}")
+        raise RegistryError(f"{path}: line {bad[0][0]} is not a ShapeNet model id: {bad[0][1]!r}")
     return ids
 
 
-def mesh_path_function(args):
-    """model id -> mesh path, from --shapenet-root/--synset or --mesh-template."""
-    if bool(args.shapenet_root) == bool(args.mesh_template):
-        raise ValueError("give either --shapenet-root (with --synset) or --mesh-template")
-    if args.mesh_template:
-        if "{model_id}" not in args.mesh_template:
-            raise ValueError(f"--mesh-template must contain {{model_id}}, got {args.mesh_template!r}")
-        return lambda model_id: args.mesh_template.replace("{model_id}", model_id)
-    synset = SYNSETS.get((args.synset or "").lower(), args.synset)
-    if not synset or not re.fullmatch(r"\d{8}", synset):
-        raise ValueError(f"--synset must be car, airplane or an 8-digit ShapeNet synset, got {args.synset!r}")
-    root = Path(args.shapenet_root).absolute()
-    return lambda model_id: str(root / synset / model_id / "model.obj")
+def mesh_path_function(shapenet_root: str | Path | None = None, synset: str | None = None,
+                       mesh_template: str | None = None):
+    """model id -> mesh path, from ``shapenet_root`` and ``synset`` or from ``mesh_template``."""
+    if bool(shapenet_root) == bool(mesh_template):
+        raise RegistryError("give either --shapenet-root (with --synset) or --mesh-template")
+    if mesh_template:
+        if "{model_id}" not in mesh_template:
+            raise RegistryError(f"--mesh-template must contain {{model_id}}, got {mesh_template!r}")
+        return lambda model_id: mesh_template.replace("{model_id}", model_id)
+    code = SYNSETS.get((synset or "").lower(), synset)
+    if not code or not re.fullmatch(r"\d{8}", code):
+        raise RegistryError(f"--synset must be car, airplane or an 8-digit ShapeNet synset, got {synset!r}")
+    root = Path(shapenet_root).absolute()
+    return lambda model_id: str(root / code / model_id / "model.obj")
 
 
 def registry_category(category: str | None, synset: str | None) -> str:
     """The registry ``category`` of every entry: ``category`` when given, else the one the
-    ShapeNet ``synset`` (name or 8-digit id) names; ``ValueError`` naming the flag otherwise."""
+    ShapeNet ``synset`` (name or 8-digit id) names; :class:`RegistryError` naming the flag otherwise."""
     if category is not None:
         if category not in CATEGORIES:
-            raise ValueError(f"--category must be one of {', '.join(CATEGORIES)}, got {category!r}")
+            raise RegistryError(f"--category must be one of {', '.join(CATEGORIES)}, got {category!r}")
         return category
     found = SYNSET_CATEGORIES.get(SYNSETS.get(synset, synset)) if synset else None
     if found is None:
-        raise ValueError(
+        raise RegistryError(
             f"give --category ({', '.join(CATEGORIES)}): it picks the segmentation classes, and "
             f"{'--synset ' + repr(synset) if synset else 'no --synset'} does not name one"
         )
@@ -266,75 +267,59 @@ def _write_registry(path: str, registry: dict) -> dict:
     return {"registry": str(path), "entries": len(registry), "mesh_files_found": existing}
 
 
-def cmd_match(args) -> None:
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
-    if args.accept is not None and not 0.0 <= args.accept <= 1.0:
-        raise ValueError(f"--accept must be a score in [0, 1], got {args.accept}")
-    categories = read_lines(args.categories, "category")
-    metadata = read_metadata(args.metadata)
-    mesh_path = mesh_path_function(args)
-    category = registry_category(args.category, args.synset)
-    report = match_categories(categories, metadata, top=args.top, accept=args.accept)
-    assignments = {c: m["model_id"] for c, m in report["matched"].items()}
-    extra = {c: {"match": m["match"], "score": m["score"]} for c, m in report["matched"].items()}
-    summary = _write_registry(args.out, build_registry(assignments, mesh_path, args.frame, args.by, category, extra))
+def match_registry(categories: str | Path, metadata: str | Path, out: str | Path, *,
+                   shapenet_root: str | Path | None = None, synset: str | None = None,
+                   mesh_template: str | None = None, category: str | None = None, frame: str = DEFAULT_FRAME,
+                   by: str = "category", top: int = 3, accept: float | None = None,
+                   report: str | Path | None = None) -> dict:
+    """``registry match``: match the category names in the file ``categories`` to the models
+    of ``metadata``, write the registry of the matches to ``out`` (mesh paths by
+    :func:`mesh_path_function`, the segmentation category by :func:`registry_category`) and
+    the whole report to ``report``; returns ``{"summary", "matched", "suggestions", "unmatched"}``."""
+    if top < 1:
+        raise RegistryError(f"--top must be at least 1, got {top}")
+    if accept is not None and not 0.0 <= accept <= 1.0:
+        raise RegistryError(f"--accept must be a score in [0, 1], got {accept}")
+    names = read_lines(categories, "category")
+    models = read_metadata(metadata)
+    mesh_path = mesh_path_function(shapenet_root, synset, mesh_template)
+    category = registry_category(category, synset)
+    matches = match_categories(names, models, top=top, accept=accept)
+    assignments = {c: m["model_id"] for c, m in matches["matched"].items()}
+    extra = {c: {"match": m["match"], "score": m["score"]} for c, m in matches["matched"].items()}
+    summary = _write_registry(out, build_registry(assignments, mesh_path, frame, by, category, extra))
     summary.update(
         {
-            "categories": len(categories),
-            "exact": sum(m["match"] == "exact" for m in report["matched"].values()),
-            "accepted": sum(m["match"] == "accepted" for m in report["matched"].values()),
-            "unmatched": len(report["unmatched"]),
+            "categories": len(names),
+            "exact": sum(m["match"] == "exact" for m in matches["matched"].values()),
+            "accepted": sum(m["match"] == "accepted" for m in matches["matched"].values()),
+            "unmatched": len(matches["unmatched"]),
         }
     )
-    if args.report:
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
-        summary["report"] = str(args.report)
-    print(json.dumps({"summary": summary, **report}, indent=2))
+    if report:
+        Path(report).write_text(json.dumps(matches, indent=2) + "\n")
+        summary["report"] = str(report)
+    return {"summary": summary, **matches}
 
 
-def cmd_from_cad(args) -> None:
-    ids = read_cad_list(args.cad)
-    if args.names:
-        names = read_lines(args.names, "category name")
-        if len(names) != len(ids):
-            raise ValueError(f"{args.names} has {len(names)} names but {args.cad} has {len(ids)} model ids")
-        if len(set(names)) != len(names):
-            raise ValueError(f"{args.names}: category names must be unique")
+def registry_from_cad(cad: str | Path, out: str | Path, *, names: str | Path | None = None,
+                      shapenet_root: str | Path | None = None, synset: str | None = None,
+                      mesh_template: str | None = None, category: str | None = None, frame: str = DEFAULT_FRAME,
+                      by: str = "model") -> dict:
+    """``registry from-cad``: the registry of the release's CAD list ``cad`` (category i ->
+    model id on line i), categories named by the file ``names`` (else 1, 2, ...); written to
+    ``out``; returns a summary."""
+    ids = read_cad_list(cad)
+    if names:
+        labels = read_lines(names, "category name")
+        if len(labels) != len(ids):
+            raise RegistryError(f"{names} has {len(labels)} names but {cad} has {len(ids)} model ids")
+        if len(set(labels)) != len(labels):
+            raise RegistryError(f"{names}: category names must be unique")
     else:
-        names = [str(i + 1) for i in range(len(ids))]
-    mesh_path = mesh_path_function(args)
-    registry = build_registry(dict(zip(names, ids)), mesh_path, args.frame, args.by, registry_category(args.category, args.synset))
-    summary = _write_registry(args.out, registry)
+        labels = [str(i + 1) for i in range(len(ids))]
+    mesh_path = mesh_path_function(shapenet_root, synset, mesh_template)
+    registry = build_registry(dict(zip(labels, ids)), mesh_path, frame, by, registry_category(category, synset))
+    summary = _write_registry(out, registry)
     summary.update({"categories": len(ids), "models": len(set(ids))})
-    print(json.dumps(summary, indent=2))
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("registry", help="build the mesh registry (category/model id -> mesh, frame)")
-    sub = p.add_subparsers(dest="registry_command", required=True)
-
-    def mesh_args(q, by_default):
-        q.add_argument("--shapenet-root", help="ShapeNetCore.v1 root: ROOT/<synset>/<model_id>/model.obj")
-        q.add_argument("--synset", help="car, airplane or an 8-digit synset id (with --shapenet-root)")
-        q.add_argument("--mesh-template", help="mesh path with {model_id} (instead of --shapenet-root)")
-        q.add_argument("--frame", choices=sorted(FRAMES), default=DEFAULT_FRAME, help="mesh frame of the meshes")
-        q.add_argument("--category", choices=CATEGORIES,
-                       help="segmentation category of every entry (default: the one --synset names)")
-        q.add_argument("--by", choices=("category", "model"), default=by_default, help="registry keys")
-        q.add_argument("--out", required=True, help="registry JSON to write")
-
-    q = sub.add_parser("match", help="match category names to CAD model names")
-    q.add_argument("--categories", required=True, help="text file, one category name per line")
-    q.add_argument("--metadata", required=True, help="JSON {model_id: name} or CSV (fullId/model_id/id, name)")
-    q.add_argument("--top", type=int, default=3, help="suggestions per unmatched category")
-    q.add_argument("--accept", type=float, help="accept a unique best suggestion scoring at least this")
-    q.add_argument("--report", help="write the matches and suggestions here too")
-    mesh_args(q, "category")
-    q.set_defaults(func=cmd_match)
-
-    q = sub.add_parser("from-cad", help="registry from the release's CAD/*.txt (category i -> model id)")
-    q.add_argument("--cad", required=True, help="CAD/StanfordCars3D.txt, FGVC_Aircraft3D.txt or CompCars3D.txt")
-    q.add_argument("--names", help="category names, one per line in the CAD list's order")
-    mesh_args(q, "model")
-    q.set_defaults(func=cmd_from_cad)
+    return summary

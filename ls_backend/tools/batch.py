@@ -17,8 +17,8 @@ pose) becomes an error line and the batch goes on.
 Output: JSON lines, one per item, appended and flushed as results arrive (in any order):
 ``{"id", "mesh", "mask", ["image"], **RefineResult.to_dict()}`` or
 ``{"id", "mesh", "mask", ["image"], "error"}``. A rerun skips the ids that already have a
-line (errors included) and redoes a truncated last line; :func:`read_results` reads the file
-keyed by id.
+line (errors included) and redoes a cut-short last line (:mod:`.jsonlines`);
+:func:`read_results` reads the file keyed by id.
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ from geometry.frames import FRAMES
 from geometry.refine import METHODS
 
 from ls_backend.errors import DataError
-from ls_backend.tools.executors import EXECUTORS, Item, make_executor
+from ls_backend.tools.executors import Item, make_executor
+from ls_backend.tools.jsonlines import LogWriter, read_log, resume
 
 REQUIRED_KEYS = ("id", "mesh", "mask", "pose")
 OPTIONAL_KEYS = ("frame", "image")
 
 
 class ManifestError(DataError):
-    """A manifest (or results file) that cannot be used as it is."""
+    """A manifest that cannot be used as it is."""
 
 
 # -- manifest ------------------------------------------------------------------------------
@@ -143,39 +144,8 @@ def group_by_mesh(items: list[Item]) -> list[Item]:
 
 
 def read_results(path: str | Path) -> dict[str, dict]:
-    """The records of a results file keyed by id (a truncated last line is ignored)."""
-    records, _ = _complete_records(Path(path))
-    return {record["id"]: record for record in records}
-
-
-def prepare_output(path: Path) -> set[str]:
-    """The ids already in the results file at ``path`` (none when it does not exist), after
-    cutting off a truncated last line (one without its newline, as a crash leaves it)."""
-    if not path.exists():
-        return set()
-    records, complete_bytes = _complete_records(path)
-    if complete_bytes < path.stat().st_size:
-        with open(path, "r+b") as f:
-            f.truncate(complete_bytes)
-    return {record["id"] for record in records}
-
-
-def _complete_records(path: Path) -> tuple[list[dict], int]:
-    """The records on the newline-terminated lines of ``path`` and those lines' byte length."""
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    records = []
-    for number, line in enumerate(complete.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ManifestError(f"{path}: line {number} is not a result record; fix or remove the file") from None
-        if not isinstance(record, dict) or "id" not in record:
-            raise ManifestError(f"{path}: line {number} has no id; fix or remove the file")
-        records.append(record)
-    return records, len(complete)
+    """The records of a results file keyed by id (a cut-short last line is ignored)."""
+    return {record["id"]: record for record in read_log(path, "id")}
 
 
 # -- running -------------------------------------------------------------------------------
@@ -199,11 +169,10 @@ def run_batch(
     processes used (0 when nothing was left to do).
     """
     if method not in METHODS:
-        raise ValueError(f"unknown refinement method {method!r}; use one of {', '.join(METHODS)}")
+        raise DataError(f"unknown refinement method {method!r}; use one of {', '.join(METHODS)}")
     items = load_manifest(manifest)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    finished = prepare_output(out)
+    finished = {record["id"] for record in resume(out, "id")}
     todo = group_by_mesh([item for item in items if item.id not in finished])
     start = time.perf_counter()
     counts, workers = _execute(todo, out, executor, workers, method, ray_address, progress)
@@ -232,38 +201,9 @@ def _execute(todo, out: Path, executor, workers, method, ray_address, progress) 
     runner = make_executor(executor, workers, len(todo), ray_address)
     if not todo:
         return counts, 0
-    with runner, open(out, "a") as f, tqdm(total=len(todo), unit="item", disable=None if progress is None else not progress) as bar:
+    with runner, LogWriter(out) as log, tqdm(total=len(todo), unit="item", disable=None if progress is None else not progress) as bar:
         for record in runner.map(todo, method):
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+            log.write(record)
             counts["failed" if "error" in record else "done"] += 1
             bar.update()
     return counts, runner.workers
-
-
-# -- command line --------------------------------------------------------------------------
-
-
-def cmd_refine_batch(args) -> None:
-    """Print the summary of :func:`run_batch` as JSON."""
-    summary = run_batch(
-        args.manifest,
-        args.out,
-        executor=args.executor,
-        workers=args.workers,
-        method=args.method,
-        ray_address=args.ray_address,
-    )
-    print(json.dumps(summary, indent=2))
-
-
-def register(subparsers) -> None:
-    """Add the ``refine-batch`` subcommand to an argparse subparsers object."""
-    p = subparsers.add_parser("refine-batch", help="refine many poses listed in a manifest (resumable, parallel)")
-    p.add_argument("manifest", help="JSON list, {\"items\": [...]} or JSON lines of {id, mesh, mask, pose, [frame], [image]}")
-    p.add_argument("--out", required=True, help="results JSON lines; items already in it are skipped")
-    p.add_argument("--executor", choices=EXECUTORS, default="process", help="where to refine (default: local processes)")
-    p.add_argument("--workers", type=int, help="worker processes (default: all local cores / the Ray cluster's CPUs)")
-    p.add_argument("--method", choices=METHODS, default="fast")
-    p.add_argument("--ray-address", help="Ray cluster to connect to (default: start a local one)")
-    p.set_defaults(func=cmd_refine_batch)

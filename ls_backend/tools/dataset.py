@@ -37,7 +37,7 @@ from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_s
 from ls_backend.backend.predictions import number_result, pose_numbers
 from ls_backend.labelstudio import project_tasks
 from ls_backend.backend.tasks import newest_annotation, pose_from_numbers
-from ls_backend.backend.tasks import pose_numbers as annotated_numbers
+from ls_backend.backend.tasks import annotated_numbers
 
 RELEASE_VERSION = "release-refined"
 TEST_FRACTION = 1.0 / 3.0
@@ -188,60 +188,34 @@ def _splits(names, given, seed_value: int) -> tuple[dict, dict]:
         "method": "random", "seed": seed_value, "test_fraction": TEST_FRACTION}
 
 
-def register(subparsers) -> None:
-    """``finepose dataset import-seed | import-pascal3d | export``."""
-    dataset = subparsers.add_parser("dataset", help="bring datasets in and out of Label Studio")
-    sub = dataset.add_subparsers(dest="dataset_command", required=True)
-
-    def destination(p):
-        p.add_argument("--images", type=Path, required=True, help="folder of the photos (for their sizes)")
-        p.add_argument("--image-url", default="/data/local-files/?d={name}",
-                       help="task image URL with {name} for the file name (default: %(default)s)")
-        p.add_argument("--out", type=Path, help="write the tasks to this JSON file")
-        p.add_argument("--project", type=int, help="import the tasks into this Label Studio project")
-
-    p = sub.add_parser("import-seed", help="a release pickle (+ refined pickle) as tasks")
-    p.add_argument("--anno", type=Path, required=True, help="human poses, *_anno.pkl")
-    p.add_argument("--refined", type=Path, help="refined poses, *_anno_v2.pkl: become predictions")
-    destination(p)
-    p.set_defaults(func=_cmd_import, reader="seed")
-
-    p = sub.add_parser("import-pascal3d", help="Pascal3D+/ObjectNet3D viewpoint records as tasks")
-    p.add_argument("--viewpoints", type=Path, required=True, help="JSON {image: viewpoint record}")
-    destination(p)
-    p.set_defaults(func=_cmd_import, reader="pascal3d")
-
-    p = sub.add_parser("export", help="a project's final poses as finepose-poses JSON (+ release pickle)")
-    p.add_argument("--project", type=int, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--pickle", type=Path, help="also write the release's pickle format")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random split when no standard one is known")
-    p.set_defaults(func=_cmd_export)
-
-
-def _cmd_import(args) -> None:
-    from ls_backend.backend.resources import Resources
-
-    if not args.images.is_dir():
-        raise DatasetError(f"image folder not found: {args.images}")
-    if args.reader == "seed":
-        tasks, missing = seed_tasks(args.anno, args.images, args.image_url, args.refined)
-    else:
-        tasks, missing = pascal3d_tasks(args.viewpoints, args.images, args.image_url)
+def import_tasks(tasks: list[dict], missing: list[str], images: Path, out: Path | None = None,
+                 project: int | None = None, client=None) -> dict:
+    """Write ``tasks`` to the JSON file ``out`` and/or import them into ``project`` (through
+    ``client``); returns a summary with the number of records whose image was missing."""
     if not tasks:
-        raise DatasetError(f"no task made: none of the records' images is in {args.images}")
-    out = {"tasks": len(tasks), "missing_images": len(missing), "first_missing": missing[:10]}
-    if args.out:
-        args.out.write_text(json.dumps(tasks, indent=1))
-        out["out"] = str(args.out)
-    if args.project:
-        out["imported"] = import_into_project(Resources.shared().client(), args.project, tasks)
-    print(json.dumps(out, indent=2))
+        raise DatasetError(f"no task made: none of the records' images is in {images}")
+    summary = {"tasks": len(tasks), "missing_images": len(missing), "first_missing": missing[:10]}
+    if out:
+        out.write_text(json.dumps(tasks, indent=1))
+        summary["out"] = str(out)
+    if project:
+        summary["imported"] = import_into_project(client, project, tasks)
+    return summary
 
 
-def _cmd_export(args) -> None:
-    from ls_backend.backend.resources import Resources
-
-    resources = Resources.shared()
-    summary = export_project(resources.client(), args.project, args.out, args.pickle, args.seed, resources.registry)
-    print(json.dumps(summary, indent=2))
+def release_pose_json(anno: Path, key: str, width: int, height: int) -> dict:
+    """Record ``key`` (an image file name) of the release pickle ``anno`` as canonical pose
+    JSON for an original image of ``width`` x ``height`` px, naming its mesh frame
+    (``shapenet_seed``) and its source."""
+    records = load_pose_set(anno)
+    if key not in records:
+        raise DatasetError(f"{anno}: no record for {key!r}")
+    record = records[key]
+    if record.release is None:
+        raise DatasetError(f"{anno}: not a release pickle")
+    pose = seed.to_pose(record.release, width, height)
+    out = pose.to_dict()
+    out["mesh_frame"] = {"name": "shapenet_seed", "matrix": pose.mesh_frame.tolist()}
+    out["source"] = {"convention": "seed", "file": str(anno), "key": key, "model_id": record.model,
+                     "original_size": [width, height]}
+    return out

@@ -20,15 +20,14 @@ given), and every set must hold each of them; images of a set without a mask are
   percentile bootstrap 95% CI (seeded; resampling images), and the shares of images where
   B > A, B = A, B < A.
 
-Outputs in ``--out``: ``per_image.csv`` (image, mask size, each set's model and IoU),
-``iou_histogram.png``, ``evaluation.json``. Stdout: the table, or the JSON with ``--json``.
+Outputs (:func:`run_evaluation`): ``per_image.csv`` (image, mask size, each set's model and IoU),
+``iou_histogram.png``, ``evaluation.json``; the command prints :func:`iou_table` (or the JSON).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +35,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from geometry.frames import FRAMES
 from geometry.iou import Reference
 from geometry.masks import MaskError, read_mask
 
 from ls_backend.datasets.posesets import by_image_key, image_key, load_pose_set
+from ls_backend.errors import DataError
 from ls_backend.registry import Registry
+from ls_backend.tools.statistics import BOOTSTRAP_RESAMPLES, format_table, mean_std, paired_difference
 
-BOOTSTRAP_RESAMPLES = 10000
 #: Two sizes describe the same image when rescaling one to the other's width moves the height by <= this.
 ASPECT_TOLERANCE_PX = 1.0
 
@@ -115,16 +114,16 @@ class Evaluation:
 def evaluate(masks: Mapping, sets: dict[str, Mapping], meshes: Registry, images=None) -> Evaluation:
     """IoU of every set's silhouette with every mask (``images``: keys to evaluate, default all masks)."""
     if len(sets) < 2:
-        raise ValueError(f"evaluate compares two or more pose sets, got {len(sets)}")
+        raise DataError(f"evaluate compares two or more pose sets, got {len(sets)}")
     images = [image_key(i) for i in (masks.keys() if images is None else images)]
     if not images:
-        raise ValueError("no image to evaluate")
+        raise DataError("no image to evaluate")
     indexed = {name: by_image_key(records) for name, records in sets.items()}
     for name, records in indexed.items():
         missing = [i for i in images if i not in records]
         if missing:
             shown = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise ValueError(
+            raise DataError(
                 f"pose set {name!r} has no pose for {len(missing)} of {len(images)} evaluated " f"images: {shown}"
             )
     ious = {name: np.empty(len(images)) for name in sets}
@@ -148,11 +147,11 @@ def _iou(record, reference: Reference, meshes: Registry, where: str) -> float:
         entry = meshes.entry(record.model)
         renderer = meshes.renderer(record.model)
     except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        raise DataError(f"{where}: {exc}") from None
     if record.pose is not None:
         expected = record.pose.height * reference.width / record.pose.width
         if abs(expected - reference.height) > ASPECT_TOLERANCE_PX:
-            raise ValueError(
+            raise DataError(
                 f"{where}: mask is {reference.width}x{reference.height} but the pose refers to a "
                 f"{record.pose.width}x{record.pose.height} image (different aspect ratio)"
             )
@@ -160,17 +159,13 @@ def _iou(record, reference: Reference, meshes: Registry, where: str) -> float:
     return reference.iou_window(renderer.render_window(pose))
 
 
-def summarize(evaluation: Evaluation, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+def iou_summary(evaluation: Evaluation, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
     """Per-set mean/std IoU and paired differences (every pair, later set minus earlier)."""
     names = list(evaluation.ious)
     sets = {}
     for name, values in evaluation.ious.items():
-        sets[name] = {
-            "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "min": float(values.min()),
-            "max": float(values.max()),
-        }
+        mean, std = mean_std(values)
+        sets[name] = {"mean": mean, "std": std, "min": float(values.min()), "max": float(values.max())}
     pairs = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -178,32 +173,12 @@ def summarize(evaluation: Evaluation, resamples: int = BOOTSTRAP_RESAMPLES, seed
     return {"images": len(evaluation.images), "sets": sets, "pairs": pairs}
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> dict:
-    """``b - a``: mean, seeded percentile-bootstrap 95% CI of the mean, shares b > a, b = a, b < a."""
-    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {
-        "mean_difference": float(diff.mean()),
-        "ci95": [float(low), float(high)],
-        "share_b_better": float(np.mean(diff > 0)),
-        "share_equal": float(np.mean(diff == 0)),
-        "share_b_worse": float(np.mean(diff < 0)),
-        "bootstrap": {"resamples": resamples, "seed": seed},
-    }
-
-
-def format_table(summary: dict) -> str:
+def iou_table(summary: dict) -> str:
     """The paper's Table 2/3 layout (mean ± std IoU per set) and the paired differences."""
     names = list(summary["sets"])
     cells = [f"{100 * s['mean']:.1f}% ± {100 * s['std']:.1f}%" for s in summary["sets"].values()]
     width = max(16, *(len(c) + 2 for c in cells), *(len(n) + 2 for n in names))
-    lines = [
-        f"{'Average IoUs':<22}" + "".join(f"{n:>{width}}" for n in names),
-        f"{summary['images']:>4} images{'':<12}" + "".join(f"{c:>{width}}" for c in cells),
-        "",
-    ]
+    lines = [format_table(["Average IoUs", *names], [[f"{summary['images']:>4} images", *cells]], 22, width), ""]
     for p in summary["pairs"]:
         low, high = p["ci95"]
         lines.append(
@@ -242,7 +217,7 @@ def plot_iou_histogram(path: Path, evaluation: Evaluation) -> None:
             bins=edges,
             histtype="step",
             linewidth=1.5,
-            label=f"{name}: {100 * values.mean():.1f}% ± {100 * (values.std(ddof=1) if len(values) > 1 else 0):.1f}%",
+            label="{}: {:.1f}% ± {:.1f}%".format(name, *(100 * x for x in mean_std(values))),
         )
     ax.set_xlabel("IoU of the rendered silhouette with the ground-truth mask")
     ax.set_ylabel("images")
@@ -252,72 +227,19 @@ def plot_iou_histogram(path: Path, evaluation: Evaluation) -> None:
     fig.savefig(path, dpi=100)
 
 
-def _named_set(text: str) -> tuple[str, str]:
-    name, sep, path = text.partition("=")
-    if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path:
-        raise ValueError(f"--set must look like NAME=PATH (NAME of letters, digits, _ . -), got {text!r}")
-    return name, path
-
-
-def cmd_evaluate(args) -> None:
-    named = [_named_set(s) for s in args.set]
-    names = [n for n, _ in named]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"pose set names must differ: {', '.join(duplicates)} given twice")
-    if args.bootstrap < 1:
-        raise ValueError(f"--bootstrap must be at least 1, got {args.bootstrap}")
-    if bool(args.registry) == bool(args.mesh):
-        raise ValueError("give either --registry (model id -> mesh) or --mesh (one mesh for every model)")
-    if args.frame and not args.mesh:
-        raise ValueError("--frame goes with --mesh; a registry names each model's frame")
-    meshes = Registry.load(args.registry) if args.registry else Registry.single(args.mesh, args.frame)
-    if bool(args.masks) == bool(args.masks_project):
-        raise ValueError("give either --masks (a PNG folder) or --masks-project (a Label Studio project id)")
-    if args.masks:
-        masks = MaskFolder(args.masks)
-    else:
-        from ls_backend.backend.resources import Resources
-
-        masks = ProjectMasks(Resources.shared().client(), args.masks_project)
-    images = None
-    if args.images:
-        listed = Path(args.images)
-        if not listed.is_file():
-            raise ValueError(f"image list not found: {listed}")
-        images = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
-    sets = {name: load_pose_set(path) for name, path in named}
-    evaluation = evaluate(masks, sets, meshes, images)
-    summary = summarize(evaluation, resamples=args.bootstrap, seed=args.seed)
-    out = Path(args.out)
+def run_evaluation(masks: Mapping, sets: dict[str, str | Path], meshes: Registry, out: Path, images=None,
+                   resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """Evaluate the pose sets at ``sets`` (name -> path) against ``masks``; write
+    ``per_image.csv``, ``iou_histogram.png`` and ``evaluation.json`` into ``out``; return the
+    summary (:func:`iou_summary` plus ``sources`` and ``files``)."""
+    if resamples < 1:
+        raise DataError(f"--bootstrap (resamples) must be at least 1, got {resamples}")
+    evaluation = evaluate(masks, {name: load_pose_set(path) for name, path in sets.items()}, meshes, images)
+    summary = iou_summary(evaluation, resamples=resamples, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     write_per_image_csv(out / "per_image.csv", evaluation)
     plot_iou_histogram(out / "iou_histogram.png", evaluation)
-    summary["sources"] = {name: path for name, path in named}
+    summary["sources"] = {name: str(path) for name, path in sets.items()}
     summary["files"] = [str(out / "per_image.csv"), str(out / "iou_histogram.png"), str(out / "evaluation.json")]
     (out / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2) if args.json else format_table(summary))
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("evaluate", help="IoU of pose sets against ground-truth masks (Tables 2/3)")
-    p.add_argument("--masks", help="folder of ground-truth masks <image stem>.png")
-    p.add_argument("--masks-project", type=int,
-                   help="or a Label Studio project whose brush annotations are the masks (templates/segmentation_gt.xml)")
-    p.add_argument(
-        "--set",
-        action="append",
-        required=True,
-        metavar="NAME=PATH",
-        help="a named pose set (release .pkl, finepose-poses .json, folder of pose JSON); twice or more",
-    )
-    p.add_argument("--registry", help="JSON {model id: {mesh, frame}}")
-    p.add_argument("--mesh", help="one mesh for every model (instead of --registry)")
-    p.add_argument("--frame", choices=sorted(FRAMES),
-                   help="the frame of --mesh: poses are expressed in it (as --frame everywhere); default: their own")
-    p.add_argument("--images", help="text file of image names to evaluate (default: every mask)")
-    p.add_argument("--out", required=True, help="folder for per_image.csv, iou_histogram.png, evaluation.json")
-    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
-    p.set_defaults(func=cmd_evaluate)
+    return summary

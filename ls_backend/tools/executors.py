@@ -16,7 +16,8 @@ from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from functools import partial
+from typing import Callable, Iterable, Iterator
 
 from geometry.masks import read_mask
 from geometry.mesh import load_mesh
@@ -24,6 +25,8 @@ from geometry.pose import Pose
 from geometry.pose_io import load_pose, read_pose
 from geometry.refine import refine
 from geometry.render import SilhouetteRenderer
+
+from ls_backend.errors import DataError
 
 EXECUTORS = ("serial", "process", "ray")
 #: Renderers kept per worker process (least recently used dropped first).
@@ -121,10 +124,11 @@ class SerialExecutor:
 
 
 class ProcessExecutor:
-    """A pool of ``workers`` local processes (default: all local cores, at most one per item).
+    """A pool of ``workers`` local processes (default: all local cores, at most one per item);
+    ``refine-batch``'s and ``prelabel``'s.
 
-    Workers are started with ``spawn``: a fresh interpreter, safe whatever threads Open3D
-    started in this process (``fork`` copies them mid-flight).
+    Workers are started with ``spawn``: a fresh interpreter, safe whatever threads Open3D or
+    torch started in this process (``fork`` copies them mid-flight).
     """
 
     def __init__(self, workers: int | None = None, items: int = 1):
@@ -140,18 +144,23 @@ class ProcessExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
         return False
 
-    def map(self, items: Iterable[Item], method: str) -> Iterator[dict]:
+    def imap(self, function: Callable, items: Iterable) -> Iterator:
+        """``function(item)`` for every item, run in the workers, yielded as each is ready.
+        ``function`` must be picklable (a module-level function or a ``functools.partial`` of one)."""
         # The pool hands out items in submission order, so workers walk the meshes in order.
-        futures = [self._pool.submit(refine_item, item, method) for item in items]
+        futures = [self._pool.submit(function, item) for item in items]
         try:
             for future in as_completed(futures):
                 yield future.result()
         except BrokenProcessPool as exc:
             raise RuntimeError(
                 "a worker process died (out of memory, a crash in a native library, or a script "
-                "calling run_batch without an `if __name__ == '__main__':` guard); the results "
-                "written so far are kept: rerun to resume"
+                "without an `if __name__ == '__main__':` guard); the results written so far are "
+                "kept: rerun to resume"
             ) from exc
+
+    def map(self, items: Iterable[Item], method: str) -> Iterator[dict]:
+        yield from self.imap(partial(refine_item, method=method), items)
 
 
 class _RayRefiner:
@@ -200,7 +209,7 @@ class RayExecutor:
         try:
             self.ray.init(address=self.address)
         except ConnectionError as exc:
-            raise ValueError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
+            raise DataError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
 
     def __exit__(self, *exc):
         if self._started:
@@ -212,12 +221,12 @@ class RayExecutor:
 
 
 def import_ray():
-    """The ``ray`` module, or a ValueError saying how to install it."""
+    """The ``ray`` module, or a DataError (a ValueError) saying how to install it."""
     try:
         import ray
         import ray.util
     except ImportError:
-        raise ValueError(
+        raise DataError(
             f"the ray executor needs Ray, which is not installed: pip install 'finepose[ray]' (or {RAY_REQUIREMENT})"
         ) from None
     return ray
@@ -226,13 +235,13 @@ def import_ray():
 def make_executor(name: str, workers: int | None, items: int, ray_address: str | None = None):
     """The executor called ``name`` (one of :data:`EXECUTORS`) for ``items`` items."""
     if workers is not None and workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+        raise DataError(f"--workers must be at least 1, got {workers}")
     if ray_address and name != "ray":
-        raise ValueError("--ray-address needs --executor ray")
+        raise DataError("--ray-address needs --executor ray")
     if name == "serial":
         return SerialExecutor()
     if name == "process":
         return ProcessExecutor(workers, items)
     if name == "ray":
         return RayExecutor(workers, items, ray_address)
-    raise ValueError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
+    raise DataError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")

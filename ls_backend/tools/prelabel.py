@@ -1,18 +1,16 @@
 """``finepose prelabel``: refine every task of a Label Studio project and store predictions.
 
 Tasks that already hold a prediction of the backend's ``model_version`` are skipped, and so
-are tasks listed as done in the state file (JSON lines ``{"task", "status", ...}``), so an
-interrupted run picks up where it stopped. Tasks are refined in parallel processes (each
-loads meshes once); predictions are stored from the main process through label-studio-sdk.
+are tasks listed as done in the state file (a JSON-lines log ``{"task", "status", ...}``,
+:mod:`.jsonlines`), so an interrupted run picks up where it stopped. Tasks are refined in
+parallel processes (:class:`~.executors.ProcessExecutor`; each loads meshes once); predictions are stored from the main process through label-studio-sdk.
 Configuration is the backend's (environment, see :mod:`ls_backend.settings`).
 """
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -20,19 +18,8 @@ from tqdm import tqdm
 from ls_backend.backend.label_config import PoseConfig, parse_label_config
 from ls_backend.labelstudio import as_dict, project_tasks
 from ls_backend.backend.resources import Resources
-
-
-def _done_ids(state: Path) -> set[int]:
-    done = set()
-    if state.is_file():
-        for line in state.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by an interruption: that task is redone
-            if record.get("status") == "done":
-                done.add(int(record["task"]))
-    return done
+from ls_backend.tools.executors import ProcessExecutor
+from ls_backend.tools.jsonlines import LogWriter, resume
 
 
 def _refine_one(task: dict, config: PoseConfig) -> dict:
@@ -61,16 +48,13 @@ def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resou
     client = resources.client()
     config = parse_label_config(client.projects.get(id=project_id).label_config)  # refused before any work
     state = state or resources.settings.model_dir / f"prelabel-project-{project_id}.jsonl"
-    state.parent.mkdir(parents=True, exist_ok=True)
-    todo = tasks_to_refine(client, project_id, resources.model_version, _done_ids(state))
-    workers = workers or multiprocessing.cpu_count()
+    done = {int(record["task"]) for record in resume(state, "task") if record.get("status") == "done"}
+    todo = tasks_to_refine(client, project_id, resources.model_version, done)
     counts = {"done": 0, "failed": 0}
     start = time.perf_counter()
-    context = multiprocessing.get_context("spawn")  # open3d and torch are not fork-safe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool, state.open("a") as log:
-        futures = [pool.submit(_refine_one, task, config) for task in todo]
-        for future in tqdm(futures, desc=f"project {project_id}", unit="task"):
-            outcome = future.result()
+    with ProcessExecutor(workers or None, len(todo)) as pool, LogWriter(state) as log:
+        outcomes = pool.imap(partial(_refine_one, config=config), todo)
+        for outcome in tqdm(outcomes, total=len(todo), desc=f"project {project_id}", unit="task"):
             record = {"task": outcome["task"], "model_version": resources.model_version}
             if "error" in outcome:
                 record.update(status="failed", error=outcome["error"])
@@ -82,8 +66,7 @@ def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resou
                 )
                 record.update(status="done", prediction=stored.id, score=pred["score"])
                 counts["done"] += 1
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            log.write(record)
     seconds = time.perf_counter() - start
     return {
         "project": project_id,
@@ -92,6 +75,6 @@ def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resou
         **counts,
         "seconds": seconds,
         "tasks_per_second": len(todo) / seconds if seconds > 0 else 0.0,
-        "workers": workers,
+        "workers": pool.workers,
         "state": str(state),
     }

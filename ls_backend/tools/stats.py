@@ -1,5 +1,5 @@
 """``finepose stats``: the distributions of the 7 pose parameters of a pose set (the paper's
-Figure 7) and, with ``--compare``, of the differences between two sets (human vs refined).
+Figure 7) and, with a second set, of the differences between two sets (human vs refined).
 
 Units and conventions of the numbers (a set is described in its own convention):
 
@@ -17,8 +17,8 @@ bins); the other parameters have 50 bins over the 0.5-99.5 percentile range plus
 underflow and an overflow bin (edges -inf / inf in the CSV), so the counts of every
 parameter add up to the number of records.
 
-Outputs in ``--out``: ``<name>.png`` (the figure), ``<name>_histograms.csv`` (parameter,
-bin_left, bin_right, count), ``<name>_summary.json``; with ``--compare``: ``<name>_vs_<other>_diff.png``,
+Outputs in the output folder: ``<name>.png`` (the figure), ``<name>_histograms.csv`` (parameter,
+bin_left, bin_right, count), ``<name>_summary.json``; with a second set: ``<name>_vs_<other>_diff.png``,
 ``..._diff.csv`` and ``..._diff.json``. The command prints the summaries as JSON.
 """
 
@@ -34,6 +34,7 @@ import numpy as np
 
 from geometry.pose import PARAMETER_NAMES, display_angles, wrap_signed_degrees
 
+from ls_backend.errors import DataError
 from ls_backend.datasets.posesets import PoseRecord, PoseSet, by_image_key, load_pose_set
 
 ANGLES = ("azimuth", "elevation", "theta")
@@ -225,14 +226,14 @@ def paired_differences(base: PoseSet, other: PoseSet) -> tuple[list[str], dict[s
     (-180, 180]); returns the matched image keys, the differences and how many images
     changed model."""
     if base.convention != other.convention:
-        raise ValueError(
+        raise DataError(
             f"cannot compare a {base.convention} set ({base.source}) with a "
             f"{other.convention} set ({other.source}): their numbers are in different conventions"
         )
     base_by_key, other_by_key = by_image_key(base), by_image_key(other)
     keys = [k for k in base_by_key if k in other_by_key]
     if not keys:
-        raise ValueError(f"{base.source} and {other.source} have no image in common")
+        raise DataError(f"{base.source} and {other.source} have no image in common")
     a = np.array([record_parameters(base_by_key[k]) for k in keys])
     b = np.array([record_parameters(other_by_key[k]) for k in keys])
     diffs = dict(zip(PARAMETER_NAMES, (b - a).T))
@@ -310,27 +311,20 @@ def set_name(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(x for x in parts if x)) or "poses"
 
 
-def cmd_stats(args) -> None:
-    out = Path(args.out)
+def describe_sets(poses: str | Path, out: Path, name: str | None = None, compare: str | Path | None = None,
+                  compare_name: str | None = None) -> dict:
+    """Write the figures, CSVs and summaries of the set ``poses`` (and of ``compare`` and the
+    differences ``compare - poses``) into ``out``; return the summaries
+    (``distribution``, and with ``compare`` ``other_distribution`` and ``comparison``)."""
     out.mkdir(parents=True, exist_ok=True)
-    base = load_pose_set(args.poses)
-    name = args.name or set_name(args.poses)
+    base = load_pose_set(poses)
+    name = name or set_name(str(poses))
     result = {"distribution": distribution(base, name, out)}
-    if args.compare:
-        other = load_pose_set(args.compare)
-        other_name = args.compare_name or set_name(args.compare)
+    if compare:
+        other = load_pose_set(compare)
+        other_name = compare_name or set_name(str(compare))
         if other_name == name:
             other_name += "_other"
         result["other_distribution"] = distribution(other, other_name, out)
         result["comparison"] = comparison(base, other, name, other_name, out)
-    print(json.dumps(result, indent=2))
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("stats", help="distributions of pose parameters (Figure 7), human vs refined")
-    p.add_argument("poses", help="pose set: release .pkl, finepose-poses .json or a folder of pose JSON")
-    p.add_argument("--out", required=True, help="folder for PNG, CSV and JSON outputs")
-    p.add_argument("--name", help="name of the set in file names and titles (default from the path)")
-    p.add_argument("--compare", help="second pose set (e.g. the refined one); differences are it minus POSES")
-    p.add_argument("--compare-name", help="name of the second set")
-    p.set_defaults(func=cmd_stats)
+    return result

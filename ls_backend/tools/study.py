@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from geometry.images import read_rgb
 from geometry.overlay import save_overlay
 
 from ls_backend.errors import DataError
 from ls_backend.templates import SATISFACTION_STUDY, read_template
 from ls_backend.datasets.posesets import by_image_key, load_pose_set
 from ls_backend.labelstudio import project_tasks
+from ls_backend.tools.statistics import bootstrap_indices, format_table, interval95
 
 RATINGS = ("Worse", "Equal", "Better")
 SWAP = {"Worse": "Better", "Equal": "Equal", "Better": "Worse"}
@@ -73,13 +75,11 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     return float((p_bar - p_e) / (1 - p_e)) if p_e < 1 else 1.0
 
 
-def bootstrap_shares(per_task: list[list[str]], rng: np.random.Generator, rounds: int = 2000) -> dict:
+def bootstrap_shares(per_task: list[list[str]], seed_value: int, rounds: int = 2000) -> dict:
     """95% intervals of the shares, resampling tasks (with all their ratings)."""
-    draws = []
-    for _ in range(rounds):
-        picked = rng.integers(len(per_task), size=len(per_task))
-        draws.append([shares([r for i in picked for r in per_task[i]])[k] for k in RATINGS])
-    low, high = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
+    draws = [[shares([r for i in picked for r in per_task[i]])[k] for k in RATINGS]
+             for picked in bootstrap_indices(len(per_task), rounds, seed_value)]
+    low, high = interval95(draws)
     return {k: [float(lo), float(hi)] for k, lo, hi in zip(RATINGS, low, high)}
 
 
@@ -103,7 +103,7 @@ def create_study(client, human, refined, images: Path, registry, media_root: Pat
     for index, name in enumerate(tqdm(chosen, desc="study overlays", unit="image")):
         item = f"item-{index:04d}"
         refined_side = "right" if rng.random() < 0.5 else "left"
-        photo = _read_rgb(images / by_key_h[name].image)
+        photo = read_rgb(images / by_key_h[name].image)
         for side, record in (("A", by_key_h[name]), ("B", by_key_r[name])):  # A human, B refined
             _render_overlay(photo, record, registry, media_root / f"{item}-{side}.png")
         human_url, refined_url = (url_prefix + f"{item}-{s}.png" for s in ("A", "B"))
@@ -115,13 +115,6 @@ def create_study(client, human, refined, images: Path, registry, media_root: Pat
     key_path = key_path or media_root / "study_key.json"
     key_path.write_text(json.dumps({"project": project.id, "seed": seed_value, "raters": raters, "items": key}, indent=1))
     return {"project": project.id, "tasks": len(tasks), "raters": raters, "key": str(key_path)}
-
-
-def _read_rgb(photo: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(photo) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def _render_overlay(rgb: np.ndarray, record, registry, out: Path) -> None:
@@ -156,7 +149,7 @@ def collect_ratings(client, project_id: int, key: dict) -> list[dict]:
     return rows
 
 
-def summarize(rows: list[dict], seed_value: int = 0) -> dict:
+def rating_summary(rows: list[dict], seed_value: int = 0) -> dict:
     """Table 4: shares overall and per rater, bootstrap intervals, Fleiss' kappa."""
     per_task: dict[str, list[str]] = {}
     for row in rows:
@@ -169,14 +162,13 @@ def summarize(rows: list[dict], seed_value: int = 0) -> dict:
     kappa = fleiss_kappa(full) if most >= 2 and len(full) else None
     kappa_ci = None
     if kappa is not None and len(full) > 1:
-        rng = np.random.default_rng(seed_value)
-        draws = [fleiss_kappa(full[rng.integers(len(full), size=len(full))]) for _ in range(1000)]
-        kappa_ci = [float(np.nanpercentile(draws, 2.5)), float(np.nanpercentile(draws, 97.5))]
+        low, high = interval95([fleiss_kappa(full[picked]) for picked in bootstrap_indices(len(full), 1000, seed_value)])
+        kappa_ci = [float(low), float(high)]
     return {
         "ratings": len(rows),
         "tasks": len(tasks),
         "overall": shares(row["refined_vs_human"] for row in rows),
-        "overall_ci95": bootstrap_shares(tasks, np.random.default_rng(seed_value)),
+        "overall_ci95": bootstrap_shares(tasks, seed_value),
         "per_rater": {str(r): shares(row["refined_vs_human"] for row in rows if row["rater"] == r) for r in raters},
         "fleiss_kappa": kappa,
         "fleiss_kappa_ci95": kappa_ci,
@@ -185,16 +177,17 @@ def summarize(rows: list[dict], seed_value: int = 0) -> dict:
     }
 
 
-def format_table(summary: dict) -> str:
-    lines = ["Refined vs human pose (the paper's Table 4)", f"{'':<14}{'Worse':>9}{'Equal':>9}{'Better':>9}"]
-    row = summary["overall"]
-    lines.append(f"{'all raters':<14}" + "".join(f"{100 * row[k]:>8.1f}%" for k in RATINGS))
-    for rater, row in summary["per_rater"].items():
-        lines.append(f"{'rater ' + rater:<14}" + "".join(f"{100 * row[k]:>8.1f}%" for k in RATINGS))
+def rating_table(summary: dict) -> str:
+    """The shares of Worse / Equal / Better (refined vs human), overall and per rater, and kappa."""
+    groups = {"all raters": summary["overall"], **{f"rater {k}": v for k, v in summary["per_rater"].items()}}
+    rows = [[label, *(f"{100 * row[k]:.1f}%" for k in RATINGS)] for label, row in groups.items()]
     kappa = summary["fleiss_kappa"]
-    lines.append(f"Fleiss' kappa: {'n/a' if kappa is None else f'{kappa:.3f}'} over {summary['kappa_tasks']} tasks "
-                 f"with {summary['raters_per_task']} raters")
-    return "\n".join(lines)
+    return "\n".join([
+        "Refined vs human pose (the paper's Table 4)",
+        format_table(["", *RATINGS], rows, 14, 9),
+        f"Fleiss' kappa: {'n/a' if kappa is None else f'{kappa:.3f}'} over {summary['kappa_tasks']} tasks "
+        f"with {summary['raters_per_task']} raters",
+    ])
 
 
 def write_report(rows: list[dict], summary: dict, out: Path) -> None:
@@ -229,47 +222,6 @@ def report_study(client, key_path: Path, out: Path, seed_value: int = 0) -> dict
     except (OSError, ValueError) as exc:
         raise StudyError(f"study key file unreadable: {key_path} ({exc})") from None
     rows = collect_ratings(client, key["project"], key)
-    summary = summarize(rows, seed_value)
+    summary = rating_summary(rows, seed_value)
     write_report(rows, summary, out)
     return summary
-
-
-def register(subparsers) -> None:
-    """``finepose study create | report``."""
-    study = subparsers.add_parser("study", help="the blind human satisfaction study (Table 4)")
-    sub = study.add_subparsers(dest="study_command", required=True)
-    p = sub.add_parser("create", help="render overlays and create the rating project")
-    p.add_argument("--human", type=Path, required=True, help="human pose set")
-    p.add_argument("--refined", type=Path, required=True, help="refined pose set")
-    p.add_argument("--images", type=Path, required=True, help="folder of the photos")
-    p.add_argument("--registry", type=Path, required=True, help="model registry JSON (meshes)")
-    p.add_argument("--media-root", type=Path, required=True, help="where overlays are written (served by Label Studio)")
-    p.add_argument("--url-prefix", required=True, help="task URL of a file in --media-root, e.g. '/data/local-files/?d=study/'")
-    p.add_argument("--sample", type=int, default=100)
-    p.add_argument("--raters", type=int, default=3, help="ratings per task")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--title", default="finepose satisfaction study")
-    p.set_defaults(func=_cmd_create)
-    p = sub.add_parser("report", help="un-blind the ratings: Table 4, kappa, CSV, bar chart")
-    p.add_argument("--key", type=Path, required=True, help="the study_key.json that create wrote")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_report)
-
-
-def _cmd_create(args) -> None:
-    from ls_backend.registry import Registry
-    from ls_backend.backend.resources import Resources
-
-    registry = Registry.load(args.registry)
-    summary = create_study(Resources.shared().client(), args.human, args.refined, args.images, registry,
-                           args.media_root, args.url_prefix, args.sample, args.raters, args.seed, args.title)
-    print(json.dumps(summary, indent=2))
-
-
-def _cmd_report(args) -> None:
-    from ls_backend.backend.resources import Resources
-
-    summary = report_study(Resources.shared().client(), args.key, args.out, args.seed)
-    print(format_table(summary))
-    print(json.dumps({"out": str(args.out), **summary}, indent=2))
