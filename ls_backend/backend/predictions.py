@@ -15,11 +15,12 @@ is the mask's border pixels, :func:`outline_width` px wide; :func:`filled` gives
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy import ndimage
 
-from dataclasses import replace
-
+from geometry.masks import border_pixels
 from geometry.pose import PARAMETER_NAMES, Pose, display_angles
 
 from ls_backend.backend.label_config import PROJECTION, REFERENCE, PoseConfig
@@ -46,12 +47,10 @@ def outline_width(width: int, height: int) -> int:
     return max(2, round(max(width, height) / 400))
 
 
-def outline(mask: np.ndarray, thickness: int | None = None) -> np.ndarray:
-    """The border of ``mask``: its pixels within ``thickness`` px (4-neighbour steps) of the
-    outside, including the image edge."""
-    thickness = thickness or outline_width(mask.shape[1], mask.shape[0])
-    inner = ndimage.binary_erosion(mask, iterations=thickness, border_value=0)
-    return mask & ~inner
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The border of ``mask`` as a prediction draws it: :func:`geometry.masks.border_pixels`
+    :func:`outline_width` px wide (the image edge counts as outside)."""
+    return border_pixels(mask, outline_width(mask.shape[1], mask.shape[0]))
 
 
 def filled(mask: np.ndarray) -> np.ndarray:
