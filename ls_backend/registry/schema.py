@@ -22,7 +22,6 @@ one mesh.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +30,11 @@ import numpy as np
 from geometry.frames import FRAMES, frame_matrix, pose_in_model_frame
 from geometry.jsonio import read_json
 from geometry.keypoints import KeypointError, keypoints_path, load_keypoints
-from geometry.mesh import load_mesh
 from geometry.render import SilhouetteRenderer
 
 from geometry.pose import Pose
 from ls_backend.errors import RegistryError, UnknownModelError
+from ls_backend.registry.renderers import RendererCache
 
 CATEGORIES = ("car", "aeroplane")
 DEFAULT_FRAME = "pascal3d"
@@ -68,8 +67,7 @@ class Registry:
         self.max_mesh_bytes = max_mesh_bytes
         self.source = source
         self.default = default
-        self._renderers: dict[Path, SilhouetteRenderer] = {}
-        self._lock = threading.Lock()
+        self._renderers = RendererCache(max_mesh_bytes=max_mesh_bytes)
 
     @classmethod
     def load(cls, path: str | Path, max_mesh_bytes: int = 200 << 20) -> "Registry":
@@ -99,13 +97,7 @@ class Registry:
 
     def renderer(self, model_id: str) -> SilhouetteRenderer:
         """The renderer of a model's mesh, built on first use and then shared (per mesh file)."""
-        entry = self.entry(model_id)
-        with self._lock:
-            renderer = self._renderers.get(entry.mesh)
-            if renderer is None:
-                renderer = SilhouetteRenderer(load_mesh(entry.mesh, max_bytes=self.max_mesh_bytes))
-                self._renderers[entry.mesh] = renderer
-        return renderer
+        return self._renderers.get(self.entry(model_id).mesh)
 
     def keypoints(self, model_id: str) -> dict[str, np.ndarray]:
         """The model's named 3D keypoints in mesh-file coordinates ({} when it has none)."""

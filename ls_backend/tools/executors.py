@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -20,13 +19,13 @@ from functools import partial
 from typing import Callable, Iterable, Iterator
 
 from geometry.masks import read_mask
-from geometry.mesh import load_mesh
 from geometry.pose import Pose
 from geometry.pose_io import load_pose, read_pose
 from geometry.refine import refine
 from geometry.render import SilhouetteRenderer
 
 from ls_backend.errors import DataError
+from ls_backend.registry.renderers import RendererCache
 
 EXECUTORS = ("serial", "process", "ray")
 #: Renderers kept per worker process (least recently used dropped first).
@@ -52,20 +51,12 @@ class Item:
     image: str | None = None
 
 
-_renderers: OrderedDict[str, SilhouetteRenderer] = OrderedDict()
+_renderers = RendererCache(max_size=RENDERER_CACHE_SIZE)
 
 
 def renderer_for(mesh_path: str) -> SilhouetteRenderer:
     """This process's renderer of the mesh file at ``mesh_path``, loading it on first use."""
-    renderer = _renderers.get(mesh_path)
-    if renderer is None:
-        renderer = SilhouetteRenderer(load_mesh(mesh_path))
-        _renderers[mesh_path] = renderer
-        if len(_renderers) > RENDERER_CACHE_SIZE:
-            _renderers.popitem(last=False)
-    else:
-        _renderers.move_to_end(mesh_path)
-    return renderer
+    return _renderers.get(mesh_path)
 
 
 def item_pose(item: Item) -> Pose:
