@@ -209,14 +209,7 @@ def _run(job: dict) -> dict:
             page.on("console", lambda m: console.append(f"{m.type}: {m.text[:300]}"))
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
 
-            # Label Studio's login form: email + password, CSRF token in a hidden input
-            page.goto(job["base_url"] + "/user/login/")
-            page.fill("input[name=email]", job["email"])
-            page.fill("input[name=password]", job["password"])
-            with page.expect_navigation():
-                page.click("button[type=submit], input[type=submit]")
-            if "/user/login" in page.url:
-                raise RuntimeError(f"login as {job['email']} failed (still on {page.url})")
+            _login(page, job)  # Label Studio's login form: email + password, CSRF token in a hidden input
 
             page.goto(job["url"])
             # the task image: an <img> that has loaded (LS draws it and a Konva canvas over it)

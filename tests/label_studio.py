@@ -524,3 +524,20 @@ class RecordingBackend:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def wait_until(check, timeout: float = 120.0, what: str = "condition"):
+    """Poll ``check()`` until it returns something truthy (returned); AssertionError naming
+    ``what`` after ``timeout`` seconds."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def numbers(result) -> dict:
+    """The Number results of an annotation or prediction, ``{from_name: value}``."""
+    return {r["from_name"]: r["value"]["number"] for r in result if r["type"] == "number"}

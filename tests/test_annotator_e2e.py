@@ -39,24 +39,11 @@ from ls_backend.templates import POSE_ANNOTATION, read_template
 from tests.backend_fixtures import make_world
 from tests.browser import annotate_stream, browser_available
 from tests.label_studio import label_studio, label_studio_legacy  # noqa: F401
+from tests.label_studio import numbers, wait_until
 from tests.test_backend_security import serving
 
 pytestmark = pytest.mark.e2e
 SCREENSHOTS = os.environ.get("FINEPOSE_SCREENSHOT_DIR")
-
-
-def wait_until(check, timeout=120.0, what="condition"):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def numbers(result) -> dict:
-    return {r["from_name"]: r["value"]["number"] for r in result if r["type"] == "number"}
 
 
 def pose_iou(world, values: dict) -> float:
