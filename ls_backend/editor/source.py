@@ -1,0 +1,36 @@
+"""Where the editor reads tasks and writes annotations: Label Studio, through the backend's
+credentials (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``), never the browser's."""
+
+from __future__ import annotations
+
+import threading
+
+from ls_backend import labelstudio
+
+
+class LabelStudioSource:
+    """Tasks, labeling configs and annotations of the Label Studio the backend is set up for."""
+
+    def __init__(self, resources):
+        self.resources = resources
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                self._client = self.resources.client()
+            return self._client
+
+    def task(self, task_id: int) -> dict:
+        return labelstudio.get_task(self.client, task_id)
+
+    def label_config(self, project_id: int) -> str:
+        return labelstudio.project_label_config(self.client, project_id)
+
+    def create_annotation(self, task_id: int, result: list, lead_time: float | None) -> int:
+        return labelstudio.create_annotation(self.client, task_id, result, lead_time)
+
+    def next_unannotated(self, project_id: int, after: int | None) -> int | None:
+        return labelstudio.next_unannotated_task(self.client, project_id, after)
