@@ -103,15 +103,17 @@ def _step(page, step: dict):
             page.mouse.move(x0, y0)
             page.mouse.down(button=step.get("button", "left"))
             n = int(step.get("moves", 10))
-            times = []
+            times, probes = [], []
             for k in range(1, n + 1):
                 t0 = time.perf_counter()
                 page.mouse.move(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n)
-                if step.get("per_frame"):
+                if step.get("per_frame"):  # wait until the page has drawn this move
                     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
                 times.append(time.perf_counter() - t0)
+                if step.get("probe"):
+                    probes.append(page.evaluate(step["probe"]))
             page.mouse.up(button=step.get("button", "left"))
-            return {"move_seconds": times}
+            return {"move_seconds": times, "probes": probes}
         if op == "wheel":
             page.mouse.move(*step["at"])
             page.mouse.wheel(0, step["dy"])
@@ -120,7 +122,10 @@ def _step(page, step: dict):
             page.keyboard.press(step["key"])
             return None
         if op == "click":
-            page.click(step["selector"])
+            if "at" in step:
+                page.mouse.click(*step["at"], button=step.get("button", "left"))
+            else:
+                page.click(step["selector"])
             return None
         if op == "screenshot":
             page.screenshot(path=step["path"], full_page=False)

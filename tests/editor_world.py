@@ -75,16 +75,16 @@ class EditorWorld:
 
 
 def make_editor_world(root: Path, models: dict[str, dict], poses: dict[str, Pose], photo_size=(640, 480),
-                      reference_poses: dict[str, Pose] | None = None, keypoints: dict | None = None) -> EditorWorld:
+                      reference_poses: dict[str, Pose] | None = None) -> EditorWorld:
     """``models``: registry entries by id (absolute mesh paths); ``poses``: each model's start
     pose (task data.pose); a reference rendered at ``reference_poses[model]`` (default: the
-    start pose). Task ids are 1, 2, ... in the order of ``models``."""
+    start pose), also painted into the photo (the first model's). Task ids are 1, 2, ... in
+    the order of ``models``."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "registry.json").write_text(json.dumps(models))
     width, height = photo_size
     yy, xx = np.mgrid[0:height, 0:width]
     photo = np.stack([90 + 60 * xx / width, 100 + 40 * yy / height, 120 + 0 * xx], axis=-1).astype(np.uint8)
-    Image.fromarray(photo).save(root / "photo.png")
     settings = Settings(registry=root / "registry.json", local_files_roots=(root.resolve(),), model_dir=root / "model-dir",
                         editor_secret=SECRET)
     resources = Resources(settings)
@@ -97,6 +97,9 @@ def make_editor_world(root: Path, models: dict[str, dict], poses: dict[str, Pose
                                    "reference": f"/data/local-files/?d=reference-{task_id}.png", "editor": ""},
                           "annotations": [], "predictions": []}
         world_poses[task_id], references[task_id], task_models[task_id] = pose, reference, model_id
+    first = references[1]
+    photo[first] = (0.35 * photo[first] + 0.65 * np.array([200, 60, 50])).astype(np.uint8)
+    Image.fromarray(photo).save(root / "photo.png")
     source = LocalSource(tasks, read_template(POSE_ANNOTATION))
     return EditorWorld(root, settings, resources, source, world_poses, references, task_models)
 
