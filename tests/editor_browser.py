@@ -34,18 +34,22 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-def run_page(url: str, steps: list[dict], viewport=(1280, 800), timeout: float = 240) -> list:
-    """Open ``url`` and run ``steps``; the answers in order (the first: ready)."""
+def run_page(url: str, steps: list[dict], viewport=(1280, 800), timeout: float = 240, via_label_studio=None) -> list:
+    """Open ``url`` and run ``steps``; the answers in order (the first: ready).
+
+    ``via_label_studio``: ``{"base_url", "email", "password"}``: log in to Label Studio, open
+    the labeling screen at ``url`` and click the task's editor link instead (the editor opens
+    in a new tab, which the steps then drive); the first answer also holds the link's href."""
     reason = browser_available()
     if reason:
         raise RuntimeError(reason)
     job = {"url": url, "steps": steps, "viewport": list(viewport), "chromium": chromium_path(),
-           "timeout_ms": int(timeout * 1000)}
+           "timeout_ms": int(timeout * 1000), "ls": via_label_studio}
     t0 = time.monotonic()
     r = subprocess.run([str(LS_PYTHON), __file__], input=json.dumps(job), capture_output=True, text=True,
                        timeout=timeout + 60)  # fmt: skip
     if r.returncode:
-        raise RuntimeError(f"editor page {url.split('?')[0]} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+        raise RuntimeError(f"editor page {url.split('?')[0]} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[:2500]}\n...\n{r.stderr[-1500:]}")
     answers = json.loads(r.stdout.strip().splitlines()[-1])
     answers.append({"seconds": time.monotonic() - t0})
     return answers
@@ -68,8 +72,13 @@ def _run(job: dict) -> list:
             page.set_default_timeout(job["timeout_ms"])
             page.on("console", lambda m: console.append(f"{m.type}: {m.text[:400]}"))
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-            response = page.goto(job["url"])
-            answers.append({"status": response.status if response else None})
+            if job.get("ls"):
+                page = _open_from_label_studio(page, job, console)
+                response = None
+                answers.append({"status": 200, "href": page.url})
+            else:
+                response = page.goto(job["url"])
+                answers.append({"status": response.status if response else None})
             if response is not None and response.status >= 400:
                 answers[-1]["text"] = page.inner_text("body")[:500]
                 return answers
@@ -83,6 +92,38 @@ def _run(job: dict) -> list:
             raise RuntimeError(f"{exc}\nbrowser console:\n" + "\n".join(console[-40:])) from exc
         finally:
             browser.close()
+
+
+def _open_from_label_studio(page, job: dict, console: list):
+    """Log in (Label Studio's form), open the labeling screen, click the editor link: the
+    editor's tab."""
+    ls = job["ls"]
+    page.goto(ls["base_url"] + "/user/login/")
+    page.fill("input[name=email]", ls["email"])
+    page.fill("input[name=password]", ls["password"])
+    with page.expect_navigation():
+        page.click("button[type=submit], input[type=submit]")
+    if "/user/login" in page.url:
+        raise RuntimeError(f"login as {ls['email']} failed")
+    page.goto(job["url"])
+    link = page.locator("a[href*='/editor/']").first  # re-found on each use: Label Studio re-renders
+    link.wait_for()
+    try:
+        page.wait_for_load_state("networkidle", timeout=15000)
+    except Exception:  # long-polling pages never go idle
+        pass
+    if ls.get("screenshot"):
+        page.wait_for_timeout(1000)
+        page.screenshot(path=ls["screenshot"])
+    with page.expect_popup() as popup:
+        link.click()
+    editor = popup.value
+    editor.set_default_timeout(job["timeout_ms"])
+    editor.set_viewport_size({"width": job["viewport"][0], "height": job["viewport"][1]})
+    editor.on("console", lambda m: console.append(f"editor {m.type}: {m.text[:400]}"))
+    editor.on("pageerror", lambda e: console.append(f"editor pageerror: {e}"))
+    editor.wait_for_load_state()
+    return editor
 
 
 def _step(page, step: dict):
@@ -133,6 +174,11 @@ def _step(page, step: dict):
         if op == "wait_for":
             return page.wait_for_function(step["js"], arg=step.get("arg"), timeout=step.get("timeout_ms", 60000)).json_value()
         if op == "url":
+            return page.url
+        if op == "wait_url":  # a navigation (e.g. Save opening the next task), then its editor
+            page.wait_for_url(f"**{step['contains']}**")
+            page.wait_for_function("() => window.fineposeEditor && window.fineposeEditor.ready")
+            page.evaluate("() => window.fineposeEditor.ready")
             return page.url
         raise ValueError(f"unknown step {op!r}")
     finally:

@@ -91,7 +91,7 @@ def test_canvas_silhouette_equals_finepose_render(world, model_id, tmp_path):
     task_id = list(world.models.values()).index(model_id) + 1
     renderer = world.renderer(task_id)
     entry = world.resources.require_registry().entry(model_id)
-    poses = [entry.posed(p) for p in random_poses(renderer.mesh.radius, POSES_PER_MESH, seed=task_id)]
+    poses = [entry.pose_in_frame(p, names_frame=False) for p in random_poses(renderer.mesh.radius, POSES_PER_MESH, seed=task_id)]
     with serving_editor(world) as base_url:
         drawn = _masks_from_page(world, base_url, task_id, poses)
     scores = []

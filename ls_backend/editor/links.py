@@ -23,6 +23,7 @@ import hmac
 import html
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 
@@ -97,6 +98,15 @@ class LinkSigner:
         return claims
 
 
+def import_fields(label_config: str) -> dict:
+    """Task data a project with ``label_config`` needs at import for the editor's link:
+    ``{"editor": PENDING}`` when the config shows ``$editor``, else nothing."""
+    from label_studio_sdk.label_interface import LabelInterface
+
+    shows = any(tag.value == f"${FIELD}" for tag in LabelInterface(label_config).objects)
+    return {FIELD: PENDING} if shows else {}
+
+
 def task_url(base_url: str, signer: LinkSigner, project: int, task: int) -> str:
     return f"{base_url.rstrip('/')}/editor/{int(task)}?t={signer.token(project, task)}"
 
@@ -158,3 +168,36 @@ def fill_project_links(client, project_id: int, settings: Settings, base_url: st
     labelstudio.set_instructions_block(client, project_id, "finepose-editor",
                                        link_html(link, "Pose editor: the next task without an annotation"))
     return {"project": project_id, "tasks": total, "links_written": written, "project_link": link}
+
+
+def renew_links_later(tasks, project, resources) -> None:
+    """In a background thread, write a fresh link into each of ``tasks`` (as ``/predict``
+    receives them) whose project shows the editor (its data has the ``editor`` key) and
+    whose link is missing or past half its life. Needs ``FINEPOSE_EDITOR_URL``; failures
+    are logged, never raised (predictions do not wait on this)."""
+    settings = resources.settings
+    if not settings.editor_url or not settings.label_studio_url or not settings.api_key:
+        return
+    try:
+        signer = LinkSigner(settings)
+        project_id = int(str(project).split(".")[0]) if project is not None else None
+    except (ConfigError, ValueError):
+        return
+    todo = [
+        {"id": t["id"], "project": t.get("project") or project_id, "data": t["data"]}
+        for t in tasks
+        if isinstance(t, dict) and isinstance(t.get("data"), dict) and FIELD in t["data"] and t.get("id") is not None
+        and (t.get("project") or project_id) and needs_link(t["data"], signer, t["id"], settings.editor_url)
+    ]
+    if not todo:
+        return
+
+    def work():
+        try:
+            client = resources.client()
+            for task in todo:
+                fill_task_link(client, task, signer, settings.editor_url)
+        except Exception as exc:  # noqa: BLE001 - a link is a convenience: log and go on
+            logger.warning("could not write editor links for %d task(s): %s", len(todo), exc)
+
+    threading.Thread(target=work, name="finepose-editor-links", daemon=True).start()

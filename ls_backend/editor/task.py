@@ -20,12 +20,12 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from geometry.camera import angles_from_rotation, rotation
+from geometry.errors import GeometryError
 from geometry.init_pose import initial_pose
 from geometry.masks import resize_mask
 from geometry.pose import PARAMETER_NAMES, Pose
@@ -99,8 +99,8 @@ def load_task(resources, source, task_id: int) -> EditorTask:
         start, start_source = prediction, "prediction"
     elif inputs.data_pose is not None:
         try:
-            start, start_source = in_frame(pose_from_task_data(inputs.data_pose, width, height, entry), frame), "data.pose"
-        except FineposeError as exc:
+            start, start_source = pose_from_task_data(inputs.data_pose, width, height, entry), "data.pose"
+        except (FineposeError, GeometryError) as exc:
             logger.warning("task %s: data.pose not usable in the editor: %s", task_id, exc)
     if start is None and reference is not None:
         found = initial_pose(renderer, resize_mask(reference, work_width, work_height), mesh_frame=frame)
@@ -112,18 +112,6 @@ def load_task(resources, source, task_id: int) -> EditorTask:
         image_path=Path(path), width=width, height=height, reference=reference, reference_source=reference_source,
         start=start, start_source=start_source, prediction=prediction, work_width=work_width, work_height=work_height,
     )
-
-
-def in_frame(pose: Pose, frame: np.ndarray) -> Pose:
-    """``pose`` expressed in mesh frame ``frame`` (the same image of the model), when the two
-    frames differ by a proper rotation; :class:`TaskError` otherwise."""
-    if np.allclose(pose.mesh_frame, frame):
-        return replace(pose, mesh_frame=frame)
-    change = pose.mesh_frame @ np.linalg.inv(frame)
-    if np.linalg.det(change) <= 0 or not np.allclose(change @ change.T, np.eye(3), atol=1e-6):
-        raise TaskError("the pose's mesh frame is mirrored relative to the registry's: it cannot be shown in the registry frame")
-    angles = angles_from_rotation(rotation(pose.azimuth, pose.elevation, pose.theta) @ change)
-    return replace(pose, azimuth=angles[0], elevation=angles[1], theta=angles[2], mesh_frame=frame)
 
 
 def default_pose(radius: float, width: int, height: int, frame) -> Pose:
