@@ -119,10 +119,14 @@ class ModelDrawing {
     geometry.setIndex(new THREE.BufferAttribute(mesh.triangles, 1));
     this.geometry = geometry;
     this.radius = 0;
+    const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
     for (let i = 0; i < mesh.vertices.length; i += 3) {
       const [x, y, z] = [mesh.vertices[i], mesh.vertices[i + 1], mesh.vertices[i + 2]];
       this.radius = Math.max(this.radius, Math.hypot(x, y, z));
+      [x, y, z].forEach((c, k) => { lo[k] = Math.min(lo[k], c); hi[k] = Math.max(hi[k], c); });
     }
+    this.corners = [];
+    for (const x of [lo[0], hi[0]]) for (const y of [lo[1], hi[1]]) for (const z of [lo[2], hi[2]]) this.corners.push([x, y, z]);
     const material = (fragmentShader, color) => new THREE.ShaderMaterial({
       vertexShader: VERTEX, fragmentShader, side: THREE.DoubleSide, uniforms: { color: { value: color } },
     });
@@ -171,14 +175,25 @@ class ModelDrawing {
     this.mesh.visible = true;
     if (this.wire) this.wire.visible = false;
     if (mode === 'outline') {
+      // Only the model's bounding box is drawn and edge-tested (fill rate is what a software
+      // rasteriser pays for); the mask is cleared a little wider than the edge test reads.
+      const box = this.box(pose, thickness + 2);
       this.mesh.material = this.white;
+      this.maskTarget.scissorTest = box !== null;
+      if (box) this.maskTarget.scissor.set(box.x, box.y, box.width, box.height);
       r.setRenderTarget(this.maskTarget);
       r.clear();
       r.render(this.scene, this.camera);
       r.setRenderTarget(null);
       this.outline.uniforms.thickness.value = thickness;
+      r.setScissorTest(false);
       r.clear();
+      if (box) {
+        r.setScissor(box.x, box.y, box.width, box.height);
+        r.setScissorTest(true);
+      }
       r.render(this.quadScene, this.camera);
+      r.setScissorTest(false);
       return;
     }
     if (mode === 'wireframe') {
@@ -196,6 +211,25 @@ class ModelDrawing {
     r.setRenderTarget(null);
     r.clear();
     r.render(this.scene, this.camera);
+  }
+
+  /** The model's on-screen bounding box in buffer pixels (GL: y from the bottom), ``pad``
+   *  pixels wider, or null when a box corner is behind the camera (then: everything). */
+  box(pose, pad) {
+    const { width, height } = this.buffer;
+    const scaled = rescaled({ ...pose, width: this.image.width, height: this.image.height }, width, height);
+    const m = modelView(pose, this.frame);
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const [x, y, z] of this.corners) {
+      const c = m.slice(0, 3).map((row) => row[0] * x + row[1] * y + row[2] * z + row[3]);
+      if (c[2] <= 1e-6) return null;
+      const px = (scaled.focal * c[0]) / c[2] + scaled.u, py = (scaled.focal * c[1]) / c[2] + scaled.v;
+      x0 = Math.min(x0, px); x1 = Math.max(x1, px); y0 = Math.min(y0, py); y1 = Math.max(y1, py);
+    }
+    const left = Math.max(0, Math.floor(x0) - pad), right = Math.min(width, Math.ceil(x1) + 1 + pad);
+    const top = Math.max(0, Math.floor(y0) - pad), bottom = Math.min(height, Math.ceil(y1) + 1 + pad);
+    if (right <= left || bottom <= top) return { x: 0, y: 0, width: 1, height: 1 };
+    return { x: left, y: height - bottom, width: right - left, height: bottom - top };
   }
 
   /** The drawn canvas as a 0/1 mask (rows top to bottom): call right after draw(). */
@@ -262,7 +296,7 @@ class Editor {
     this.selected = null;
     this.referenceWork = null;
     this.iou = null;
-    this.stats = { frames: [], iouUpdates: 0, iouStarted: performance.now() };
+    this.stats = { frames: [], drawnAt: [], iouUpdates: 0 }; // draw+IoU ms per frame, when frames were drawn
     this.openedAt = performance.now();
     this.lastCommit = { key: null, at: 0 };
     this.dirty = true;
@@ -347,7 +381,11 @@ class Editor {
       const t0 = performance.now();
       this.render();
       this.stats.frames.push(performance.now() - t0);
-      if (this.stats.frames.length > 2000) this.stats.frames.splice(0, 1000);
+      this.stats.drawnAt.push(t0);
+      if (this.stats.frames.length > 2000) {
+        this.stats.frames.splice(0, 1000);
+        this.stats.drawnAt.splice(0, 1000);
+      }
     }
     requestAnimationFrame(this.loop);
   }
