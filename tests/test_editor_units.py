@@ -161,3 +161,16 @@ def test_camera_js_projects_like_geometry_camera(frame, tmp_path, rng):
     arg = json.dumps([{**pose.to_dict(), "frame": frame.tolist()}, points.tolist()])
     out = subprocess.run(["node", str(script), arg], capture_output=True, text=True, check=True, timeout=60)
     assert np.abs(np.array(json.loads(out.stdout)) - project(pose, points)).max() < 1e-9
+
+
+def test_every_static_file_is_package_data():
+    """pyproject's package-data globs ship every file of the page (a wheel without them serves 404s)."""
+    import fnmatch
+    import tomllib
+
+    pyproject = tomllib.loads((STATIC.parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["ls_backend.editor"]
+    files = [p.relative_to(STATIC.parent).as_posix() for p in STATIC.rglob("*") if p.is_file()]
+    assert files
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) and name.count("/") == pattern.count("/") for pattern in patterns), name
