@@ -19,7 +19,8 @@ import requests
 from geometry.iou import iou
 from geometry.pose import PARAMETER_NAMES
 from ls_backend.backend.app import create_app
-from ls_backend.backend.predictions import on_step
+from ls_backend.backend.label_config import parse_label_config
+from ls_backend.backend.predictions import filled
 from ls_backend.backend.resources import Resources
 from ls_backend.backend.tasks import brush_mask
 from ls_backend.editor import links
@@ -106,14 +107,14 @@ def test_round_trip_from_the_labeling_screen(editor_project, tmp_path):
     # Label Studio holds the annotation: the refined numbers on the project's steps, the projection
     [annotation] = client.annotations.list(id=first)
     saved = numbers(annotation.result)
-    steps_of = {"azimuth": "0.01", "elevation": "0.01", "theta": "0.01", "distance": "0.0001", "focal": "0.01",
-                "u": "0.01", "v": "0.01"}  # the template's  # fmt: skip
+    config = parse_label_config(editor_project["project"].label_config)
     for name in PARAMETER_NAMES:
         value = refined[name] % 360 if name == "azimuth" else refined[name]
-        assert saved[name] == on_step(value, steps_of[name]), name
+        assert saved[name] == config.fit(name, value), name  # on the template's Number grid
+        assert abs(saved[name] - value) <= config.specs[name].step / 2 + 1e-9, name
     projection = next(r for r in annotation.result if r["type"] == "brushlabels")
     assert projection["value"]["brushlabels"] == ["Projection"]
-    assert iou(brush_mask(projection), world.reference) > 0.97
+    assert iou(filled(brush_mask(projection)), world.reference) > 0.97  # drawn as an outline
     # ... and the webhook's refined prediction of that annotation follows
     prediction = wait_until(lambda: next((p for p in client.predictions.list(task=first)
                                           if numbers(p.result).get("iou_before", 0) > 0.95), None),

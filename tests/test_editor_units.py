@@ -17,7 +17,6 @@ from geometry.camera import project
 from geometry.conventions.seed import MESH_FRAME
 from geometry.pose import Pose
 from geometry.procedural import car_mesh
-from ls_backend.backend.predictions import number_steps, on_step
 from ls_backend.editor import links, meshdata
 from ls_backend.errors import ConfigError, LinkError
 from ls_backend.settings import Settings
@@ -107,16 +106,6 @@ def test_link_field_round_trip_and_renewal():
 def test_template_needs_the_editor_field_at_import():
     assert links.import_fields(read_template(POSE_ANNOTATION)) == {"editor": links.PENDING}
     assert links.import_fields(read_template("satisfaction_study.xml")) == {}
-
-
-def test_numbers_go_on_the_projects_steps():
-    steps = number_steps(read_template(POSE_ANNOTATION))
-    assert steps["azimuth"] == "0.01" and steps["distance"] == "0.0001"
-    assert on_step(12.345678, "0.01") == 12.35
-    assert on_step(2.71828, "0.0001") == 2.7183
-    assert on_step(7.3, "0.25") == 7.25
-    assert on_step(359.996, "0.01") == 360.0
-    assert on_step(1.23456, None) == 1.23456 and on_step(1.5, "0") == 1.5
 
 
 def test_mesh_payload_round_trip_and_decimation():

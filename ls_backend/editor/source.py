@@ -3,8 +3,6 @@ credentials (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``), never the browser'
 
 from __future__ import annotations
 
-import threading
-
 from ls_backend import labelstudio
 
 
@@ -13,15 +11,12 @@ class LabelStudioSource:
 
     def __init__(self, resources):
         self.resources = resources
-        self._client = None
-        self._lock = threading.Lock()
 
     @property
     def client(self):
-        with self._lock:
-            if self._client is None:
-                self._client = self.resources.client()
-            return self._client
+        """The process's authenticated client (a Personal Access Token is exchanged and
+        renewed by :mod:`ls_backend.labelstudio`; every call has its timeout)."""
+        return self.resources.client()
 
     def task(self, task_id: int) -> dict:
         return labelstudio.get_task(self.client, task_id)
