@@ -32,7 +32,7 @@ from geometry.pose import PARAMETER_NAMES, Pose
 
 from ls_backend.backend import media
 from ls_backend.backend.label_config import REFERENCE, PoseConfig, parse_label_config
-from ls_backend.backend.tasks import brush_mask, find_brush, newest_annotation, pose_from_numbers, pose_from_task_data, pose_numbers, read_task
+from ls_backend.backend.tasks import annotated_numbers, brush_mask, find_brush, pose_from_numbers, pose_from_task_data, read_task
 from ls_backend.errors import FineposeError, TaskError
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def default_pose(radius: float, width: int, height: int, frame) -> Pose:
 def _prediction_pose(task: dict, width: int, height: int, frame) -> Pose | None:
     """The newest prediction holding all 7 numbers, as a pose."""
     for prediction in sorted(task.get("predictions") or [], key=lambda p: p.get("id") or 0, reverse=True):
-        numbers = pose_numbers(prediction.get("result"))
+        numbers = annotated_numbers(prediction.get("result"))
         if numbers is not None:
             try:
                 return pose_from_numbers(numbers, width, height, frame)
