@@ -37,6 +37,12 @@ class CredentialsError(FineposeError):
     status = 503
 
 
+class LinkError(FineposeError):
+    """An editor link that is forged, expired, or made for another task or project."""
+
+    status = 403
+
+
 class TaskError(FineposeError, ValueError):
     """A task, annotation or interactive context finepose cannot read; names the field."""
 

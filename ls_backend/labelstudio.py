@@ -157,3 +157,71 @@ def project_tasks(client, project_id: int) -> Iterator[dict]:
     """Every task of a project with its annotations and predictions (the SDK pages for us)."""
     for task in client.tasks.list(project=project_id, fields="all"):
         yield as_dict(task)
+
+
+# --- single tasks and annotations (the pose editor) ------------------------------------------
+
+
+def get_task(client, task_id: int) -> dict:
+    """One task with its annotations and predictions; :class:`TaskError` (422) when Label
+    Studio has no such task."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    from ls_backend.errors import TaskError
+
+    try:
+        return as_dict(client.tasks.get(id=int(task_id)))
+    except ApiError as exc:
+        raise TaskError(f"Label Studio has no task {task_id} (HTTP {exc.status_code})") from None
+
+
+def project_label_config(client, project_id: int) -> str:
+    """A project's labeling config (XML)."""
+    return client.projects.get(id=int(project_id)).label_config
+
+
+def update_task_data(client, task_id: int, data: dict) -> None:
+    """Replace a task's data (Label Studio checks it against the project's config)."""
+    client.tasks.update(id=int(task_id), data=data)
+
+
+def create_annotation(client, task_id: int, result: list, lead_time: float | None = None) -> int:
+    """A new annotation of a task with ``result``; returns its id."""
+    kwargs = {"lead_time": float(lead_time)} if lead_time is not None else {}
+    return client.annotations.create(id=int(task_id), result=result, **kwargs).id
+
+
+def unannotated_task_ids(client, project_id: int):
+    """Ids of a project's tasks without an annotation, in id order (the Data Manager's filter)."""
+    import json
+
+    query = {"filters": {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]},
+        "ordering": ["tasks:id"]}  # fmt: skip
+    for task in client.tasks.list(project=int(project_id), query=json.dumps(query), fields="task_only"):
+        yield int(task.id)
+
+
+def next_unannotated_task(client, project_id: int, after: int | None = None) -> int | None:
+    """The first task without an annotation after task ``after`` (wrapping round to the
+    first), or None when every task has one."""
+    first = None
+    for task_id in unannotated_task_ids(client, project_id):
+        if after is None or task_id > after:
+            return task_id
+        if first is None and task_id != after:
+            first = task_id
+    return first
+
+
+def set_instructions_block(client, project_id: int, key: str, html_text: str) -> None:
+    """Put ``html_text`` into a project's labeling instructions between ``<!-- key -->``
+    markers (replacing an earlier block, keeping the rest) and show the instructions."""
+    import re
+
+    project = client.projects.get(id=int(project_id))
+    current = project.expert_instruction or ""
+    block = f"<!-- {key} --><p>{html_text}</p><!-- /{key} -->"
+    pattern = re.compile(rf"<!-- {re.escape(key)} -->.*?<!-- /{re.escape(key)} -->", re.S)
+    text = pattern.sub(lambda _: block, current) if pattern.search(current) else block + current
+    client.projects.update(id=int(project_id), expert_instruction=text, show_instruction=True)

@@ -19,6 +19,10 @@ finepose's own:
   ``FINEPOSE_MAX_MESH_BYTES`` (default 200 MB).
 - ``FINEPOSE_SMART_MEMORY_S`` (default 3600): smart-keypoint clicks of a task are forgotten
   after this many seconds without a new click (and their files removed).
+- ``FINEPOSE_EDITOR_URL``: the backend's URL as annotators' browsers reach it, for the pose
+  editor's links (default: the URL a request came in on); ``FINEPOSE_EDITOR_SECRET``: the key
+  editor links are signed with (default: derived from ``LABEL_STUDIO_API_KEY``);
+  ``FINEPOSE_EDITOR_LINK_S`` (default 14 days): how long a link stays valid.
 - ``FINEPOSE_METHOD`` (``fast`` or ``paper``), ``FINEPOSE_WORK_WIDTH``: refinement runs on the
   reference resized to this width in px (default 300, as the release); results are given at
   the image's own size.
@@ -101,6 +105,9 @@ class Settings:
     deeplab_weights: Path | None = None
     verify_weights: bool = True
     device: str = ""
+    editor_url: str = ""
+    editor_secret: str = ""
+    editor_link_seconds: int = 14 * 24 * 3600
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -113,6 +120,9 @@ class Settings:
         if method not in ("fast", "paper"):
             raise ConfigError(f"FINEPOSE_METHOD must be 'fast' or 'paper', got {method!r}")
         registry = env.get("FINEPOSE_REGISTRY")
+        editor_url = env.get("FINEPOSE_EDITOR_URL", "").rstrip("/")
+        if editor_url and urlparse(editor_url).scheme not in ("http", "https"):
+            raise ConfigError(f"FINEPOSE_EDITOR_URL must start with http:// or https://, got {editor_url!r}")
         return cls(
             label_studio_url=url,
             api_key=env.get("LABEL_STUDIO_API_KEY", ""),
@@ -136,6 +146,9 @@ class Settings:
             deeplab_weights=Path(env["FINEPOSE_DEEPLAB_WEIGHTS"]).expanduser() if env.get("FINEPOSE_DEEPLAB_WEIGHTS") else None,
             verify_weights=_switch(env, "FINEPOSE_VERIFY_WEIGHTS", cls.verify_weights),
             device=env.get("FINEPOSE_DEVICE", "").strip(),
+            editor_url=editor_url,
+            editor_secret=env.get("FINEPOSE_EDITOR_SECRET", ""),
+            editor_link_seconds=_int(env, "FINEPOSE_EDITOR_LINK_S", cls.editor_link_seconds),
         )
 
     @property

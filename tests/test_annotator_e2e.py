@@ -35,6 +35,7 @@ from ls_backend.backend.app import create_app
 from ls_backend.backend.predictions import filled, outline
 from ls_backend.backend.resources import Resources
 from ls_backend.backend.tasks import brush_mask
+from ls_backend.editor.links import import_fields
 from ls_backend.templates import POSE_ANNOTATION, read_template
 from tests.backend_fixtures import make_world
 from tests.browser import annotate_stream, browser_available
@@ -75,7 +76,7 @@ def annotator_day(ls, out: Path) -> dict:
     for name in ("photo.png", "reference.png"):
         shutil.copy(world.root / name, folder / name)
     data = {"image": ls.local_file_url(folder / "photo.png"), "model": "toy-car",
-            "reference": ls.local_file_url(folder / "reference.png")}
+            "reference": ls.local_file_url(folder / "reference.png"), **import_fields(read_template(POSE_ANNOTATION))}
     client.projects.import_tasks(id=project.id, request=[{**data, "pose": world.start_pose.to_dict()},
                                                          {**data, "model": "no-such-car"}])
     good, bad = sorted(t.id for t in client.tasks.list(project=project.id))

@@ -31,6 +31,7 @@ from ls_backend.backend.resources import Resources
 from ls_backend.tools.study import RATINGS, create_study, rating_table, report_study, unblind
 from ls_backend.backend.predictions import filled
 from ls_backend.backend.tasks import brush_mask
+from ls_backend.editor.links import import_fields
 from tests.backend_fixtures import make_world
 from tests.browser import browser_available, screenshot_task
 from tests.label_studio import label_studio  # noqa: F401
@@ -51,7 +52,7 @@ def template_project(ls, world, title: str, template: str = "pose_annotation.xml
     for name in ("photo.png", "reference.png"):
         shutil.copy(world.root / name, folder / name)
     data = {"image": ls.local_file_url(folder / "photo.png"), "model": "toy-car",
-            "reference": ls.local_file_url(folder / "reference.png")}
+            "reference": ls.local_file_url(folder / "reference.png"), **import_fields(read_template(template))}
     return project, data
 
 

@@ -19,11 +19,13 @@ from flask import Flask, Response, jsonify, request
 
 from ls_backend.backend.model import FineposeModel
 from ls_backend.backend.resources import Resources
+from ls_backend.editor import create_editor_blueprint
 from ls_backend.errors import BadRequest, TaskError, http_status
 
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = ("/health",)
+OPEN_PREFIXES = ("/editor/",)  # the pose editor checks its own signed links instead
 
 
 class Metrics:
@@ -56,7 +58,7 @@ def create_app(resources: Resources | None = None) -> Flask:
 
     @app.before_request
     def check_auth():
-        if auth is None or request.path in OPEN_PATHS:
+        if auth is None or request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
             return None
         given = request.authorization
         if given is None or not (
@@ -121,6 +123,7 @@ def create_app(resources: Resources | None = None) -> Flask:
     def metrics_view():
         return jsonify(metrics.snapshot())
 
+    app.register_blueprint(create_editor_blueprint(resources))
     app.register_error_handler(Exception, _error)
     return app
 

@@ -17,6 +17,7 @@ from ls_backend.backend.resources import Resources
 from geometry.errors import GeometryError
 from ls_backend.backend import status
 from ls_backend.errors import FineposeError
+from ls_backend.editor.links import renew_links_later
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class FineposeModel:
         client sees the 4xx. A success clears the field.
         """
         config = parse_label_config(self.label_config)
+        renew_links_later(tasks, self.project_id, self.resources)  # the pose editor's links
         predictions = []
         for task in tasks:
             try:

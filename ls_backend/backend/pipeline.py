@@ -59,7 +59,7 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
         return Outcome(pred, "keypoints (too few)", "none", time.perf_counter() - start)
 
     initial, initial_source, note = _initial_pose(inputs, smart, registry, width, height, entry)
-    reference, reference_source = _reference(inputs, resources, image, entry.category, renderer, initial)
+    reference, reference_source = reference_mask(inputs, resources, image, entry.category, renderer, initial)
     if smart.rectangle is not None:
         reference = reference & rectangle_mask(smart.rectangle, width, height)
         if not reference.any():
@@ -97,7 +97,9 @@ def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, heig
     return None, "reference", ""
 
 
-def _reference(inputs: TaskInputs, resources: Resources, image, category, renderer, initial) -> tuple[np.ndarray, str]:
+def reference_mask(inputs: TaskInputs, resources: Resources, image, category, renderer, initial) -> tuple[np.ndarray, str]:
+    """The task's reference mask at the photo's size and where it came from (the order of the
+    module docstring); ``initial`` (or None) picks among segmented instances."""
     height, width = image.shape[:2]
     if inputs.human_reference is not None:  # painted, or the prediction's outline: filled
         mask = filled(brush_mask(inputs.human_reference))

@@ -108,3 +108,4 @@ def prediction(
     result.append(brush_result(config, PROJECTION, outline(projection), readonly=True))
     result.append(brush_result(config, REFERENCE, outline(reference), readonly=True))
     return {"result": result, "score": float(iou_after), "model_version": model_version}
+

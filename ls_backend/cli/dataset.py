@@ -53,7 +53,12 @@ def cmd_import(args) -> None:
     else:
         tasks, missing = pascal3d_tasks(args.viewpoints, args.images, args.image_url)
     client = _resources().client() if args.project else None
-    print_json(import_tasks(tasks, missing, args.images, out=args.out, project=args.project, client=client))
+    summary = import_tasks(tasks, missing, args.images, out=args.out, project=args.project, client=client)
+    if args.project and _resources().settings.editor_url:  # the new tasks' pose-editor links
+        from ls_backend.editor.links import fill_project_links
+
+        summary["editor"] = fill_project_links(client, args.project, _resources().settings)
+    print_json(summary)
 
 
 def cmd_export(args) -> None:

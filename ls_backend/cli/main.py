@@ -16,11 +16,11 @@ import sys
 
 from geometry.errors import GeometryError
 
-from ls_backend.cli import backend, batch, dataset, evaluate, pose, registry, stats, study
+from ls_backend.cli import backend, batch, dataset, editor, evaluate, pose, registry, stats, study
 from ls_backend.errors import FineposeError
 
 #: Command groups in the order ``finepose --help`` lists them.
-GROUPS = (pose, backend, dataset, stats, evaluate, registry, study, batch)
+GROUPS = (pose, backend, dataset, stats, evaluate, registry, study, batch, editor)
 
 
 def build_parser() -> argparse.ArgumentParser:

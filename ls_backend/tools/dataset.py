@@ -36,6 +36,7 @@ from ls_backend.backend.label_config import parse_label_config
 from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
 from ls_backend.backend.predictions import number_result, pose_numbers
 from ls_backend.labelstudio import project_tasks
+from ls_backend.editor.links import import_fields
 from ls_backend.backend.tasks import newest_annotation, pose_from_numbers
 from ls_backend.backend.tasks import annotated_numbers
 
@@ -63,6 +64,7 @@ def seed_tasks(human: Path, images: Path, url_template: str, refined: Path | Non
     ``/data/local-files/?d=stanford_cars/{name}``.
     """
     config = parse_label_config(label_config or read_template(POSE_ANNOTATION))
+    extra = import_fields(label_config or read_template(POSE_ANNOTATION))
     records = load_pose_set(human)
     refined_set = load_pose_set(refined) if refined else {}
     tasks, missing = [], []
@@ -79,6 +81,7 @@ def seed_tasks(human: Path, images: Path, url_template: str, refined: Path | Non
                 "model": record.model,
                 "pose": pose,
                 "source": {"file": Path(human).name, "key": record.image, "split": record.split},
+                **extra,
             }
         }
         if name in refined_set:
@@ -92,6 +95,7 @@ def seed_tasks(human: Path, images: Path, url_template: str, refined: Path | Non
 def pascal3d_tasks(viewpoints: Path, images: Path, url_template: str, label_config: str | None = None):
     """Tasks from Pascal3D+/ObjectNet3D viewpoint records (see the module docstring)."""
     config = parse_label_config(label_config or read_template(POSE_ANNOTATION))
+    extra = import_fields(label_config or read_template(POSE_ANNOTATION))
     try:
         records = json.loads(Path(viewpoints).read_text())
     except (OSError, ValueError) as exc:
@@ -107,7 +111,7 @@ def pascal3d_tasks(viewpoints: Path, images: Path, url_template: str, label_conf
                 "image_width": width, "image_height": height}
         pose_from_dict(pose)  # refuse a bad record now, naming it
         data = {config.image_key: url_template.format(name=name), "model": record.get("model"), "pose": pose,
-                "source": {"file": Path(viewpoints).name, "key": name, "split": None}}
+                "source": {"file": Path(viewpoints).name, "key": name, "split": None}, **extra}
         tasks.append({"data": data})
     return tasks, missing
 

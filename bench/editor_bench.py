@@ -1,0 +1,116 @@
+"""Pose editor speed in headless Chromium on this machine's CPU (WebGL on SwiftShader).
+
+Prints (asserts nothing): while dragging the model over a 1200x800 photo with a ~30k
+triangle mesh (Pascal3D+ car06, 30,096 triangles; a subdivided procedural car without
+../shared/data), the time between drawn frames (median, p95) and the page's own work per
+frame (draw + live IoU read-back), per display mode; live IoU updates per second; and
+Refine's round trip as the page sees it (request, refine, answer) next to the backend's
+refine time.
+
+    python bench/editor_bench.py [--moves 120] [--refines 5]
+
+Needs .venv-ls (Playwright) and Chromium: bash scripts/setup_label_studio.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from geometry.mesh import Mesh, load_mesh, save_mesh  # noqa: E402
+from geometry.pose import Pose  # noqa: E402
+from tests.conftest import DATA  # noqa: E402
+from tests.editor_browser import run_page  # noqa: E402
+from tests.editor_world import make_editor_world, serving_editor  # noqa: E402
+
+PHOTO = (1200, 800)
+EDITOR = "window.fineposeEditor"
+
+
+def bench_mesh(folder: Path) -> tuple[Path, str]:
+    car06 = DATA / "meshes" / "pascal3d_off" / "car06.off"
+    if car06.exists():
+        return car06, "Pascal3D+ car06"
+    import open3d as o3d
+
+    from geometry.procedural import car_mesh
+
+    mesh = car_mesh()
+    legacy = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(mesh.vertices), o3d.utility.Vector3iVector(mesh.triangles))
+    while len(legacy.triangles) < 30_000:
+        legacy = legacy.subdivide_midpoint(1)
+    path = folder / "dense_car.ply"
+    save_mesh(path, Mesh(np.asarray(legacy.vertices), np.asarray(legacy.triangles, dtype=np.int32)))
+    return path, "procedural car, subdivided"
+
+
+def percentile(values, q):
+    values = np.asarray(values, dtype=float)
+    return float(np.percentile(values, q)) if values.size else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--moves", type=int, default=120, help="pointer moves per drag")
+    parser.add_argument("--refines", type=int, default=5, help="Refine presses")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="editor-bench-") as tmp:
+        root = Path(tmp)
+        mesh_path, mesh_name = bench_mesh(root)
+        radius = load_mesh(mesh_path).radius
+        focal = 1.4 * PHOTO[0]
+        start = Pose(azimuth=40.0, elevation=15.0, theta=0.0, distance=radius * focal / (0.3 * PHOTO[1]), focal=focal,
+                     u=PHOTO[0] / 2, v=PHOTO[1] / 2, width=PHOTO[0], height=PHOTO[1])  # fmt: skip
+        truth = replace(start, azimuth=47.0, elevation=11.0, u=start.u + 25, v=start.v - 15)
+        models = {"car": {"mesh": str(mesh_path), "frame": "pascal3d", "category": "car"}}
+        world = make_editor_world(root / "world", models, {"car": start}, photo_size=PHOTO, reference_poses={"car": truth})
+        triangles = len(world.renderer(1).mesh.triangles)
+        reset = f"() => {{ const s = {EDITOR}.editor.stats; s.frames = []; s.drawnAt = []; s.iouUpdates = 0; return true; }}"
+        collect = f"() => {{ const s = {EDITOR}.editor.stats; return {{frames: s.frames, drawnAt: s.drawnAt, iou: s.iouUpdates}}; }}"
+        steps, modes = [], ("outline", "silhouette", "shaded", "wireframe")
+        for mode in modes:
+            steps += [
+                {"op": "eval", "js": f"() => {{ {EDITOR}.editor.setDisplay({{mode: '{mode}'}}); return true; }}"},
+                {"op": "frame"}, {"op": "eval", "js": reset},
+                {"op": "drag", "from": [640, 400], "to": [640 + 240, 400 + 120], "moves": args.moves},
+                {"op": "frame"}, {"op": "eval", "js": collect},
+                {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"},
+            ]  # fmt: skip
+        for k in range(args.refines):
+            steps += [
+                {"op": "eval", "js": f"() => {{ {EDITOR}.setPose({{azimuth: {start.azimuth + 2 * k}, u: {start.u - 3 * k}}}); {EDITOR}.editor.lastRefine = null; return true; }}"},
+                {"op": "key", "key": "r"},
+                {"op": "wait_for", "js": f"() => {EDITOR}.editor.lastRefine"},
+            ]  # fmt: skip
+        with serving_editor(world) as base_url:
+            answers = run_page(world.url(base_url, 1), steps, timeout=900)
+        assert answers[0].get("ready"), answers[0]
+        results = [a for a in answers if isinstance(a, dict) and "drawnAt" in a]
+        refines = [a for a in answers if isinstance(a, dict) and "round_trip_ms" in a]
+    print(json.dumps({"mesh": mesh_name, "triangles": triangles, "photo": "%dx%d" % PHOTO}))
+    print(f"\ndragging ({args.moves} pointer moves per drag, live IoU on)")
+    print(f"{'mode':<11} {'frames':>6} {'frame ms median':>16} {'p95':>7} {'page work ms median':>20} {'p95':>7} {'IoU/s':>7}")
+    for mode, r in zip(modes, results):
+        intervals = np.diff(r["drawnAt"])
+        seconds = (r["drawnAt"][-1] - r["drawnAt"][0]) / 1000 if len(r["drawnAt"]) > 1 else float("nan")
+        print(f"{mode:<11} {len(r['frames']):>6} {percentile(intervals, 50):>16.1f} {percentile(intervals, 95):>7.1f} "
+              f"{percentile(r['frames'], 50):>20.1f} {percentile(r['frames'], 95):>7.1f} "
+              f"{(r['iou'] - 1) / seconds if seconds > 0 else float('nan'):>7.1f}")  # fmt: skip
+    trips = [r["round_trip_ms"] for r in refines]
+    backend = [1000 * r["seconds"] for r in refines]
+    print(f"\nRefine ({len(trips)} presses): round trip median {statistics.median(trips):.0f} ms "
+          f"(min {min(trips):.0f}, max {max(trips):.0f}); backend refine median {statistics.median(backend):.0f} ms; "
+          f"IoU {refines[0]['iou_before']:.3f} -> {refines[0]['iou_after']:.3f} (first)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""The pose editor's HTTP side: the page, its data and its actions, all under ``/editor``.
+
+Every route but the static files takes the page's signed link token (``?t=``, see
+:mod:`.links`) and serves only the task it names. Routes of task ``<id>``:
+
+- ``GET /editor/<id>``: the page; ``GET .../state``: the task as the page needs it (JSON);
+  ``GET .../photo``: the photo's bytes (fetched by the backend); ``GET .../reference.png``
+  (``?size=work`` for the refiner's working size): the reference mask;
+  ``GET .../mesh.bin``: the model (:mod:`.meshdata`).
+- ``POST .../refine`` ``{pose}``: finepose's refiner from ``pose`` against the reference;
+  ``POST .../auto``: the automatic pose hypotheses; ``POST .../keypoints``
+  ``{clicks: {name: [x, y]}}``: the pose fitted to clicked model keypoints;
+  ``POST .../save`` ``{pose, lead_time}``: an annotation in Label Studio (the numbers fitted
+  to the project's ``Number`` tags, the projection's outline as a brush region, as
+  predictions draw it), answering the next task's link.
+
+``GET /editor/project/<project id>?t=`` redirects to the project's next task without an
+annotation. Poses travel as the 7 numbers (degrees, model units, px of the photo). Every
+response carries a strict Content-Security-Policy: scripts only from this backend.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, redirect, request, send_file
+
+from geometry.init_pose import initial_pose
+from geometry.keypoints import MIN_POINTS, fit_pose_to_keypoints
+from geometry.pose import PARAMETER_NAMES, Pose
+from geometry.refine import refine
+
+from ls_backend.backend.predictions import PROJECTION, brush_result, number_result, outline, pose_numbers, snapped
+from ls_backend.editor import links, meshdata
+from ls_backend.editor.source import LabelStudioSource
+from ls_backend.editor.task import EditorTask, TaskCache, load_task
+from ls_backend.errors import BadRequest, LinkError, TaskError
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+#: The release's search steps (Algorithm 1's eps), shown as the keys' nudges.
+RELEASE_STEPS = {"azimuth": 1.8, "elevation": 1.8, "theta": 1.8, "distance": 0.01, "focal": 10.0, "u": 1.0, "v": 1.0}
+
+
+def create_editor_blueprint(resources, source=None) -> Blueprint:
+    """The editor's routes for ``resources`` (the backend's); ``source`` reads tasks and
+    writes annotations (default: Label Studio with the backend's credentials)."""
+    bp = Blueprint("editor", __name__, url_prefix="/editor", static_folder=str(STATIC), static_url_path="/static")
+    source = source or LabelStudioSource(resources)
+    cache = TaskCache()
+    meshes: dict[str, tuple[bytes, int]] = {}
+    signer_box: list = []
+
+    def signer() -> links.LinkSigner:
+        if not signer_box:
+            signer_box.append(links.LinkSigner(resources.settings))
+        return signer_box[0]
+
+    def base_url() -> str:
+        return resources.settings.editor_url or request.host_url.rstrip("/")
+
+    def editor_task(task_id: int) -> EditorTask:
+        signer().for_task(request.args.get("t") or request.headers.get("X-Editor-Token"), task_id)
+        return cache.get(task_id, lambda: load_task(resources, source, task_id))
+
+    def body() -> dict:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise BadRequest("request body must be a JSON object")
+        return data
+
+    @bp.after_request
+    def headers(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
+        if request.path.startswith("/editor/static/"):
+            response.headers["Cache-Control"] = "public, max-age=3600"
+        else:
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @bp.get("/<int:task_id>")
+    def page(task_id: int):
+        try:
+            signer().for_task(request.args.get("t"), task_id)
+        except LinkError as exc:
+            return _message_page("Editor link refused", str(exc)), 403
+        text = (STATIC / "editor.html").read_text().replace("{{task}}", str(int(task_id)))
+        return Response(text, mimetype="text/html")
+
+    @bp.get("/project/<int:project_id>")
+    def project_queue(project_id: int):
+        try:
+            signer().for_project(request.args.get("t"), project_id)
+        except LinkError as exc:
+            return _message_page("Editor link refused", str(exc)), 403
+        task_id = source.next_unannotated(project_id, None)
+        if task_id is None:
+            return _message_page("Nothing left to annotate", f"Every task of project {project_id} has an annotation.")
+        return redirect(links.task_url(base_url(), signer(), project_id, task_id), 302)
+
+    @bp.get("/<int:task_id>/state")
+    def state(task_id: int):
+        task = editor_task(task_id)
+        registry = resources.require_registry()
+        try:
+            keypoints = {k: np.asarray(v).tolist() for k, v in registry.keypoints(task.model_id).items()}
+        except Exception:  # no keypoint file for this model: the keypoint tool is off
+            keypoints = {}
+        _, triangles = mesh_payload(task.model_id)
+        return jsonify(
+            task=task.task_id, project=task.project_id, model=task.model_id,
+            image={"width": task.width, "height": task.height},
+            work={"width": task.work_width, "height": task.work_height},
+            reference={"source": task.reference_source, "available": task.reference is not None},
+            frame=task.frame.tolist(), mesh={"triangles": triangles},
+            start={"pose": _numbers(task.start), "source": task.start_source},
+            prediction=_numbers(task.prediction) if task.prediction is not None else None,
+            steps={name: _step(task.config, name) for name in PARAMETER_NAMES},
+            nudges=RELEASE_STEPS, keypoints=keypoints, min_keypoints=MIN_POINTS,
+        )
+
+    def mesh_payload(model_id: str) -> tuple[bytes, int]:
+        if model_id not in meshes:
+            shown = meshdata.display_mesh(resources.require_registry().renderer(model_id).mesh)
+            meshes[model_id] = (meshdata.encode(shown), len(shown.triangles))
+        return meshes[model_id]
+
+    @bp.get("/<int:task_id>/photo")
+    def photo(task_id: int):
+        task = editor_task(task_id)
+        return send_file(task.image_path, mimetype=_image_type(task.image_path), max_age=0)
+
+    @bp.get("/<int:task_id>/reference.png")
+    def reference(task_id: int):
+        task = editor_task(task_id)
+        if task.reference is None:
+            raise TaskError(f"task {task_id} has no reference mask ({task.reference_source})")
+        mask = task.work_reference() if request.args.get("size") == "work" else task.reference
+        return Response(_png(mask), mimetype="image/png")
+
+    @bp.get("/<int:task_id>/mesh.bin")
+    def mesh(task_id: int):
+        task = editor_task(task_id)
+        return Response(mesh_payload(task.model_id)[0], mimetype="application/octet-stream")
+
+    @bp.post("/<int:task_id>/refine")
+    def refine_pose(task_id: int):
+        task = editor_task(task_id)
+        start = task.pose(body().get("pose"))
+        t0 = time.perf_counter()
+        renderer = resources.require_registry().renderer(task.model_id)
+        result = refine(renderer, task.work_reference(), start.rescaled(task.work_width, task.work_height),
+                        method=resources.settings.method)
+        refined = result.refined.rescaled(task.width, task.height)
+        return jsonify(pose=_numbers(refined), iou_before=result.iou_initial, iou_after=result.iou_refined,
+                       method=result.method, seconds=time.perf_counter() - t0)
+
+    @bp.post("/<int:task_id>/auto")
+    def auto(task_id: int):
+        task = editor_task(task_id)
+        t0 = time.perf_counter()
+        renderer = resources.require_registry().renderer(task.model_id)
+        found = initial_pose(renderer, task.work_reference(), mesh_frame=task.frame)
+        hypotheses = [{"pose": _numbers(h.pose.rescaled(task.width, task.height)), "iou": h.iou} for h in found.hypotheses]
+        return jsonify(hypotheses=hypotheses, ambiguous=found.ambiguous, seconds=time.perf_counter() - t0)
+
+    @bp.post("/<int:task_id>/keypoints")
+    def keypoints(task_id: int):
+        task = editor_task(task_id)
+        clicks = body().get("clicks")
+        if not isinstance(clicks, dict) or len(clicks) < MIN_POINTS:
+            raise TaskError(f"'clicks' must map at least {MIN_POINTS} keypoint names to image points [x, y] (px)")
+        try:
+            points = {str(k): np.array([float(v[0]), float(v[1])]) for k, v in clicks.items()}
+        except (TypeError, ValueError, IndexError):
+            raise TaskError("each click must be an image point [x, y] in pixels") from None
+        model_points = resources.require_registry().keypoints(task.model_id)
+        fit = fit_pose_to_keypoints(model_points, points, task.width, task.height, mesh_frame=task.frame)
+        alternative = _numbers(fit.alternative) if fit.alternative is not None else None
+        return jsonify(pose=_numbers(fit.pose), rms_px=fit.rms, poor=fit.poor, ambiguous=fit.ambiguous,
+                       alternative=alternative, ignored=fit.ignored)
+
+    @bp.post("/<int:task_id>/save")
+    def save(task_id: int):
+        task = editor_task(task_id)
+        data = body()
+        pose = task.pose(data.get("pose"))
+        lead_time = data.get("lead_time")
+        lead_time = float(lead_time) if isinstance(lead_time, (int, float)) and np.isfinite(lead_time) else None
+        saved = snapped(task.config, pose)  # the numbers on the project's Number grids, and what they mean
+        numbers = pose_numbers(saved)
+        projection = resources.require_registry().renderer(task.model_id).render(saved)
+        result = [number_result(task.config, name, value) for name, value in numbers.items()]
+        result.append(brush_result(task.config, PROJECTION, outline(projection)))  # drawn as predictions are
+        annotation = source.create_annotation(task_id, result, lead_time)
+        cache.forget(task_id)
+        logger.info("editor: task %s annotated (annotation %s)", task_id, annotation)
+        following = source.next_unannotated(task.project_id, task_id)
+        next_url = links.task_url(base_url(), signer(), task.project_id, following) if following is not None else None
+        return jsonify(annotation=annotation, numbers=numbers, next=next_url, next_task=following)
+
+    return bp
+
+
+def _step(config, name: str) -> str | None:
+    """A Number's step as text (the page shows that many decimals), or None."""
+    spec = config.specs.get(name)
+    return None if spec is None or spec.step is None else f"{spec.step:.{spec.decimals}f}"
+
+
+def _numbers(pose: Pose) -> dict:
+    return dict(zip(PARAMETER_NAMES, (float(x) for x in pose.vector())))
+
+
+def _png(mask: np.ndarray) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _image_type(path: Path) -> str:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return Image.MIME.get(image.format, "application/octet-stream")
+
+
+def _message_page(title: str, message: str) -> Response:
+    text = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<link rel='stylesheet' href='/editor/static/editor.css'></head><body class='message'>"
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>")
+    return Response(text, mimetype="text/html")

@@ -1,0 +1,31 @@
+"""Where the editor reads tasks and writes annotations: Label Studio, through the backend's
+credentials (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``), never the browser's."""
+
+from __future__ import annotations
+
+from ls_backend import labelstudio
+
+
+class LabelStudioSource:
+    """Tasks, labeling configs and annotations of the Label Studio the backend is set up for."""
+
+    def __init__(self, resources):
+        self.resources = resources
+
+    @property
+    def client(self):
+        """The process's authenticated client (a Personal Access Token is exchanged and
+        renewed by :mod:`ls_backend.labelstudio`; every call has its timeout)."""
+        return self.resources.client()
+
+    def task(self, task_id: int) -> dict:
+        return labelstudio.get_task(self.client, task_id)
+
+    def label_config(self, project_id: int) -> str:
+        return labelstudio.project_label_config(self.client, project_id)
+
+    def create_annotation(self, task_id: int, result: list, lead_time: float | None) -> int:
+        return labelstudio.create_annotation(self.client, task_id, result, lead_time)
+
+    def next_unannotated(self, project_id: int, after: int | None) -> int | None:
+        return labelstudio.next_unannotated_task(self.client, project_id, after)

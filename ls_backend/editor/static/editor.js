@@ -1,0 +1,852 @@
+/**
+ * finepose's pose editor page: the registry model drawn over the task's photo with WebGL
+ * (three.js, vendored), finepose's exact camera (camera.js), direct manipulation of the
+ * seven numbers, live silhouette IoU against the reference, and the backend's actions.
+ *
+ * Poses are finepose's: azimuth, elevation, theta in degrees; distance in model units;
+ * focal, u, v in pixels of the photo (pixel centres at integers, y down). The drawing
+ * buffer has the photo's pixel grid (scaled down only for photos over MAX_BUFFER_PIXELS),
+ * so a drawn silhouette pixel is exactly the ray-cast one of `finepose render`.
+ * The page's link token (?t=) goes with every request; the backend checks it.
+ */
+import * as THREE from './vendor/three/three.module.js';
+import { depthRange, flat, modelView, projection, rescaled, wrapped } from './camera.js';
+
+const NAMES = ['azimuth', 'elevation', 'theta', 'distance', 'focal', 'u', 'v'];
+const MAX_BUFFER_PIXELS = 4.2e6;
+const ROTATE_DEG_PER_PX = 0.4;
+const WHEEL_RATE = 0.001; // per wheel delta unit (100 per notch: about 10%)
+const MODEL_COLOR = new THREE.Color(0x22d3ee);
+const REFERENCE_RGBA = [255, 140, 26, 255];
+
+const token = new URLSearchParams(location.search).get('t') || '';
+const taskId = document.body.dataset.task;
+const url = (path, extra = '') => `${taskId}/${path}?t=${encodeURIComponent(token)}${extra}`;
+const $ = (id) => document.getElementById(id);
+
+async function call(path, body) {
+  const init = body === undefined ? {} : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
+  const response = await fetch(url(path), init);
+  const data = response.headers.get('Content-Type')?.includes('json') ? await response.json() : null;
+  if (!response.ok) throw new Error((data && data.error) || `${path}: HTTP ${response.status}`);
+  return data;
+}
+
+function loadImage(src) {
+  return new Promise((resolve, reject) => {
+    const image = new Image();
+    image.onload = () => resolve(image);
+    image.onerror = () => reject(new Error(`could not load ${src.split('?')[0]}`));
+    image.src = src;
+  });
+}
+
+/** A mask image (white = inside) as a Uint8Array of 0/1, rows top to bottom. */
+async function maskFromPng(src) {
+  const image = await loadImage(src);
+  const canvas = document.createElement('canvas');
+  canvas.width = image.naturalWidth;
+  canvas.height = image.naturalHeight;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(image, 0, 0);
+  const rgba = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  const mask = new Uint8Array(canvas.width * canvas.height);
+  for (let i = 0; i < mask.length; i++) mask[i] = rgba[4 * i] > 127 ? 1 : 0;
+  return { mask, width: canvas.width, height: canvas.height };
+}
+
+// ------------------------------------------------------------------------------------------
+// WebGL drawing
+
+const VERTEX = `
+varying vec3 vCam;
+void main() {
+  vec4 cam = modelViewMatrix * vec4(position, 1.0);
+  vCam = cam.xyz;
+  gl_Position = projectionMatrix * cam;
+}`;
+const FLAT = `
+uniform vec3 color;
+void main() { gl_FragColor = vec4(color, 1.0); }`;
+const SHADED = `
+uniform vec3 color;
+varying vec3 vCam;
+void main() {
+  vec3 n = normalize(cross(dFdx(vCam), dFdy(vCam)));
+  float light = abs(dot(n, normalize(vCam)));
+  gl_FragColor = vec4(color * (0.22 + 0.78 * light), 1.0);
+}`;
+const OUTLINE = `
+uniform sampler2D mask;
+uniform vec2 size;
+uniform float thickness;
+uniform vec3 color;
+float inside(vec2 offset) { return texture2D(mask, (gl_FragCoord.xy + offset) / size).r; }
+void main() {
+  if (inside(vec2(0.0)) < 0.5) discard;
+  float t = thickness;
+  float edge = 0.0;
+  edge = max(edge, 1.0 - inside(vec2(t, 0.0)));
+  edge = max(edge, 1.0 - inside(vec2(-t, 0.0)));
+  edge = max(edge, 1.0 - inside(vec2(0.0, t)));
+  edge = max(edge, 1.0 - inside(vec2(0.0, -t)));
+  edge = max(edge, 1.0 - inside(vec2(t, t)));
+  edge = max(edge, 1.0 - inside(vec2(-t, t)));
+  edge = max(edge, 1.0 - inside(vec2(t, -t)));
+  edge = max(edge, 1.0 - inside(vec2(-t, -t)));
+  if (edge < 0.5) discard;
+  gl_FragColor = vec4(color, 1.0);
+}`;
+
+class ModelDrawing {
+  /** canvas: the page's WebGL canvas; image: {width, height}; mesh: {vertices, triangles}. */
+  constructor(canvas, image, work, mesh, frame) {
+    this.image = image;
+    this.frame = frame;
+    const scale = Math.min(1, Math.sqrt(MAX_BUFFER_PIXELS / (image.width * image.height)));
+    this.buffer = { width: Math.max(1, Math.round(image.width * scale)), height: Math.max(1, Math.round(image.height * scale)) };
+    this.work = work;
+    this.renderer = new THREE.WebGLRenderer({ canvas, antialias: false, alpha: true, premultipliedAlpha: false, preserveDrawingBuffer: false });
+    this.renderer.setPixelRatio(1);
+    this.renderer.setSize(this.buffer.width, this.buffer.height, false);
+    this.renderer.setClearColor(0x000000, 0);
+    this.renderer.outputColorSpace = THREE.LinearSRGBColorSpace;
+    canvas.style.width = `${image.width}px`;
+    canvas.style.height = `${image.height}px`;
+
+    const geometry = new THREE.BufferGeometry();
+    geometry.setAttribute('position', new THREE.BufferAttribute(mesh.vertices, 3));
+    geometry.setIndex(new THREE.BufferAttribute(mesh.triangles, 1));
+    this.geometry = geometry;
+    this.radius = 0;
+    const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
+    for (let i = 0; i < mesh.vertices.length; i += 3) {
+      const [x, y, z] = [mesh.vertices[i], mesh.vertices[i + 1], mesh.vertices[i + 2]];
+      this.radius = Math.max(this.radius, Math.hypot(x, y, z));
+      [x, y, z].forEach((c, k) => { lo[k] = Math.min(lo[k], c); hi[k] = Math.max(hi[k], c); });
+    }
+    this.corners = [];
+    for (const x of [lo[0], hi[0]]) for (const y of [lo[1], hi[1]]) for (const z of [lo[2], hi[2]]) this.corners.push([x, y, z]);
+    const material = (fragmentShader, color) => new THREE.ShaderMaterial({
+      vertexShader: VERTEX, fragmentShader, side: THREE.DoubleSide, uniforms: { color: { value: color } },
+    });
+    this.flat = material(FLAT, MODEL_COLOR);
+    this.white = material(FLAT, new THREE.Color(1, 1, 1));
+    this.shaded = material(SHADED, new THREE.Color(0xe5e7eb));
+    this.mesh = new THREE.Mesh(geometry, this.flat);
+    this.mesh.matrixAutoUpdate = false;
+    this.mesh.frustumCulled = false;
+    this.scene = new THREE.Scene();
+    this.scene.add(this.mesh);
+    this.camera = new THREE.Camera();
+    this.wire = null;
+
+    this.maskTarget = new THREE.WebGLRenderTarget(this.buffer.width, this.buffer.height, {
+      minFilter: THREE.NearestFilter, magFilter: THREE.NearestFilter, depthBuffer: true });
+    this.workTarget = new THREE.WebGLRenderTarget(work.width, work.height, {
+      minFilter: THREE.NearestFilter, magFilter: THREE.NearestFilter, depthBuffer: true });
+    this.workPixels = new Uint8Array(work.width * work.height * 4);
+    this.outline = new THREE.ShaderMaterial({
+      fragmentShader: OUTLINE, vertexShader: 'void main() { gl_Position = vec4(position.xy, 0.0, 1.0); }',
+      uniforms: { mask: { value: this.maskTarget.texture }, size: { value: new THREE.Vector2(this.buffer.width, this.buffer.height) },
+                  thickness: { value: 1 }, color: { value: MODEL_COLOR } },
+      depthTest: false, depthWrite: false });
+    this.quadScene = new THREE.Scene();
+    const quad = new THREE.Mesh(new THREE.PlaneGeometry(2, 2), this.outline);
+    quad.frustumCulled = false;
+    this.quadScene.add(quad);
+  }
+
+  /** Point the camera at ``pose`` for a target of ``size`` ({width, height}). */
+  place(pose, size) {
+    const scaled = rescaled({ ...pose, width: this.image.width, height: this.image.height }, size.width, size.height);
+    const [near, far] = depthRange(pose.distance, this.radius);
+    this.camera.projectionMatrix.set(...flat(projection(scaled, size.width, size.height, near, far)));
+    this.camera.projectionMatrixInverse.copy(this.camera.projectionMatrix).invert();
+    this.mesh.matrix.set(...flat(modelView(pose, this.frame)));
+    this.mesh.matrixWorld.copy(this.mesh.matrix);
+    if (this.wire) this.wire.matrixWorld.copy(this.mesh.matrix);
+  }
+
+  /** Draw ``pose`` on the page's canvas in ``mode``; thickness: outline width (buffer px). */
+  draw(pose, mode, thickness = 1) {
+    const r = this.renderer;
+    this.place(pose, this.buffer);
+    this.mesh.visible = true;
+    if (this.wire) this.wire.visible = false;
+    if (mode === 'outline') {
+      // Only the model's bounding box is drawn and edge-tested (fill rate is what a software
+      // rasteriser pays for); the mask is cleared a little wider than the edge test reads.
+      const box = this.box(pose, thickness + 2);
+      this.mesh.material = this.white;
+      this.maskTarget.scissorTest = box !== null;
+      if (box) this.maskTarget.scissor.set(box.x, box.y, box.width, box.height);
+      r.setRenderTarget(this.maskTarget);
+      r.clear();
+      r.render(this.scene, this.camera);
+      r.setRenderTarget(null);
+      this.outline.uniforms.thickness.value = thickness;
+      r.setScissorTest(false);
+      r.clear();
+      if (box) {
+        r.setScissor(box.x, box.y, box.width, box.height);
+        r.setScissorTest(true);
+      }
+      r.render(this.quadScene, this.camera);
+      r.setScissorTest(false);
+      return;
+    }
+    if (mode === 'wireframe') {
+      if (!this.wire) {
+        this.wire = new THREE.LineSegments(new THREE.WireframeGeometry(this.geometry), new THREE.LineBasicMaterial({ color: MODEL_COLOR }));
+        this.wire.matrixAutoUpdate = false;
+        this.wire.frustumCulled = false;
+        this.scene.add(this.wire);
+        this.wire.matrixWorld.copy(this.mesh.matrix);
+      }
+      this.mesh.visible = false;
+      this.wire.visible = true;
+    }
+    this.mesh.material = mode === 'shaded' ? this.shaded : this.flat;
+    r.setRenderTarget(null);
+    r.clear();
+    r.render(this.scene, this.camera);
+  }
+
+  /** The model's on-screen bounding box in buffer pixels (GL: y from the bottom), ``pad``
+   *  pixels wider, or null when a box corner is behind the camera (then: everything). */
+  box(pose, pad) {
+    const { width, height } = this.buffer;
+    const scaled = rescaled({ ...pose, width: this.image.width, height: this.image.height }, width, height);
+    const m = modelView(pose, this.frame);
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const [x, y, z] of this.corners) {
+      const c = m.slice(0, 3).map((row) => row[0] * x + row[1] * y + row[2] * z + row[3]);
+      if (c[2] <= 1e-6) return null;
+      const px = (scaled.focal * c[0]) / c[2] + scaled.u, py = (scaled.focal * c[1]) / c[2] + scaled.v;
+      x0 = Math.min(x0, px); x1 = Math.max(x1, px); y0 = Math.min(y0, py); y1 = Math.max(y1, py);
+    }
+    const left = Math.max(0, Math.floor(x0) - pad), right = Math.min(width, Math.ceil(x1) + 1 + pad);
+    const top = Math.max(0, Math.floor(y0) - pad), bottom = Math.min(height, Math.ceil(y1) + 1 + pad);
+    if (right <= left || bottom <= top) return { x: 0, y: 0, width: 1, height: 1 };
+    return { x: left, y: height - bottom, width: right - left, height: bottom - top };
+  }
+
+  /** The drawn canvas as a 0/1 mask (rows top to bottom): call right after draw(). */
+  readCanvas() {
+    const gl = this.renderer.getContext();
+    const { width, height } = this.buffer;
+    const pixels = new Uint8Array(width * height * 4);
+    gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, pixels);
+    return flipToMask(pixels, width, height);
+  }
+
+  /** The silhouette at the refiner's working size, as a 0/1 mask (rows top to bottom). */
+  workMask(pose) {
+    const { width, height } = this.work;
+    this.place(pose, this.work);
+    this.mesh.visible = true;
+    if (this.wire) this.wire.visible = false;
+    this.mesh.material = this.white;
+    const r = this.renderer;
+    r.setRenderTarget(this.workTarget);
+    r.clear();
+    r.render(this.scene, this.camera);
+    r.readRenderTargetPixels(this.workTarget, 0, 0, width, height, this.workPixels);
+    r.setRenderTarget(null);
+    return flipToMask(this.workPixels, width, height);
+  }
+}
+
+function flipToMask(pixels, width, height) {
+  const mask = new Uint8Array(width * height);
+  for (let row = 0; row < height; row++) {
+    const src = (height - 1 - row) * width * 4;
+    const dst = row * width;
+    for (let x = 0; x < width; x++) mask[dst + x] = pixels[src + 4 * x + 3] > 0 ? 1 : 0;
+  }
+  return mask;
+}
+
+function maskIou(a, b) {
+  let inter = 0, union = 0;
+  for (let i = 0; i < a.length; i++) {
+    inter += a[i] & b[i];
+    union += a[i] | b[i];
+  }
+  return union ? inter / union : 0;
+}
+
+// ------------------------------------------------------------------------------------------
+// the editor
+
+class Editor {
+  constructor(state, mesh) {
+    this.state = state;
+    this.image = state.image;
+    this.pose = { ...state.start.pose };
+    this.undoStack = [];
+    this.redoStack = [];
+    this.display = { mode: 'outline', opacity: 0.8, reference: true };
+    this.view = { zoom: 1, x: 0, y: 0 };
+    this.hypotheses = [];
+    this.hypothesis = 0;
+    this.keypointMode = false;
+    this.pairs = {}; // keypoint name -> [x, y] photo px
+    this.selected = null;
+    this.referenceWork = null;
+    this.iou = null;
+    this.stats = { frames: [], drawnAt: [], iouUpdates: 0 }; // draw+IoU ms per frame, when frames were drawn
+    this.openedAt = performance.now();
+    this.lastCommit = { key: null, at: 0 };
+    this.dirty = true;
+
+    const stage = $('stage');
+    const photo = $('photo');
+    photo.width = this.image.width;
+    photo.height = this.image.height;
+    stage.style.width = `${this.image.width}px`;
+    stage.style.height = `${this.image.height}px`;
+    this.drawing = new ModelDrawing($('gl'), this.image, state.work, mesh, state.frame);
+    const ref = $('ref');
+    ref.width = this.image.width;
+    ref.height = this.image.height;
+    ref.style.width = `${this.image.width}px`;
+    ref.style.height = `${this.image.height}px`;
+    this.buildParams();
+    this.bindEvents();
+    this.fitView();
+    this.setDisplay({});
+    this.loop = this.loop.bind(this);
+    requestAnimationFrame(this.loop);
+  }
+
+  // --- pose and history ---------------------------------------------------------------
+  getPose() { return { ...this.pose }; }
+
+  setPose(pose, commitKey) {
+    if (commitKey !== undefined) this.commit(commitKey);
+    for (const name of NAMES) {
+      const value = Number(pose[name]);
+      if (Number.isFinite(value)) this.pose[name] = value;
+    }
+    this.pose.distance = Math.max(this.pose.distance, 1e-6);
+    this.pose.focal = Math.max(this.pose.focal, 1e-3);
+    this.changed();
+  }
+
+  /** Remember the pose before a change; the same key within 600 ms is one change (a drag,
+   *  a run of wheel steps, a held key). */
+  commit(key = null) {
+    const now = performance.now();
+    if (key !== null && this.lastCommit.key === key && now - this.lastCommit.at < 600) {
+      this.lastCommit.at = now;
+      return;
+    }
+    this.lastCommit = { key, at: now };
+    this.undoStack.push({ ...this.pose });
+    if (this.undoStack.length > 500) this.undoStack.shift();
+    this.redoStack = [];
+  }
+
+  undo() {
+    if (!this.undoStack.length) return;
+    this.redoStack.push({ ...this.pose });
+    this.pose = this.undoStack.pop();
+    this.lastCommit = { key: null, at: 0 };
+    this.changed();
+  }
+
+  redo() {
+    if (!this.redoStack.length) return;
+    this.undoStack.push({ ...this.pose });
+    this.pose = this.redoStack.pop();
+    this.lastCommit = { key: null, at: 0 };
+    this.changed();
+  }
+
+  nudge(name, steps, event) {
+    const factor = event && event.shiftKey ? 10 : event && event.altKey ? 0.1 : 1;
+    this.setPose({ [name]: this.pose[name] + steps * factor * this.state.nudges[name] }, `key-${name}`);
+  }
+
+  changed() {
+    this.dirty = true;
+  }
+
+  // --- drawing ------------------------------------------------------------------------
+  loop() {
+    if (this.dirty) {
+      this.dirty = false;
+      const t0 = performance.now();
+      this.render();
+      this.stats.frames.push(performance.now() - t0);
+      this.stats.drawnAt.push(t0);
+      if (this.stats.frames.length > 2000) {
+        this.stats.frames.splice(0, 1000);
+        this.stats.drawnAt.splice(0, 1000);
+      }
+    }
+    requestAnimationFrame(this.loop);
+  }
+
+  render() {
+    const thickness = Math.max(1, Math.round(1.6 * this.drawing.buffer.width / (this.image.width * this.view.zoom)));
+    this.drawing.draw(this.pose, this.display.mode, thickness);
+    if (this.referenceWork) {
+      this.iou = maskIou(this.drawing.workMask(this.pose), this.referenceWork);
+      this.stats.iouUpdates += 1;
+      $('iou').textContent = this.iou.toFixed(4);
+    }
+    this.showNumbers();
+    if (this.keypointMode) this.drawMarks();
+  }
+
+  /** Draw ``pose`` (default: the current one) as a silhouette and read the canvas back. */
+  readCanvasMask(pose) {
+    const mode = this.display.mode;
+    this.drawing.draw(pose || this.pose, 'silhouette');
+    const mask = this.drawing.readCanvas();
+    this.display.mode = mode;
+    this.dirty = true;
+    return { width: this.drawing.buffer.width, height: this.drawing.buffer.height, mask };
+  }
+
+  // --- photo view ---------------------------------------------------------------------
+  fitView() {
+    const box = $('viewport').getBoundingClientRect();
+    const zoom = Math.min(box.width / this.image.width, box.height / this.image.height) * 0.98;
+    this.setView({ zoom, x: (box.width - this.image.width * zoom) / 2, y: (box.height - this.image.height * zoom) / 2 });
+  }
+
+  setView(view) {
+    Object.assign(this.view, view);
+    $('stage').style.transform = `translate(${this.view.x}px, ${this.view.y}px) scale(${this.view.zoom})`;
+    $('stage').classList.toggle('pixelated', this.view.zoom > 2);
+    this.dirty = true;
+  }
+
+  zoomAt(factor, clientX, clientY) {
+    const box = $('viewport').getBoundingClientRect();
+    const px = clientX - box.left, py = clientY - box.top;
+    const zoom = Math.min(40, Math.max(0.05, this.view.zoom * factor));
+    const k = zoom / this.view.zoom;
+    this.setView({ zoom, x: px - (px - this.view.x) * k, y: py - (py - this.view.y) * k });
+  }
+
+  /** Photo pixel (x, y; pixel centres at integers) under a client point. */
+  toImage(clientX, clientY) {
+    const box = $('viewport').getBoundingClientRect();
+    return [(clientX - box.left - this.view.x) / this.view.zoom - 0.5, (clientY - box.top - this.view.y) / this.view.zoom - 0.5];
+  }
+
+  toClient(x, y) {
+    return [(x + 0.5) * this.view.zoom + this.view.x, (y + 0.5) * this.view.zoom + this.view.y];
+  }
+
+  setDisplay(change) {
+    Object.assign(this.display, change);
+    $('gl').style.opacity = String(this.display.opacity);
+    $('ref').style.display = this.display.reference ? '' : 'none';
+    for (const input of document.querySelectorAll('input[name=mode]')) input.checked = input.value === this.display.mode;
+    $('opacity').value = String(this.display.opacity);
+    $('show-reference').checked = this.display.reference;
+    $('hud-mode').textContent = this.display.mode;
+    this.dirty = true;
+  }
+
+  showReference(mask, width, height) {
+    const canvas = $('ref');
+    const ctx = canvas.getContext('2d');
+    const out = ctx.createImageData(width, height);
+    const at = (x, y) => (x >= 0 && y >= 0 && x < width && y < height ? mask[y * width + x] : 0);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        if (!mask[y * width + x]) continue;
+        if (at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1)) continue;
+        out.data.set(REFERENCE_RGBA, 4 * (y * width + x));
+      }
+    }
+    ctx.putImageData(out, 0, 0);
+  }
+
+  // --- the panel ----------------------------------------------------------------------
+  buildParams() {
+    const { width, height } = this.image;
+    const d = this.pose.distance, f = this.pose.focal;
+    const ranges = {
+      azimuth: [0, 360, 0.1], elevation: [-90, 90, 0.1], theta: [-180, 180, 0.1],
+      distance: [d / 5, d * 5, d / 1000], focal: [f / 10, f * 10, 1], u: [-width / 2, width * 1.5, 0.5], v: [-height / 2, height * 1.5, 0.5],
+    };
+    const box = $('params');
+    box.innerHTML = '';
+    this.fields = {};
+    for (const name of NAMES) {
+      const [min, max, step] = ranges[name];
+      const row = document.createElement('div');
+      row.className = 'param';
+      row.innerHTML = `<label for="num-${name}">${name}</label><input type="range" id="range-${name}" min="${min}" max="${max}" step="${step}">`
+        + `<input type="number" id="num-${name}" step="${this.state.steps[name] || 'any'}">`;
+      box.appendChild(row);
+      const range = row.querySelector('input[type=range]');
+      const number = row.querySelector('input[type=number]');
+      range.addEventListener('input', () => this.setPose({ [name]: Number(range.value) }, `field-${name}`));
+      number.addEventListener('change', () => this.setPose({ [name]: Number(number.value) }, `field-${name}`));
+      this.fields[name] = { range, number };
+    }
+  }
+
+  showNumbers() {
+    const shown = wrapped(this.pose);
+    for (const name of NAMES) {
+      const { range, number } = this.fields[name];
+      const digits = decimals(this.state.steps[name]);
+      if (document.activeElement !== number) number.value = shown[name].toFixed(digits);
+      if (document.activeElement !== range) range.value = String(shown[name]);
+    }
+  }
+
+  status(text, error = false) {
+    $('status').textContent = text;
+    $('status').classList.toggle('error', error);
+  }
+
+  // --- actions ------------------------------------------------------------------------
+  async action(name, work) {
+    const button = $(name);
+    if (button) button.disabled = true;
+    try {
+      await work();
+    } catch (error) {
+      this.status(`${name}: ${error.message}`, true);
+    } finally {
+      if (button) button.disabled = false;
+    }
+  }
+
+  refine() {
+    return this.action('refine', async () => {
+      this.status('refining…');
+      const t0 = performance.now();
+      const answer = await call('refine', { pose: this.getPose() });
+      this.setPose(answer.pose, 'refine');
+      this.lastCommit = { key: null, at: 0 };
+      this.lastRefine = { ...answer, round_trip_ms: performance.now() - t0 };
+      this.status(`Refine: IoU ${answer.iou_before.toFixed(4)} → ${answer.iou_after.toFixed(4)}  (${(performance.now() - t0).toFixed(0)} ms)`);
+    });
+  }
+
+  auto() {
+    return this.action('auto', async () => {
+      this.status('searching the automatic pose…');
+      const answer = await call('auto');
+      this.hypotheses = answer.hypotheses;
+      this.hypothesis = 0;
+      this.useHypothesis();
+      if (answer.ambiguous) this.status(this.statusText() + '\nambiguous: H shows the other hypothesis');
+    });
+  }
+
+  useHypothesis() {
+    if (!this.hypotheses.length) return;
+    const h = this.hypotheses[this.hypothesis];
+    this.setPose(h.pose, 'auto');
+    this.lastCommit = { key: null, at: 0 };
+    this.status(this.statusText());
+  }
+
+  statusText() {
+    const h = this.hypotheses[this.hypothesis];
+    return `Auto: hypothesis ${this.hypothesis + 1} of ${this.hypotheses.length}, IoU ${h.iou.toFixed(4)}`;
+  }
+
+  nextHypothesis() {
+    if (this.hypotheses.length < 2) return;
+    this.hypothesis = (this.hypothesis + 1) % this.hypotheses.length;
+    this.useHypothesis();
+  }
+
+  save() {
+    return this.action('save', async () => {
+      this.status('saving…');
+      const answer = await call('save', { pose: this.getPose(), lead_time: (performance.now() - this.openedAt) / 1000 });
+      this.saved = answer;
+      if (answer.next) {
+        this.status(`Saved (annotation ${answer.annotation}). Opening task ${answer.next_task}…`);
+        setTimeout(() => location.assign(answer.next), 400);
+      } else {
+        this.status(`Saved (annotation ${answer.annotation}). Every task of the project has an annotation.`);
+      }
+    });
+  }
+
+  reset() {
+    this.setPose(this.state.prediction || this.state.start.pose, 'reset');
+    this.lastCommit = { key: null, at: 0 };
+  }
+
+  flip() {
+    this.setPose({ azimuth: this.pose.azimuth + 180 }, 'flip');
+    this.lastCommit = { key: null, at: 0 };
+  }
+
+  // --- keypoints ----------------------------------------------------------------------
+  toggleKeypoints(on = !this.keypointMode) {
+    if (on && !Object.keys(this.state.keypoints).length) {
+      this.status('this model has no CAD keypoints (registry keypoints file)', true);
+      return;
+    }
+    this.keypointMode = on;
+    this.selected = null;
+    $('keypoints').classList.toggle('active', on);
+    $('kp-panel').hidden = !on;
+    if (!on) $('marks').innerHTML = '';
+    this.dirty = true;
+  }
+
+  projectedKeypoints() {
+    const pose = this.pose;
+    const m = modelViewRows(pose, this.state.frame);
+    const out = {};
+    for (const [name, [x, y, z]] of Object.entries(this.state.keypoints)) {
+      const c = m.map((r) => r[0] * x + r[1] * y + r[2] * z + r[3]);
+      if (c[2] > 0) out[name] = [(pose.focal * c[0]) / c[2] + pose.u, (pose.focal * c[1]) / c[2] + pose.v];
+    }
+    return out;
+  }
+
+  drawMarks() {
+    const svg = $('marks');
+    const parts = [];
+    const model = this.projectedKeypoints();
+    for (const [name, [x, y]] of Object.entries(model)) {
+      const [cx, cy] = this.toClient(x, y);
+      const picked = name === this.selected;
+      parts.push(`<circle cx="${cx}" cy="${cy}" r="${picked ? 7 : 5}" fill="${picked ? '#facc15' : '#3b82f6'}" stroke="#fff" stroke-width="1.5"/>`);
+      parts.push(`<text x="${cx + 8}" y="${cy - 6}">${name}</text>`);
+    }
+    for (const [name, [x, y]] of Object.entries(this.pairs)) {
+      const [cx, cy] = this.toClient(x, y);
+      if (model[name]) {
+        const [mx, my] = this.toClient(...model[name]);
+        parts.push(`<line x1="${mx}" y1="${my}" x2="${cx}" y2="${cy}" stroke="#f97316" stroke-width="1.5" stroke-dasharray="4 3"/>`);
+      }
+      parts.push(`<path d="M${cx - 6} ${cy}H${cx + 6}M${cx} ${cy - 6}V${cy + 6}" stroke="#f97316" stroke-width="2.5"/>`);
+    }
+    svg.innerHTML = parts.join('');
+    $('kp-count').textContent = `${Object.keys(this.pairs).length} pairs (${this.state.min_keypoints}+ to fit)`;
+  }
+
+  keypointClick(event) {
+    const model = this.projectedKeypoints();
+    let nearest = null, best = 12;
+    for (const [name, [x, y]] of Object.entries(model)) {
+      const [cx, cy] = this.toClient(x, y);
+      const box = $('viewport').getBoundingClientRect();
+      const d = Math.hypot(cx + box.left - event.clientX, cy + box.top - event.clientY);
+      if (d < best) [nearest, best] = [name, d];
+    }
+    if (nearest && !this.selected) {
+      this.selected = nearest;
+    } else if (this.selected) {
+      this.pairs[this.selected] = this.toImage(event.clientX, event.clientY);
+      this.selected = null;
+    }
+    this.dirty = true;
+  }
+
+  fitKeypoints() {
+    return this.action('kp-fit', async () => {
+      const answer = await call('keypoints', { clicks: this.pairs });
+      this.setPose(answer.pose, 'keypoints');
+      this.lastCommit = { key: null, at: 0 };
+      this.status(`Keypoints: fitted to ${Object.keys(this.pairs).length} points, rms ${answer.rms_px.toFixed(1)} px${answer.poor ? ' (poor fit: check the pairs)' : ''}`);
+    });
+  }
+
+  // --- events -------------------------------------------------------------------------
+  bindEvents() {
+    const viewport = $('viewport');
+    let drag = null;
+    let space = false;
+    viewport.addEventListener('contextmenu', (event) => event.preventDefault());
+    viewport.addEventListener('pointerdown', (event) => {
+      viewport.focus();
+      if (this.keypointMode && event.button === 0 && !event.shiftKey && !space) {
+        this.keypointClick(event);
+        return;
+      }
+      let kind = 'move';
+      if (event.button === 1 || space) kind = 'pan';
+      else if (event.button === 2 || event.shiftKey) kind = 'rotate';
+      drag = { kind, x: event.clientX, y: event.clientY, pose: { ...this.pose }, view: { ...this.view }, committed: false, id: event.pointerId };
+      viewport.setPointerCapture(event.pointerId);
+      viewport.classList.add('dragging');
+      event.preventDefault();
+    });
+    viewport.addEventListener('pointermove', (event) => {
+      if (!drag || event.pointerId !== drag.id) return;
+      const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
+      if (drag.kind === 'pan') {
+        this.setView({ x: drag.view.x + dx, y: drag.view.y + dy });
+        return;
+      }
+      if (!drag.committed) {
+        this.commit();
+        drag.committed = true;
+      }
+      if (drag.kind === 'move') {
+        this.setPose({ u: drag.pose.u + dx / this.view.zoom, v: drag.pose.v + dy / this.view.zoom });
+      } else {
+        this.setPose({ azimuth: drag.pose.azimuth - dx * ROTATE_DEG_PER_PX, elevation: drag.pose.elevation + dy * ROTATE_DEG_PER_PX });
+      }
+    });
+    const end = (event) => {
+      if (!drag || event.pointerId !== drag.id) return;
+      drag = null;
+      viewport.classList.remove('dragging');
+    };
+    viewport.addEventListener('pointerup', end);
+    viewport.addEventListener('pointercancel', end);
+    viewport.addEventListener('wheel', (event) => {
+      event.preventDefault();
+      const delta = event.deltaY || event.deltaX;
+      if (event.ctrlKey || event.metaKey) {
+        this.zoomAt(Math.exp(-delta * WHEEL_RATE * 1.5), event.clientX, event.clientY);
+      } else if (event.altKey || event.shiftKey) {
+        const s = Math.exp(-delta * WHEEL_RATE); // dolly zoom: focal and distance together
+        this.setPose({ focal: this.pose.focal * s, distance: this.pose.distance * s }, 'dolly');
+      } else {
+        this.setPose({ distance: this.pose.distance * Math.exp(delta * WHEEL_RATE) }, 'wheel');
+      }
+    }, { passive: false });
+    window.addEventListener('keyup', (event) => { if (event.key === ' ') space = false; });
+    window.addEventListener('keydown', (event) => {
+      const target = event.target;
+      if (target instanceof HTMLInputElement && target.type === 'number') return;
+      if (event.key === ' ') { space = true; event.preventDefault(); return; }
+      if (this.handleKey(event)) event.preventDefault();
+    });
+    window.addEventListener('resize', () => this.fitView());
+
+    for (const input of document.querySelectorAll('input[name=mode]')) {
+      input.addEventListener('change', () => this.setDisplay({ mode: input.value }));
+    }
+    $('opacity').addEventListener('input', () => this.setDisplay({ opacity: Number($('opacity').value) }));
+    $('show-reference').addEventListener('change', () => this.setDisplay({ reference: $('show-reference').checked }));
+    $('refine').addEventListener('click', () => this.refine());
+    $('auto').addEventListener('click', () => this.auto());
+    $('keypoints').addEventListener('click', () => this.toggleKeypoints());
+    $('flip').addEventListener('click', () => this.flip());
+    $('undo').addEventListener('click', () => this.undo());
+    $('redo').addEventListener('click', () => this.redo());
+    $('reset').addEventListener('click', () => this.reset());
+    $('fit-view').addEventListener('click', () => this.fitView());
+    $('save').addEventListener('click', () => this.save());
+    $('kp-fit').addEventListener('click', () => this.fitKeypoints());
+    $('kp-clear').addEventListener('click', () => { this.pairs = {}; this.selected = null; this.dirty = true; });
+  }
+
+  /** Keyboard: true when the key was the editor's. */
+  handleKey(event) {
+    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    const ctrl = event.ctrlKey || event.metaKey;
+    if (ctrl) {
+      if (key === 'z' && !event.shiftKey) this.undo();
+      else if (key === 'y' || (key === 'z' && event.shiftKey)) this.redo();
+      else if (key === 's' || key === 'Enter') this.save();
+      else return false;
+      return true;
+    }
+    const nudges = { a: ['azimuth', -1], d: ['azimuth', 1], w: ['elevation', 1], s: ['elevation', -1], q: ['theta', -1], e: ['theta', 1],
+                     z: ['distance', -1], x: ['distance', 1], c: ['focal', -1], v: ['focal', 1],
+                     ArrowLeft: ['u', -1], ArrowRight: ['u', 1], ArrowUp: ['v', -1], ArrowDown: ['v', 1] };
+    if (nudges[key]) {
+      this.nudge(...nudges[key], event);
+      return true;
+    }
+    const modes = { 1: 'outline', 2: 'silhouette', 3: 'shaded', 4: 'wireframe' };
+    if (modes[key]) this.setDisplay({ mode: modes[key] });
+    else if (key === 'm') this.setDisplay({ reference: !this.display.reference });
+    else if (key === '[') this.setDisplay({ opacity: Math.max(0.05, this.display.opacity - 0.1) });
+    else if (key === ']') this.setDisplay({ opacity: Math.min(1, this.display.opacity + 0.1) });
+    else if (key === 'b') this.flip();
+    else if (key === 'p') this.reset();
+    else if (key === 'r') this.refine();
+    else if (key === 't') this.auto();
+    else if (key === 'h') this.nextHypothesis();
+    else if (key === 'k') this.toggleKeypoints();
+    else if (key === 'f' && this.keypointMode) this.fitKeypoints();
+    else if (key === 'Escape') { this.selected = null; this.dirty = true; }
+    else if (key === 'Home') this.fitView();
+    else if (key === '+' || key === '=') this.zoomAt(1.25, ...this.viewportCentre());
+    else if (key === '-') this.zoomAt(0.8, ...this.viewportCentre());
+    else return false;
+    return true;
+  }
+
+  viewportCentre() {
+    const box = $('viewport').getBoundingClientRect();
+    return [box.left + box.width / 2, box.top + box.height / 2];
+  }
+}
+
+function modelViewRows(pose, frame) {
+  return modelView(pose, frame).slice(0, 3);
+}
+
+function decimals(step) {
+  if (!step) return 4;
+  const text = String(step);
+  return text.includes('.') ? text.split('.')[1].length : 0;
+}
+
+/** A 0/1 mask as base64 of its bits, most significant first (numpy.unpackbits' order). */
+function packMask({ width, height, mask }) {
+  const bytes = new Uint8Array(Math.ceil(mask.length / 8));
+  for (let i = 0; i < mask.length; i++) if (mask[i]) bytes[i >> 3] |= 0x80 >> (i & 7);
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return { width, height, bits: btoa(text) };
+}
+
+async function main() {
+  const ready = {};
+  window.fineposeEditor = { ready: new Promise((resolve, reject) => Object.assign(ready, { resolve, reject })) };
+  try {
+    const state = await call('state');
+    const [meshBytes] = await Promise.all([
+      fetch(url('mesh.bin')).then((r) => { if (!r.ok) throw new Error(`mesh: HTTP ${r.status}`); return r.arrayBuffer(); }),
+      loadImage(url('photo')).then((image) => { $('photo').src = image.src; }),
+    ]);
+    const header = new DataView(meshBytes, 4, 8);
+    const nv = header.getUint32(0, true), nt = header.getUint32(4, true);
+    const mesh = { vertices: new Float32Array(meshBytes, 12, nv * 3), triangles: new Uint32Array(meshBytes.slice(12 + 12 * nv, 12 + 12 * nv + 12 * nt)) };
+    const editor = new Editor(state, mesh);
+    $('title').textContent = `task ${state.task} · model ${state.model} · start: ${state.start.source} · reference: ${state.reference.source}`;
+    if (state.reference.available) {
+      const [full, work] = await Promise.all([maskFromPng(url('reference.png')), maskFromPng(url('reference.png', '&size=work'))]);
+      editor.showReference(full.mask, full.width, full.height);
+      editor.referenceWork = work.mask;
+      editor.dirty = true;
+    } else {
+      for (const id of ['refine', 'auto']) $(id).disabled = true;
+      $('iou').textContent = 'no reference';
+    }
+    Object.assign(window.fineposeEditor, {
+      editor, state,
+      getPose: () => editor.getPose(),
+      setPose: (pose) => { editor.setPose(pose, 'api'); editor.lastCommit = { key: null, at: 0 }; },
+      readCanvasMask: (pose) => packMask(editor.readCanvasMask(pose)),
+      renderNow: () => { editor.render(); return editor.iou; },
+    });
+    $('viewport').focus();
+    ready.resolve(true);
+  } catch (error) {
+    $('status').textContent = `The editor could not start: ${error.message}`;
+    $('status').classList.add('error');
+    ready.reject(error);
+  }
+}
+
+main();
