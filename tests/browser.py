@@ -136,14 +136,20 @@ _WARNINGS_JS = """() => Array.from(document.querySelectorAll('.ant-modal, .lsf-m
     .map(m => m.textContent.trim()).filter(t => t.length > 0)"""
 
 
-def _login(page, job):
-    page.goto(job["base_url"] + "/user/login/")
-    page.fill("input[name=email]", job["email"])
-    page.fill("input[name=password]", job["password"])
+def login_label_studio(page, base_url: str, email: str, password: str) -> None:
+    """Log in through Label Studio's own form (email + password; the CSRF token rides in a
+    hidden input); RuntimeError when the login page comes back."""
+    page.goto(base_url + "/user/login/")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
     with page.expect_navigation():
         page.click("button[type=submit], input[type=submit]")
     if "/user/login" in page.url:
-        raise RuntimeError(f"login as {job['email']} failed (still on {page.url})")
+        raise RuntimeError(f"login as {email} failed (still on {page.url})")
+
+
+def _login(page, job):
+    login_label_studio(page, job["base_url"], job["email"], job["password"])
 
 
 def _stream(page, job) -> dict:

@@ -24,7 +24,10 @@ import time
 from pathlib import Path
 
 if __package__:  # imported from the tests
-    from tests.browser import LS_PYTHON, browser_available, chromium_path
+    from tests.browser import LS_PYTHON, browser_available, chromium_path, login_label_studio
+else:  # the subprocess script: its sibling module, by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from browser import login_label_studio
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-dev-shm-usage", "--hide-scrollbars",
@@ -98,13 +101,7 @@ def _open_from_label_studio(page, job: dict, console: list):
     """Log in (Label Studio's form), open the labeling screen, click the editor link: the
     editor's tab."""
     ls = job["ls"]
-    page.goto(ls["base_url"] + "/user/login/")
-    page.fill("input[name=email]", ls["email"])
-    page.fill("input[name=password]", ls["password"])
-    with page.expect_navigation():
-        page.click("button[type=submit], input[type=submit]")
-    if "/user/login" in page.url:
-        raise RuntimeError(f"login as {ls['email']} failed")
+    login_label_studio(page, ls["base_url"], ls["email"], ls["password"])
     page.goto(job["url"])
     link = page.locator("a[href*='/editor/']").first  # re-found on each use: Label Studio re-renders
     link.wait_for()
