@@ -38,6 +38,11 @@ class Mesh:
             raise MeshError(f"{self.name}: mesh has non-finite vertex coordinates")
         if self.triangles.min() < 0 or self.triangles.max() >= len(self.vertices):
             raise MeshError(f"{self.name}: triangle indices out of range")
+        corners = self.vertices[self.triangles]
+        area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1).sum()
+        extent = float(np.ptp(self.vertices, axis=0).max())
+        if not extent > 0 or not area > 1e-9 * extent**2:
+            raise MeshError(f"{self.name}: mesh is degenerate (its triangles enclose no area): no silhouette to fit")
 
     @property
     def radius(self) -> float:

@@ -95,6 +95,19 @@ class DataError(FineposeError, ValueError):
     status = 422
 
 
+class UpstreamError(FineposeError):
+    """Label Studio (or another service finepose calls) is unreachable or refused the call; the
+    message names its host and the reason, never its credentials."""
+
+    status = 502
+
+
+class StorageError(FineposeError):
+    """The backend's own folder (``MODEL_DIR``) cannot be written: full or read-only."""
+
+    status = 503
+
+
 def http_status(exc: BaseException) -> int | None:
     """The HTTP status finepose answers ``exc`` with, or None for an unexpected error (500)."""
     if isinstance(exc, FineposeError):
@@ -102,3 +115,4 @@ def http_status(exc: BaseException) -> int | None:
     if isinstance(exc, GeometryError):
         return 422
     return None
+

@@ -4,8 +4,9 @@ Label Studio's own names:
 
 - ``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``: where task media and the API live.
 - ``BASIC_AUTH_USER`` / ``BASIC_AUTH_PASS``: when both are set, every endpoint but ``/health``
-  asks for them.
-- ``MODEL_DIR``: a writable folder (download cache, smart-keypoint memory).
+  asks for them; one without the other is refused (the backend does not start).
+- ``MODEL_DIR``: a writable folder (download cache, smart-keypoint memory); when it is not
+  writable the backend uses a temporary folder instead and logs a warning saying so.
 - ``LOG_LEVEL``: ``DEBUG``, ``INFO`` (default), ...
 
 finepose's own:
@@ -17,6 +18,14 @@ finepose's own:
   Label Studio).
 - ``FINEPOSE_MAX_IMAGE_BYTES`` (default 25 MB), ``FINEPOSE_MAX_IMAGE_PIXELS`` (default 40 M),
   ``FINEPOSE_MAX_MESH_BYTES`` (default 200 MB).
+- ``FINEPOSE_FETCH_CONNECT_S`` (5), ``FINEPOSE_FETCH_READ_S`` (10), ``FINEPOSE_FETCH_TOTAL_S`` (20):
+  seconds a media download may take to connect, to send the next byte, and in all (all media
+  of one task). Label Studio API calls have their own timeout (:mod:`ls_backend.labelstudio`).
+- ``FINEPOSE_MEDIA_CACHE_BYTES`` (default 1 GB): the media cache's bound (least recently used
+  files are removed first).
+- ``FINEPOSE_MAX_REQUEST_BYTES`` (default 32 MB): larger request bodies answer 413.
+- ``FINEPOSE_THREADS`` (default 8): requests refined at once per worker process (``finepose
+  serve --threads`` sets it); further requests wait for a slot while ``/health`` stays free.
 - ``FINEPOSE_SMART_MEMORY_S`` (default 3600): smart-keypoint clicks of a task are forgotten
   after this many seconds without a new click (and their files removed).
 - ``FINEPOSE_EDITOR_URL``: the backend's URL as annotators' browsers reach it, for the pose
@@ -77,6 +86,30 @@ def _switch(env, name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be 1/on/true/yes or 0/off/false/no, got {text!r}")
 
 
+def _float(env, name: str, default: float) -> float:
+    text = env.get(name)
+    if text in (None, ""):
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
+    if not 0 < value < 86400:
+        raise ConfigError(f"{name} must be between 0 and 86400 seconds, got {text}")
+    return value
+
+
+def _basic_auth(env) -> tuple[str, str] | None:
+    """Both of ``BASIC_AUTH_USER`` and ``BASIC_AUTH_PASS``, or neither: one alone would leave the
+    backend open while its operator believes it is protected."""
+    user, password = env.get("BASIC_AUTH_USER", ""), env.get("BASIC_AUTH_PASS", "")
+    if bool(user) != bool(password):
+        missing = "BASIC_AUTH_PASS" if user else "BASIC_AUTH_USER"
+        given = "BASIC_AUTH_USER" if user else "BASIC_AUTH_PASS"
+        raise ConfigError(f"{given} is set but {missing} is not: set both to require basic auth, or neither")
+    return (user, password) if user else None
+
+
 def _list(env, name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
@@ -108,6 +141,12 @@ class Settings:
     editor_url: str = ""
     editor_secret: str = ""
     editor_link_seconds: int = 14 * 24 * 3600
+    fetch_connect_s: float = 5.0
+    fetch_read_s: float = 10.0
+    fetch_total_s: float = 20.0
+    media_cache_bytes: int = 1024 * MB
+    max_request_bytes: int = 32 * MB
+    threads: int = 8
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -115,7 +154,6 @@ class Settings:
         url = env.get("LABEL_STUDIO_URL", "").rstrip("/")
         if url and urlparse(url).scheme not in ("http", "https"):
             raise ConfigError(f"LABEL_STUDIO_URL must start with http:// or https://, got {url!r}")
-        user, password = env.get("BASIC_AUTH_USER", ""), env.get("BASIC_AUTH_PASS", "")
         method = env.get("FINEPOSE_METHOD", cls.method)
         if method not in ("fast", "paper"):
             raise ConfigError(f"FINEPOSE_METHOD must be 'fast' or 'paper', got {method!r}")
@@ -126,7 +164,7 @@ class Settings:
         return cls(
             label_studio_url=url,
             api_key=env.get("LABEL_STUDIO_API_KEY", ""),
-            basic_auth=(user, password) if user and password else None,
+            basic_auth=_basic_auth(env),
             model_dir=Path(env.get("MODEL_DIR", cls.model_dir)),
             log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
             registry=Path(registry) if registry else None,
@@ -149,6 +187,12 @@ class Settings:
             editor_url=editor_url,
             editor_secret=env.get("FINEPOSE_EDITOR_SECRET", ""),
             editor_link_seconds=_int(env, "FINEPOSE_EDITOR_LINK_S", cls.editor_link_seconds),
+            fetch_connect_s=_float(env, "FINEPOSE_FETCH_CONNECT_S", cls.fetch_connect_s),
+            fetch_read_s=_float(env, "FINEPOSE_FETCH_READ_S", cls.fetch_read_s),
+            fetch_total_s=_float(env, "FINEPOSE_FETCH_TOTAL_S", cls.fetch_total_s),
+            media_cache_bytes=_int(env, "FINEPOSE_MEDIA_CACHE_BYTES", cls.media_cache_bytes),
+            max_request_bytes=_int(env, "FINEPOSE_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            threads=_int(env, "FINEPOSE_THREADS", cls.threads),
         )
 
     @property

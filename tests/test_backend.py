@@ -230,7 +230,7 @@ def test_a_bad_task_in_a_batch_does_not_sink_the_others(client, world):
     assert results[1] == []  # no prediction: Label Studio stores nothing and a later retrieve tries again
 
 
-def test_missing_segmentation_weights_say_which_file(client, world, tmp_path, monkeypatch):
+def test_missing_segmentation_weights_say_which_file(client, world, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.delenv("FINEPOSE_MASKRCNN_WEIGHTS", raising=False)
     import ls_backend.segmentation.models as segmentation
@@ -239,7 +239,9 @@ def test_missing_segmentation_weights_say_which_file(client, world, tmp_path, mo
     response = predict(client, world, [world.task(pose=world.start_pose.to_dict())])
     assert response.status_code == 503
     assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in response.get_json()["error"]
-    assert str(tmp_path) in response.get_json()["error"]
+    assert "$TORCH_HOME/hub/checkpoints/" in response.get_json()["error"]
+    assert str(tmp_path) not in response.get_data(as_text=True)  # the answer names no server path...
+    assert str(tmp_path) in caplog.text  # ...the log has it
 
 
 def _config(world):

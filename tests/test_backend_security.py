@@ -134,5 +134,7 @@ def test_unreachable_label_studio_is_a_clear_error(world):
     task = world.task(pose=world.start_pose.to_dict(), reference=world.url("reference.png"))
     task["data"]["image"] = "/data/upload/1/photo.png"
     response = client.post("/predict", json=body(world, task))
-    assert response.status_code == 422 and "could not fetch /data/upload/1/photo.png" in response.get_json()["error"]
+    error = response.get_json()["error"]
+    assert response.status_code == 422, error
+    assert all(words in error for words in ("data.image", "/data/upload/1/photo.png", "127.0.0.1:9", "unreachable")), error
     assert client.get("/health").status_code == 200

@@ -3,18 +3,29 @@
 Accepted URLs: Label Studio's relative ones (``/data/upload/...``, ``/storage-data/...``,
 ``/data/local-files/?d=...``), cloud URIs (``s3://``, ``gs://``, ``azure-blob://``, presigned
 by Label Studio), and ``http(s)`` URLs whose host is ``LABEL_STUDIO_URL``'s or in
-``FINEPOSE_ALLOWED_HOSTS``. Refused: other schemes (``file://``, ...), bare paths, any ``..``
-path segment, redirects to a host outside the policy, files over the size limits.
-Downloads go through label-studio-sdk's ``get_local_path`` (the credential of
-:func:`ls_backend.labelstudio.connection`, a PAT's access token or the legacy key, is sent to
-Label Studio's host only); local-files URLs are read straight from disk when their path lies in one
-of ``FINEPOSE_LOCAL_FILES_ROOTS`` (the SDK itself also reads them from Label Studio's
-``LOCAL_FILES_DOCUMENT_ROOT`` when that is set), and downloaded from Label Studio otherwise.
+``FINEPOSE_ALLOWED_HOSTS``. Refused before any request is sent: other schemes (``file://``,
+...), bare paths, ``..`` anywhere in the path or the query (also percent-encoded), backslashes,
+control characters, credentials in the URL, URLs over :data:`MAX_URL_CHARS`.
+
+Downloads: label-studio-sdk's ``get_local_path`` resolves Label Studio URLs and sends the token of
+:func:`ls_backend.labelstudio.connection` (a PAT's access token or the legacy key) to Label
+Studio's host only; its requests go through :class:`~.download.BoundedSession`
+(timeouts, size limits, redirects to allowed hosts only) and land in the
+:class:`~.media_cache.MediaCache` (atomic, deduplicated, bounded). Local-files URLs are read
+straight from disk when their path lies in one of ``FINEPOSE_LOCAL_FILES_ROOTS``.
+
+Errors name the task's field and URL, never the server's paths: :class:`MediaError` (422),
+:class:`UpstreamTimeout` (504) naming the host that was too slow.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import posixpath
+import re
+import shutil
+import threading
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -22,104 +33,151 @@ import numpy as np
 import requests
 
 from ls_backend import labelstudio
-from ls_backend.errors import MediaError
+from ls_backend.backend.download import BoundedSession, Deadline, Limits, host_of
+from ls_backend.backend.media_cache import MediaCache
+from ls_backend.errors import CredentialsError, MediaError, StorageError, UpstreamTimeout
 from ls_backend.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 LS_RELATIVE_PREFIXES = ("/data/upload/", "/data/local-files/", "/storage-data/")
 CLOUD_PREFIXES = ("s3://", "gs://", "azure-blob://")
+MAX_URL_CHARS = 8192
+MIN_PHOTO_SIDE = 8  # px: smaller photos hold no object worth a pose
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PARTS = re.compile(r"[/?&=;#]")
 
 
-class _PolicySession(requests.Session):
-    """A requests session that refuses responses redirecting outside the allowed hosts and
-    bodies announced as larger than the limit."""
-
-    def __init__(self, hosts: set[str], max_bytes: int):
-        super().__init__()
-        self.hosts = hosts
-        self.max_bytes = max_bytes
-        self.hooks["response"].append(self._check)
-
-    def _check(self, response, *args, **kwargs):
-        if response.is_redirect:
-            target = urlparse(requests.compat.urljoin(response.url, response.headers.get("location", "")))
-            if target.scheme not in ("http", "https") or target.netloc not in self.hosts:
-                raise MediaError(f"refused redirect from {response.url} to {target.geturl()}: host not allowed")
-        length = response.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_bytes:
-            raise MediaError(f"{response.url}: {length} bytes, over the limit of {self.max_bytes}")
-        return response
-
-
-def check_url(url, settings: Settings) -> str:
-    """``url`` when the policy allows it; otherwise :class:`MediaError` saying why."""
+def check_url(url, settings: Settings, field: str = "media URL") -> str:
+    """``url`` when the policy allows it; otherwise :class:`MediaError` naming ``field`` and why."""
     if not isinstance(url, str) or not url.strip():
-        raise MediaError(f"media URL must be a non-empty string, got {url!r}")
+        raise MediaError(f"{field} must be a non-empty URL string, got {_short(url)}")
     url = url.strip()
-    parsed = urlparse(url)
-    segments = unquote(parsed.path).split("/") + _local_files_path(url).split("/")
-    if ".." in segments or "\\" in url:
-        raise MediaError(f"refused media URL {url!r}: '..' or backslashes in the path")
+    if len(url) > MAX_URL_CHARS:
+        raise MediaError(f"{field} is {len(url)} characters long, over the limit of {MAX_URL_CHARS}")
+    if _CONTROL.search(url) or "\\" in url:
+        raise MediaError(f"{field} {_short(url)} refused: control characters or backslashes")
+    if _has_dot_dot(url):
+        raise MediaError(f"{field} {_short(url)} refused: '..' in the path or query")
+    try:
+        parsed = urlparse(url)
+        parsed.port  # noqa: B018 (raises on a malformed port)
+    except ValueError as exc:
+        raise MediaError(f"{field} {_short(url)} refused: {exc}") from None
     if url.startswith(CLOUD_PREFIXES) or url.startswith(LS_RELATIVE_PREFIXES):
         if not settings.label_studio_url and not _local_file(url, settings):
-            raise MediaError(f"cannot fetch {url!r}: set LABEL_STUDIO_URL (and LABEL_STUDIO_API_KEY)")
+            raise MediaError(f"cannot fetch {field} {_short(url)}: set LABEL_STUDIO_URL (and LABEL_STUDIO_API_KEY)")
         return url
     if parsed.scheme in ("http", "https"):
-        if parsed.netloc not in settings.media_hosts:
+        if parsed.username is not None or parsed.password is not None:
+            raise MediaError(f"{field} {_short(url)} refused: credentials in media URLs are not accepted")
+        if parsed.netloc.lower() not in {h.lower() for h in settings.media_hosts}:
             raise MediaError(
-                f"refused media URL {url!r}: host {parsed.netloc!r} is neither LABEL_STUDIO_URL's "
+                f"{field} {_short(url)} refused: host {parsed.netloc!r} is neither LABEL_STUDIO_URL's "
                 "nor in FINEPOSE_ALLOWED_HOSTS"
             )
         return url
-    raise MediaError(f"refused media URL {url!r}: only Label Studio URLs and http(s) URLs of allowed hosts")
+    raise MediaError(f"{field} {_short(url)} refused: only Label Studio URLs and http(s) URLs of allowed hosts")
 
 
-def fetch(url, settings: Settings, task_id: int | None = None) -> Path:
-    """A local file holding the media at ``url`` (checked by :func:`check_url`)."""
+def fetch(url, settings: Settings, task_id: int | None = None, deadline: Deadline | None = None,
+          cache: MediaCache | None = None, field: str = "media URL") -> Path:
+    """A complete local file holding the media at ``url`` (checked by :func:`check_url`)."""
     from label_studio_sdk._extensions.label_studio_tools.core.utils import io as ls_io
 
-    url = check_url(url, settings)
+    url = check_url(url, settings, field)
     local = _local_file(url, settings)
     if local is not None:
-        return _checked_size(local, settings)
+        return _checked_size(local, settings, field)
     if url.startswith(CLOUD_PREFIXES) and task_id is None:
-        raise MediaError(f"cannot fetch cloud URI {url!r} without the task id")
-    cache = settings.model_dir / "media-cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    session = _PolicySession(settings.media_hosts, settings.max_image_bytes)
+        raise MediaError(f"cannot fetch cloud URI {field} {_short(url)} without the task id")
+    deadline = deadline or Deadline.after(settings.fetch_total_s)
+    cache = cache or default_cache(settings)
+    host = host_of(url) if "://" in url and not url.startswith(CLOUD_PREFIXES) else host_of(settings.label_studio_url)
+
+    def download() -> Path:
+        token = _access_token(settings, field, url)
+        try:
+            folder = cache.temp_dir()
+        except OSError as exc:
+            raise _storage_error(exc) from None
+        session = BoundedSession(Limits.from_settings(settings), deadline)
+        try:
+            with ls_io.http_session(session):
+                path = Path(ls_io.get_local_path(
+                    url,
+                    cache_dir=str(folder),
+                    hostname=settings.label_studio_url or None,
+                    access_token=token,  # a PAT's exchanged access token (sent as Bearer) or the legacy key
+                    task_id=task_id,
+                ))
+            if not path.is_relative_to(folder):  # the SDK found Label Studio's own copy on this machine
+                return _checked_size(path, settings, field)
+            if path.stat().st_size == 0:
+                raise MediaError(f"{field} {_short(url)}: {host} sent an empty file")
+            return cache.put(MediaCache.key(settings.label_studio_url, url), path)
+        except (StorageError, CredentialsError):
+            raise
+        except MediaError as exc:  # the session's: name the task's field and URL too
+            raise type(exc)(f"could not fetch {field} {_short(url)}: {exc}") from None
+        except requests.HTTPError as exc:
+            if exc.response.status_code == 401 and token:
+                raise labelstudio.connection(settings).refused(401, exc.response.text) from None
+            raise MediaError(f"could not fetch {field} {_short(url)}: {host} answered HTTP "
+                             f"{exc.response.status_code}") from None
+        except (requests.RequestException, OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+                raise _storage_error(exc) from None
+            logger.warning("fetching %s failed: %r", url, exc)
+            raise MediaError(f"could not fetch {field} {_short(url)} from {host}: {type(exc).__name__}") from None
+        finally:
+            session.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    path = cache.once(MediaCache.key(settings.label_studio_url, url), download, deadline.left())
+    return _checked_size(path, settings, field)
+
+
+def load_image(url, settings: Settings, field: str, task_id=None, deadline=None, cache=None) -> np.ndarray:
+    """The photo at ``url`` as (H, W, 3) uint8 RGB; a cached copy found unreadable is dropped."""
+    path = fetch(url, settings, task_id, deadline, cache, field)
     try:
-        token = labelstudio.connection(settings).access_token() if settings.label_studio_url and settings.api_key else None
-    except requests.RequestException as exc:
-        raise MediaError(f"could not fetch {url}: cannot reach Label Studio at {settings.label_studio_url}: {exc}") from None
-    try:
-        with ls_io.http_session(session):
-            path = ls_io.get_local_path(
-                url,
-                cache_dir=str(cache),
-                hostname=settings.label_studio_url or None,
-                access_token=token,  # a PAT's exchanged access token (sent as Bearer) or the legacy key
-                task_id=task_id,
-            )
+        image = read_image(path, settings, what=f"{field} {_short(url)}")
     except MediaError:
+        (cache or default_cache(settings)).forget(path)
         raise
-    except requests.HTTPError as exc:
-        if exc.response.status_code == 401 and token:
-            raise labelstudio.connection(settings).refused(401, exc.response.text) from None
-        raise MediaError(f"could not fetch {url}: HTTP {exc.response.status_code}") from None
-    except (requests.RequestException, OSError, ValueError) as exc:
-        raise MediaError(f"could not fetch {url}: {exc}") from None
-    return _checked_size(Path(path), settings)
+    height, width = image.shape[:2]
+    if min(width, height) < MIN_PHOTO_SIDE:
+        raise MediaError(f"{field} {_short(url)} is {width}x{height} px: a photo must be at least "
+                         f"{MIN_PHOTO_SIDE}x{MIN_PHOTO_SIDE} px")
+    return image
 
 
-def read_image(path: Path, settings: Settings, keep_grey: bool = False) -> np.ndarray:
+def load_reference(url, settings: Settings, field: str, size: tuple[int, int], task_id=None, deadline=None,
+                   cache=None) -> np.ndarray:
+    """The reference mask at ``url``, (H, W) = ``size[::-1]`` (see :func:`read_reference`)."""
+    path = fetch(url, settings, task_id, deadline, cache, field)
+    try:
+        return read_reference(path, settings, size, what=f"{field} {_short(url)}")
+    except MediaError:
+        (cache or default_cache(settings)).forget(path)
+        raise
+
+
+def read_image(path: Path, settings: Settings, keep_grey: bool = False, what: str | None = None) -> np.ndarray:
     """An (H, W, 3) uint8 RGB array, or (H, W) for a grey or binary image when ``keep_grey``;
-    refuses files that are not images or have too many pixels."""
+    refuses files that are not images or have too many pixels (checked on the header, before
+    anything is decoded)."""
     from PIL import Image
 
+    what = what or Path(path).name
     try:
+        if Path(path).stat().st_size == 0:
+            raise MediaError(f"{what} is an empty file")
         with Image.open(path) as image:
             if image.width * image.height > settings.max_image_pixels:
                 raise MediaError(
-                    f"image {path.name} is {image.width}x{image.height}, over the limit of "
+                    f"{what} is {image.width}x{image.height} px, over the limit of "
                     f"{settings.max_image_pixels} pixels (FINEPOSE_MAX_IMAGE_PIXELS)"
                 )
             if keep_grey and image.mode in ("1", "L"):
@@ -127,15 +185,26 @@ def read_image(path: Path, settings: Settings, keep_grey: bool = False) -> np.nd
             return np.asarray(image.convert("RGB"))
     except MediaError:
         raise
-    except (OSError, ValueError) as exc:
-        raise MediaError(f"{path.name} is not a readable image: {exc}") from None
+    except Image.DecompressionBombError as exc:  # the header claims more than PIL will ever open
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        raise MediaError(f"{what} claims {size.group(1) if size else 'too many'} pixels, over the limit of "
+                         f"{settings.max_image_pixels} (FINEPOSE_MAX_IMAGE_PIXELS)") from None
+    except FileNotFoundError:
+        raise MediaError(f"{what} is no longer there") from None
+    except Exception as exc:  # PIL's decoders raise OSError, ValueError, SyntaxError, struct.error, ...
+        logger.info("%s (%s) is not readable: %r", what, path, exc)
+        reason = str(exc).replace(str(path), "").strip(" :'") or type(exc).__name__
+        if "cannot identify image file" in reason:
+            reason = "not an image format Pillow knows"
+        raise MediaError(f"{what} is not a readable image ({reason[:120]})") from None
 
 
-def read_reference(path: Path, settings: Settings, size: tuple[int, int]) -> np.ndarray:
+def read_reference(path: Path, settings: Settings, size: tuple[int, int], what: str | None = None) -> np.ndarray:
     """A boolean mask (H, W) = ``size[::-1]`` from a mask image (non-zero = object)."""
     from skimage.transform import resize
 
-    image = read_image(path, settings, keep_grey=True)
+    what = what or Path(path).name
+    image = read_image(path, settings, keep_grey=True, what=what)
     if image.ndim == 2:
         mask = image > 127
     else:  # any channel over half (one comparison per channel: a max over the short last axis is slow)
@@ -144,8 +213,51 @@ def read_reference(path: Path, settings: Settings, size: tuple[int, int]) -> np.
     if mask.shape != (height, width):
         mask = resize(mask.astype(float), (height, width), order=0) > 0.5
     if not mask.any():
-        raise MediaError(f"reference mask {path.name} is empty")
+        raise MediaError(f"reference mask {what} is empty (no pixel over half brightness)")
     return mask
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}
+
+
+def _storage_error(exc: OSError) -> StorageError:
+    logger.error("media cache write failed: %r", exc)
+    return StorageError(f"the media cache cannot be written ({exc.strerror or type(exc).__name__}): free space in "
+                        "MODEL_DIR or lower FINEPOSE_MEDIA_CACHE_BYTES")
+
+
+def _access_token(settings: Settings, field: str, url: str) -> str | None:
+    """The token media downloads send to Label Studio's host: a Personal Access Token's current
+    access token or the legacy key (:func:`ls_backend.labelstudio.connection`); None without
+    Label Studio settings."""
+    if not (settings.label_studio_url and settings.api_key):
+        return None
+    if "://" in url and not url.startswith(CLOUD_PREFIXES) and host_of(url).lower() != host_of(settings.label_studio_url).lower():
+        return None  # another host never gets it (the SDK checks too)
+    try:
+        return labelstudio.connection(settings).access_token()
+    except requests.RequestException as exc:
+        raise MediaError(f"could not fetch {field} {_short(url)}: cannot reach Label Studio at "
+                         f"{host_of(settings.label_studio_url)} ({type(exc).__name__})") from None
+
+
+def _has_dot_dot(url: str) -> bool:
+    """Whether ``..`` is a segment of the path or of a query value, after up to three rounds of
+    percent-decoding (``%2e%2e``, ``%252e%252e``)."""
+    text = url
+    for _ in range(4):
+        if ".." in _PARTS.split(text):
+            return True
+        decoded = unquote(text)
+        if decoded == text:
+            return False
+        text = decoded
+    return True  # still encoded after three rounds: refuse rather than guess
+
+
+def _short(url) -> str:
+    text = repr(url)
+    return text if len(text) <= 120 else text[:117] + "...'"
 
 
 def _local_files_path(url: str) -> str:
@@ -167,8 +279,27 @@ def _local_file(url: str, settings: Settings) -> Path | None:
     return None
 
 
-def _checked_size(path: Path, settings: Settings) -> Path:
+def _checked_size(path: Path, settings: Settings, field: str = "media") -> Path:
     size = path.stat().st_size
     if size > settings.max_image_bytes:
-        raise MediaError(f"{path.name} is {size} bytes, over the limit of {settings.max_image_bytes} (FINEPOSE_MAX_IMAGE_BYTES)")
+        raise MediaError(f"{field} is {size} bytes, over the limit of {settings.max_image_bytes} (FINEPOSE_MAX_IMAGE_BYTES)")
     return path
+
+
+_caches: dict[Path, MediaCache] = {}
+_caches_lock = threading.Lock()
+
+
+def cache_in(folder: Path, max_bytes: int) -> MediaCache:
+    """The process's one :class:`MediaCache` of ``folder`` (one per folder: downloads of one URL
+    are shared only within one cache object)."""
+    with _caches_lock:
+        cache = _caches.get(folder)
+        if cache is None or cache.max_bytes != max_bytes:
+            cache = _caches[folder] = MediaCache(folder, max_bytes)
+        return cache
+
+
+def default_cache(settings: Settings) -> MediaCache:
+    """``MODEL_DIR/media-cache`` (the backend passes its checked work folder's instead)."""
+    return cache_in(Path(settings.model_dir) / "media-cache", settings.media_cache_bytes)

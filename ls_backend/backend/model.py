@@ -9,6 +9,7 @@ the process-wide :class:`~ls_backend.backend.resources.Resources`, so a model ob
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlparse
 
 from ls_backend.backend.label_config import parse_label_config
 from ls_backend.backend.pipeline import predict_task
@@ -16,7 +17,8 @@ from ls_backend.backend.smart import message_result
 from ls_backend.backend.resources import Resources
 from geometry.errors import GeometryError
 from ls_backend.backend import status
-from ls_backend.errors import FineposeError
+from ls_backend.backend import validation
+from ls_backend.errors import CredentialsError, FineposeError, UpstreamError
 from ls_backend.editor.links import renew_links_later
 
 logger = logging.getLogger(__name__)
@@ -81,10 +83,9 @@ class FineposeModel:
         a new prediction of that task (so the human and refined versions both stay)."""
         if event not in REFINE_EVENTS:
             return {"status": "ignored", "event": event}
-        annotation, task = data.get("annotation"), data.get("task")
-        if not isinstance(annotation, dict) or not isinstance(task, dict):
-            raise ValueError(f"{event} webhook without 'annotation' and 'task' objects")
-        project = data.get("project") or {}
+        annotation, task, project = validation.webhook_annotation_event(data)
+        if annotation.get("was_cancelled"):
+            return {"status": "ignored", "event": event, "reason": "the annotation was cancelled (skipped)"}
         config = parse_label_config(project.get("label_config") or self.label_config)
         try:
             outcome = predict_task({**task, "annotations": [annotation]}, config, self.resources)
@@ -93,8 +94,24 @@ class FineposeModel:
             raise
         status.report(self.resources.settings, task, None)
         pred = outcome.prediction
-        stored = self.resources.client().predictions.create(
-            task=task["id"], result=pred["result"], score=pred["score"], model_version=pred["model_version"]
-        )
+        try:
+            stored = self.resources.client().predictions.create(
+                task=task["id"], result=pred["result"], score=pred["score"], model_version=pred["model_version"]
+            )
+        except CredentialsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (requests', httpx's and the SDK's errors: unreachable, refused, timed out)
+            logger.warning("task %s: storing the refined prediction failed: %r", task["id"], exc)
+            raise UpstreamError(f"Label Studio at {urlparse(self.resources.settings.label_studio_url).netloc} did not "
+                                f"store the refined prediction of task {task['id']}: {_upstream_reason(exc)}") from None
         logger.info("task %s: stored refined prediction %s (IoU %.4f)", task["id"], stored.id, pred["score"])
         return {"status": "refined", "task": task["id"], "prediction": stored.id, "score": pred["score"]}
+
+
+def _upstream_reason(exc: Exception) -> str:
+    """A short reason for a failed Label Studio call (its status, or the transport error's kind)."""
+    status_code = getattr(exc, "status_code", None)
+    if status_code is not None:
+        return f"HTTP {status_code}"
+    return {"ConnectError": "unreachable", "ConnectionError": "unreachable", "ConnectTimeout": "no connection in time",
+            "ReadTimeout": "no answer in time"}.get(type(exc).__name__, type(exc).__name__)

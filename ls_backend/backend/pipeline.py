@@ -21,7 +21,8 @@ from geometry.masks import resize_mask
 from geometry.pose import Pose
 from geometry.refine import refine
 
-from ls_backend.backend import media
+from ls_backend.backend import media, validation
+from ls_backend.backend.download import Deadline
 from ls_backend.backend.label_config import PoseConfig
 from ls_backend.backend.predictions import filled, prediction, snapped
 from ls_backend.backend.resources import Resources
@@ -45,13 +46,27 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
     start = time.perf_counter()
     settings = resources.settings
     inputs = read_task(task, config)
+    smart = SmartRegions.from_context(context, config)
+    if inputs.human_reference is not None:  # a bomb is refused before any work
+        validation.brush(inputs.human_reference, inputs.reference_where, settings.max_image_pixels)
     registry = resources.require_registry()
     entry = registry.entry(inputs.model_id)
     renderer = registry.renderer(inputs.model_id)
-    image = media.read_image(media.fetch(inputs.image_url, settings, inputs.task_id), settings)
+    # Media first, outside the refinement slots: a slow server holds a connection, not a slot.
+    deadline = Deadline.after(settings.fetch_total_s)  # for all media of this task
+    image = media.load_image(inputs.image_url, settings, f"{inputs.where}: data.{config.image_key}", inputs.task_id,
+                             deadline, resources.media_cache)
+    if inputs.reference_url is not None and inputs.human_reference is None:
+        media.fetch(inputs.reference_url, settings, inputs.task_id, deadline, resources.media_cache,
+                    f"{inputs.where}: data.reference")  # into the cache; read below
+    with resources.refinement_slot():
+        return _refine(inputs, smart, image, config, resources, registry, entry, renderer, deadline, start, context)
+
+
+def _refine(inputs, smart, image, config, resources, registry, entry, renderer, deadline, start, context) -> Outcome:
+    settings = resources.settings
     height, width = image.shape[:2]
-    smart = SmartRegions.from_context(context, config)
-    smart.remember(settings.model_dir / "smart-keypoints", inputs.task_id, settings.smart_memory_seconds)
+    smart.remember(resources.work_dir / "smart-keypoints", inputs.task_id, settings.smart_memory_seconds)
     clicked = keypoint_results(config, smart.keypoints, width, height) if smart.keypoints else []
     if smart.keypoints and not smart.enough_keypoints:  # keep the clicks on screen, no pose yet
         result = clicked + message_result(config, guidance(len(smart.keypoints)))
@@ -59,7 +74,7 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
         return Outcome(pred, "keypoints (too few)", "none", time.perf_counter() - start)
 
     initial, initial_source, note = _initial_pose(inputs, smart, registry, width, height, entry)
-    reference, reference_source = reference_mask(inputs, resources, image, entry.category, renderer, initial)
+    reference, reference_source = reference_mask(inputs, resources, image, entry.category, renderer, initial, deadline)
     if smart.rectangle is not None:
         reference = reference & rectangle_mask(smart.rectangle, width, height)
         if not reference.any():
@@ -91,23 +106,27 @@ def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, heig
         found = fit_keypoints(registry.keypoints(inputs.model_id), smart.keypoints, width, height, frame)
         return found.fit.pose, "keypoints", found.message
     if inputs.human_numbers is not None:
-        return pose_from_numbers(inputs.human_numbers, width, height, entry.frame_matrix), "annotation", ""
+        return pose_from_numbers(inputs.human_numbers, width, height, entry.frame_matrix, inputs.where), "annotation", ""
     if inputs.data_pose is not None:
-        return pose_from_task_data(inputs.data_pose, width, height, entry), "data.pose", ""
+        return pose_from_task_data(inputs.data_pose, width, height, entry, inputs.where), "data.pose", ""
     return None, "reference", ""
 
 
-def reference_mask(inputs: TaskInputs, resources: Resources, image, category, renderer, initial) -> tuple[np.ndarray, str]:
+def reference_mask(inputs: TaskInputs, resources: Resources, image, category, renderer, initial,
+                   deadline: Deadline | None = None) -> tuple[np.ndarray, str]:
     """The task's reference mask at the photo's size and where it came from (the order of the
-    module docstring); ``initial`` (or None) picks among segmented instances."""
+    module docstring); ``initial`` (or None) picks among segmented instances; ``deadline``: the
+    task's media time budget (a new one when None)."""
     height, width = image.shape[:2]
+    settings = resources.settings
     if inputs.human_reference is not None:  # painted, or the prediction's outline: filled
-        mask = filled(brush_mask(inputs.human_reference))
+        mask = filled(brush_mask(inputs.human_reference, settings.max_image_pixels, inputs.reference_where))
         if mask.any():
             return resize_mask(mask, width, height), "annotation"
     if inputs.reference_url is not None:
-        path = media.fetch(inputs.reference_url, resources.settings, inputs.task_id)
-        return media.read_reference(path, resources.settings, (width, height)), "data.reference"
+        mask = media.load_reference(inputs.reference_url, settings, f"{inputs.where}: data.reference", (width, height),
+                                    inputs.task_id, deadline, resources.media_cache)
+        return mask, "data.reference"
     projection = renderer.render(initial) if initial is not None else None
     found = resources.segmenter().segment(image, category, projection)
     if not found.mask.any():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from functools import cached_property
+from pathlib import Path
 
 from ls_backend import __version__
 from ls_backend.settings import Settings
@@ -33,6 +34,38 @@ class Resources:
             if cls._shared is None:
                 cls._shared = cls(Settings.from_env())
             return cls._shared
+
+    @cached_property
+    def _work(self) -> tuple:
+        from ls_backend.backend.media_cache import work_dir
+
+        return work_dir(self.settings.model_dir)
+
+    @property
+    def work_dir(self) -> Path:
+        """Where the backend writes: ``MODEL_DIR``, or a temporary folder when that is not
+        writable (:func:`ls_backend.backend.media_cache.work_dir`)."""
+        return self._work[0]
+
+    @property
+    def work_dir_persistent(self) -> bool:
+        return self._work[1]
+
+    @cached_property
+    def _slots(self) -> threading.BoundedSemaphore:
+        return threading.BoundedSemaphore(self.settings.threads)
+
+    def refinement_slot(self) -> threading.BoundedSemaphore:
+        """One of the process's ``FINEPOSE_THREADS`` refinement slots (``with``: wait for one):
+        bounds the CPU and memory of concurrent refinements; media are fetched outside them."""
+        return self._slots
+
+    @cached_property
+    def media_cache(self):
+        """The process's media cache (``<work dir>/media-cache``, bounded)."""
+        from ls_backend.backend.media import cache_in
+
+        return cache_in(self.work_dir / "media-cache", self.settings.media_cache_bytes)
 
     @cached_property
     def registry(self) -> Registry | None:

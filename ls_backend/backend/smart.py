@@ -33,8 +33,9 @@ import numpy as np
 from geometry.init_pose import FOCAL_PER_WIDTH
 from geometry.keypoints import MIN_POINTS, KeypointFit, fit_pose_to_keypoints
 
+from ls_backend.backend import validation
 from ls_backend.backend.label_config import PoseConfig
-from ls_backend.backend.tasks import TaskError
+from ls_backend.errors import StorageError, TaskError
 
 
 @dataclass
@@ -44,21 +45,22 @@ class SmartRegions:
 
     @classmethod
     def from_context(cls, context, config: PoseConfig) -> "SmartRegions":
+        """The finepose regions of ``context`` (checked by
+        :func:`ls_backend.backend.validation.context_regions`; others are ignored)."""
         found = cls()
-        if not context:
-            return found
-        items = context.get("result") if isinstance(context, dict) else None
-        if not isinstance(items, list):
-            raise TaskError("interactive context must be {'result': [regions]}")
-        for item in items:
-            value = item.get("value") if isinstance(item, dict) else None
-            if not isinstance(value, dict):
-                raise TaskError(f"interactive region without a value: {item!r}")
+        for index, item in enumerate(validation.context_regions(context) or []):
+            where = f"params.context.result[{index}]"
+            value = item["value"]
             if item.get("type") == "keypointlabels" and item.get("from_name") == config.keypoints:
-                for label in value.get("keypointlabels") or []:
-                    found.keypoints[label] = (_percent(value, "x"), _percent(value, "y"))
+                names = validation.labels(value.get("keypointlabels") or [], f"{where}.value.keypointlabels")
+                for label in names:
+                    found.keypoints[label] = (validation.percent(value, "x", where), validation.percent(value, "y", where))
             elif item.get("type") == "rectanglelabels" and item.get("from_name") == config.rectangle:
-                found.rectangle = tuple(_percent(value, key) for key in ("x", "y", "width", "height"))
+                box = tuple(validation.percent(value, key, where) for key in ("x", "y", "width", "height"))
+                if box[2] <= 0 or box[3] <= 0:
+                    raise TaskError(f"{where}.value.width and .height must be positive (percent), got "
+                                    f"{box[2]:g} x {box[3]:g}")
+                found.rectangle = box
         return found
 
     def remember(self, folder: Path, task_id, max_age_s: float = 3600.0) -> None:
@@ -66,27 +68,42 @@ class SmartRegions:
         of every task idle for over ``max_age_s`` seconds forgotten first."""
         if not self.keypoints or task_id is None:
             return
-        folder.mkdir(parents=True, exist_ok=True)
-        forget_idle(folder, max_age_s)
-        path = folder / f"{int(task_id)}.json"
+        task_id = validation.task_id(task_id)  # a whole number: the file name is safe
+        path = folder / f"{task_id}.json"
+        tmp = None
         try:
-            earlier = json.loads(path.read_text()) if path.is_file() else {}
-        except (OSError, ValueError):
-            earlier = {}
-        self.keypoints = {**{k: tuple(v) for k, v in earlier.items()}, **self.keypoints}
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as tmp:
-            json.dump(self.keypoints, tmp)
-        os.replace(tmp.name, path)  # atomic: concurrent workers never see half a file
+            folder.mkdir(parents=True, exist_ok=True)
+            forget_idle(folder, max_age_s)
+            self.keypoints = {**_remembered(path), **self.keypoints}
+            with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as tmp:
+                json.dump(self.keypoints, tmp)
+            os.replace(tmp.name, path)  # atomic: concurrent workers never see half a file
+        except OSError as exc:
+            raise StorageError(f"the smart-keypoint memory cannot be written ({exc.strerror or type(exc).__name__}): "
+                               "free space in MODEL_DIR") from None
+        finally:
+            if tmp is not None and os.path.exists(tmp.name):
+                os.unlink(tmp.name)
 
     @property
     def enough_keypoints(self) -> bool:
         return len(self.keypoints) >= MIN_POINTS
 
 
+def _remembered(path: Path) -> dict:
+    """A task's earlier clicks (``{}`` when there are none or the file is not what we wrote)."""
+    try:
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+        return {str(k): (float(v[0]), float(v[1])) for k, v in earlier.items()}
+    except (OSError, ValueError, TypeError, IndexError, AttributeError):
+        return {}
+
+
 def forget_idle(folder: Path, max_age_s: float) -> None:
-    """Remove the remembered clicks of tasks with no click for over ``max_age_s`` seconds."""
+    """Remove the remembered clicks of tasks with no click for over ``max_age_s`` seconds (and
+    temporary files a killed process left behind)."""
     cutoff = time.time() - max_age_s
-    for path in folder.glob("*.json"):
+    for path in [*folder.glob("*.json"), *folder.glob("*.tmp")]:
         try:
             if path.stat().st_mtime < cutoff:
                 path.unlink()
@@ -121,6 +138,7 @@ def fit_keypoints(model_points: dict, clicks_percent: dict, width: int, height: 
     if held:
         fit = fit_pose_to_keypoints(model_points, clicks, width, height, mesh_frame=frame,
                                     focal_prior=default, focal_weight=HELD_FOCAL_WEIGHT)
+    validation.check_pose(fit.pose, "the pose fitted to the clicked keypoints")
     message = f"pose fitted to {fit.num_points} keypoints (rms {fit.rms:.1f} px)"
     if held:
         message += (f"; focal held at the default {default:.0f} px: {fit.num_points} points cannot fix it"
@@ -177,8 +195,3 @@ def _to_pixels(xy, width: int, height: int) -> np.ndarray:
     return np.array([xy[0] / 100.0 * width - 0.5, xy[1] / 100.0 * height - 0.5])
 
 
-def _percent(value: dict, key: str) -> float:
-    number = value.get(key)
-    if not isinstance(number, (int, float)) or not np.isfinite(number):
-        raise TaskError(f"interactive region value.{key} must be a number (percent), got {number!r}")
-    return float(number)

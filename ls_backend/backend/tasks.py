@@ -17,8 +17,9 @@ from geometry.pose import PARAMETER_NAMES, Pose, PoseError
 from geometry.frames import pose_in_model_frame
 from geometry.pose_io import read_pose
 
-from ls_backend.errors import TaskError
+from ls_backend.backend import validation
 from ls_backend.backend.label_config import REFERENCE, PoseConfig
+from ls_backend.errors import TaskError
 
 
 
@@ -31,43 +32,53 @@ class TaskInputs:
     human_reference: dict | None  # its Reference brush result, still RLE-encoded
     data_pose: dict | None
     reference_url: str | None
+    where: str = "task"  # how messages name the task ("task 5")
+    reference_where: str = ""  # how messages name the human Reference brush region
 
 
 def read_task(task, config: PoseConfig) -> TaskInputs:
-    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-        raise TaskError("each task must be an object with a 'data' object")
-    data = task["data"]
-    image_url = data.get(config.image_key)
-    if not isinstance(image_url, str) or not image_url:
-        raise TaskError(f"task {task.get('id')}: data.{config.image_key} must be the image URL")
-    model_id = data.get("model")
-    if not isinstance(model_id, str) or not model_id:
-        raise TaskError(f"task {task.get('id')}: data.model must name a registered CAD model")
-    pose = data.get("pose")
-    if pose is not None and not isinstance(pose, dict):
-        raise TaskError(f"task {task.get('id')}: data.pose must be a pose object, got {type(pose).__name__}")
-    reference = data.get("reference")
-    if reference is not None and not isinstance(reference, str):
-        raise TaskError(f"task {task.get('id')}: data.reference must be a mask URL")
-    annotation = newest_annotation(task.get("annotations") or [])
-    results = annotation.get("result", []) if annotation else []
+    """The refiner's inputs of ``task``, checked by :func:`ls_backend.backend.validation.task`."""
+    checked = validation.task(task, config.image_key)
+    where = checked["where"]
+    annotation, index = newest_annotation_at(checked["annotations"])
+    results = annotation.get("result") or [] if annotation else []
+    numbers = annotated_numbers(results)
+    if numbers is not None:
+        numbers = validation.numbers(numbers, where)
+    brush, brush_index = find_brush(results, config.brush, REFERENCE, with_index=True)
     return TaskInputs(
-        task_id=task.get("id"),
-        image_url=image_url,
-        model_id=model_id,
-        human_numbers=annotated_numbers(results),
-        human_reference=find_brush(results, config.brush, REFERENCE),
-        data_pose=pose,
-        reference_url=reference,
+        task_id=checked["id"],
+        image_url=checked["image"],
+        model_id=checked["model"],
+        human_numbers=numbers,
+        human_reference=brush,
+        data_pose=checked["pose"],
+        reference_url=checked["reference"],
+        where=where,
+        reference_where=f"{where}: annotations[{index}].result[{brush_index}]" if brush is not None else "",
     )
 
 
 def newest_annotation(annotations) -> dict | None:
     """The most recently updated annotation that was not cancelled (skipped), or None."""
-    usable = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
+    return newest_annotation_at(annotations)[0]
+
+
+def newest_annotation_at(annotations) -> tuple[dict | None, int]:
+    """:func:`newest_annotation` and its index in ``annotations`` (``(None, -1)``: none)."""
+    usable = [(i, a) for i, a in enumerate(annotations) if isinstance(a, dict) and not a.get("was_cancelled")]
     if not usable:
-        return None
-    return max(usable, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0))
+        return None, -1
+    index, newest = max(usable, key=lambda pair: (str(pair[1].get("updated_at") or pair[1].get("created_at") or ""),
+                                                 _id_order(pair[1].get("id"))))
+    return newest, index
+
+
+def _id_order(identity) -> tuple:
+    """Annotation ids compare as numbers, or as text when they are strings (never mixed)."""
+    if isinstance(identity, int) and not isinstance(identity, bool):
+        return (1, identity, "")
+    return (0, 0, str(identity)) if identity is not None else (-1, 0, "")
 
 
 def annotated_numbers(results) -> dict | None:
@@ -81,10 +92,11 @@ def annotated_numbers(results) -> dict | None:
     return numbers
 
 
-def pose_from_numbers(numbers: dict, width: int, height: int, model_frame) -> Pose:
+def pose_from_numbers(numbers: dict, width: int, height: int, model_frame, where: str = "task") -> Pose:
     """A pose from the seven numbers (px of a ``width`` x ``height`` photo), which are always
     in the model's frame (``model_frame``: its registry entry's frame, a name or a matrix):
-    the frame rule, :func:`geometry.frames.pose_in_model_frame`."""
+    the frame rule, :func:`geometry.frames.pose_in_model_frame`; within
+    :data:`~ls_backend.backend.validation.POSE_RANGES`."""
     values = {}
     for name in PARAMETER_NAMES:
         value = numbers.get(name)
@@ -95,40 +107,54 @@ def pose_from_numbers(numbers: dict, width: int, height: int, model_frame) -> Po
         if not math.isfinite(value):
             raise PoseError(f"annotated pose {name} must be finite, got {value}")
         values[name] = value
-    return pose_in_model_frame(Pose(**values, width=width, height=height), model_frame, names_frame=False)
+    try:
+        pose = pose_in_model_frame(Pose(**values, width=width, height=height), model_frame, names_frame=False)
+    except PoseError as exc:
+        raise TaskError(f"{where}: the annotation's numbers: {exc}") from None
+    return validation.check_pose(pose, f"{where}: the annotation's numbers")
 
 
-def pose_from_task_data(data: dict, width: int, height: int, entry) -> Pose:
+def pose_from_task_data(data: dict, width: int, height: int, entry, where: str = "task") -> Pose:
     """``data.pose`` rescaled to the photo, in the frame of the model (``entry``, its registry
     entry): a pose naming another frame is converted, or refused across a reflection
-    (:func:`geometry.pose_io.read_pose`)."""
-    pose = read_pose(data, model_frame=entry.frame)
-    return pose.rescaled(width, height) if (pose.width, pose.height) != (width, height) else pose
+    (:func:`geometry.pose_io.read_pose`). Checked against
+    :data:`~ls_backend.backend.validation.POSE_RANGES` as given and at the photo's size."""
+    try:
+        pose = read_pose(data, model_frame=entry.frame)
+    except PoseError as exc:
+        raise TaskError(f"{where}: data.pose: {exc}") from None
+    validation.check_pose(pose, f"{where}: data.pose")
+    pose = pose.rescaled(width, height) if (pose.width, pose.height) != (width, height) else pose
+    return validation.check_pose(pose, f"{where}: data.pose (at the photo's size)")
 
 
-def find_brush(results, from_name: str, label: str) -> dict | None:
-    """The last brush result of ``from_name`` labelled ``label``."""
-    found = None
-    for item in results or []:
+def find_brush(results, from_name: str, label: str, with_index: bool = False):
+    """The last brush result of ``from_name`` labelled ``label`` (and its index when
+    ``with_index``), or None."""
+    found, index = None, -1
+    for i, item in enumerate(results or []):
         if (
             isinstance(item, dict)
             and item.get("type") == "brushlabels"
             and item.get("from_name") == from_name
-            and label in ((item.get("value") or {}).get("brushlabels") or [])
+            and isinstance(item.get("value"), dict)
+            and isinstance(item["value"].get("brushlabels"), list)
+            and label in item["value"]["brushlabels"]
         ):
-            found = item
-    return found
+            found, index = item, i
+    return (found, index) if with_index else found
 
 
-def brush_mask(item: dict) -> np.ndarray:
-    """Decode a brush result's RLE (label-studio-sdk) to a boolean (H, W) mask."""
+def brush_mask(item: dict, max_pixels: int = 40_000_000, where: str = "brush region") -> np.ndarray:
+    """Decode a brush result's RLE (label-studio-sdk) to a boolean (H, W) mask; the RLE's size
+    is checked against ``original_width`` x ``original_height`` (at most ``max_pixels``) first."""
     from label_studio_sdk.converter.brush import decode_rle
 
+    width, height, rle = validation.brush(item, where, max_pixels)
     try:
-        width, height = int(item["original_width"]), int(item["original_height"])
-        flat = decode_rle(item["value"]["rle"])
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise TaskError(f"brush region {item.get('id')!r} cannot be decoded: {exc}") from None
+        flat = decode_rle(rle)
+    except Exception as exc:  # noqa: BLE001 (the SDK's decoder raises ValueError, OverflowError, IndexError...)
+        raise TaskError(f"{where}.value.rle cannot be decoded ({type(exc).__name__}): is it Label Studio's brush RLE?") from None
     if flat.size != width * height * 4:
-        raise TaskError(f"brush region {item.get('id')!r} has {flat.size} values, expected {width}x{height}x4")
+        raise TaskError(f"{where}.value.rle has {flat.size} values, expected {width}x{height}x4")
     return flat.reshape(height, width, 4)[:, :, 3] > 0

@@ -22,6 +22,7 @@ one mesh.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from geometry.render import SilhouetteRenderer
 from geometry.pose import Pose
 from ls_backend.errors import RegistryError, UnknownModelError
 from ls_backend.registry.renderers import RendererCache
+
+logger = logging.getLogger(__name__)
 
 CATEGORIES = ("car", "aeroplane")
 DEFAULT_FRAME = "pascal3d"
@@ -91,9 +94,10 @@ class Registry:
             raise UnknownModelError(f"task data 'model' must be a non-empty string naming a registered model, got {model_id!r}")
         try:
             return self.entries[model_id]
-        except KeyError:
-            known = ", ".join(sorted(self.entries)[:10]) or "none"
-            raise UnknownModelError(f"unknown model {model_id!r}: not in the registry {self.source} (known: {known})") from None
+        except KeyError:  # the answer names neither the registry's path nor its ids (the log may)
+            logger.info("unknown model %r: not in the registry %s", model_id, self.source)
+            raise UnknownModelError(f"unknown model {model_id!r}: not in the registry (FINEPOSE_REGISTRY holds "
+                                    f"{len(self.entries)} models)") from None
 
     def renderer(self, model_id: str) -> SilhouetteRenderer:
         """The renderer of a model's mesh, built on first use and then shared (per mesh file)."""
