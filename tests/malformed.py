@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from tests.hostile_media import png_bomb, png_claiming, rle_claiming
 
 DEEP = 100_000  # nesting of the deepest JSON sent (Python's parser recurses: RecursionError)
+#: An interactive call's region that finepose cannot use is answered 200 with the error in the
+#: labeling config's ``finepose_message`` region (shown on the labeling screen), when it has one.
+INTERACTIVE = (200, 200)
 
 
 @dataclass
@@ -351,13 +354,14 @@ def _context_cases(world) -> list[Case]:
         task = valid_task(world)
         task["id"] = task_id
         return Case(f"keypoint {json.dumps(value, allow_nan=True)[:50]} task {task_id!r}",
-                    predict_body(world, task, params={"context": {"result": [region]}}), words=tuple(words))
+                    predict_body(world, task, params={"context": {"result": [region]}}), words=tuple(words),
+                    status=INTERACTIVE)
 
     def rectangle(value, words=("value.",)):
         region = {"from_name": "box", "to_name": "image", "type": "rectanglelabels",
                   "value": {"x": 10, "y": 10, "width": 50, "height": 50, "rectanglelabels": ["Object"], **value}}
         return Case(f"rectangle {json.dumps(value, allow_nan=True)[:50]}", predict_body(world, params={"context": {"result": [region]}}),
-                    words=words)
+                    words=words, status=INTERACTIVE)
 
     return [
         context(5),

@@ -237,8 +237,8 @@ def _access_token(settings: Settings, field: str, url: str) -> str | None:
     try:
         return labelstudio.connection(settings).access_token()
     except requests.RequestException as exc:
-        raise MediaError(f"could not fetch {field} {_short(url)}: cannot reach Label Studio at "
-                         f"{host_of(settings.label_studio_url)} ({type(exc).__name__})") from None
+        raise MediaError(f"could not fetch {field} {_short(url)}: Label Studio at {host_of(settings.label_studio_url)} "
+                         f"is unreachable ({type(exc).__name__})") from None
 
 
 def _has_dot_dot(url: str) -> bool:
