@@ -18,7 +18,7 @@ from geometry.iou import iou
 from geometry.masks import resize_mask
 from geometry.pose import PARAMETER_NAMES
 from geometry.procedural_keypoints import car_keypoints
-from ls_backend.backend.app import _error, create_app
+from ls_backend.backend.app import create_app, error_handler
 from ls_backend.backend.label_config import parse_label_config
 from ls_backend.backend.predictions import filled
 from ls_backend.backend.tasks import brush_mask
@@ -44,7 +44,7 @@ def source(world):
 def client(world, source):
     app = Flask("editor-api-test")
     app.register_blueprint(create_editor_blueprint(world.resources, source=source))
-    app.register_error_handler(Exception, _error)
+    app.register_error_handler(Exception, error_handler(world.resources))
     return app.test_client()
 
 

@@ -131,6 +131,19 @@ def create_app(resources: Resources | None = None) -> Flask:
     def metrics_view():
         return jsonify(metrics.snapshot())
 
+    app.register_blueprint(create_editor_blueprint(resources))
+    app.register_error_handler(Exception, error_handler(resources))
+    return app
+
+
+def error_handler(resources: Resources):
+    """The app's handler of every exception: finepose's errors answer their own status
+    (:func:`ls_backend.errors.http_status`), Flask's HTTP exceptions theirs, another
+    ValueError 400, anything else 500 (logged with its traceback, answered without its
+    message); messages lose the server's paths (:func:`_path_scrubber`)."""
+    settings = resources.settings
+    scrub = _path_scrubber(resources)
+
     def error(exc):
         """finepose's errors answer their own status (:func:`ls_backend.errors.http_status`),
         Flask's HTTP exceptions theirs, another ValueError 400, anything else 500 (logged with
@@ -150,10 +163,7 @@ def create_app(resources: Resources | None = None) -> Flask:
             return jsonify(error=scrub(str(exc)), type=type(exc).__name__), status
         logger.exception("%s %s failed", request.method, request.path)
         return jsonify(error="internal error (the backend's log has the details)", type=type(exc).__name__), 500
-
-    app.register_blueprint(create_editor_blueprint(resources))
-    app.register_error_handler(Exception, error)
-    return app
+    return error
 
 
 def _json() -> dict:

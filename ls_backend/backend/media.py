@@ -140,6 +140,12 @@ def fetch(url, settings: Settings, task_id: int | None = None, deadline: Deadlin
 
 def load_image(url, settings: Settings, field: str, task_id=None, deadline=None, cache=None) -> np.ndarray:
     """The photo at ``url`` as (H, W, 3) uint8 RGB; a cached copy found unreadable is dropped."""
+    return load_image_file(url, settings, field, task_id, deadline, cache)[1]
+
+
+def load_image_file(url, settings: Settings, field: str, task_id=None, deadline=None,
+                    cache=None) -> tuple[Path, np.ndarray]:
+    """:func:`load_image`, with the local file the photo was read from (to serve it again)."""
     path = fetch(url, settings, task_id, deadline, cache, field)
     try:
         image = read_image(path, settings, what=f"{field} {_short(url)}")
@@ -150,7 +156,7 @@ def load_image(url, settings: Settings, field: str, task_id=None, deadline=None,
     if min(width, height) < MIN_PHOTO_SIDE:
         raise MediaError(f"{field} {_short(url)} is {width}x{height} px: a photo must be at least "
                          f"{MIN_PHOTO_SIDE}x{MIN_PHOTO_SIDE} px")
-    return image
+    return path, image
 
 
 def load_reference(url, settings: Settings, field: str, size: tuple[int, int], task_id=None, deadline=None,

@@ -84,8 +84,8 @@ def load_task(resources, source, task_id: int) -> EditorTask:
     registry = resources.require_registry()
     entry = registry.entry(inputs.model_id)
     renderer = registry.renderer(inputs.model_id)
-    image = media.load_image(inputs.image_url, settings, f"{inputs.where}: data.{config.image_key}", inputs.task_id,
-                             cache=resources.media_cache)
+    path, image = media.load_image_file(inputs.image_url, settings, f"{inputs.where}: data.{config.image_key}",
+                                        inputs.task_id, cache=resources.media_cache)
     height, width = image.shape[:2]
     work_width = min(settings.work_width, width)
     work_height = max(1, round(height * work_width / width))
