@@ -54,7 +54,7 @@ class FineposeModel:
         predictions = []
         for task in tasks:
             try:
-                outcome = predict_task(task, config, self.resources, context)
+                outcome = predict_task(task, config, self.resources, context, alternatives=not context)
             except (FineposeError, GeometryError, ValueError) as exc:
                 logger.warning("task %s: %s", task.get("id") if isinstance(task, dict) else "?", exc)
                 if context and config.message is not None:  # say it on the labeling screen

@@ -6,6 +6,12 @@ human annotation's seven numbers, ``data.pose``, the automatic initial pose from
 Where the reference comes from, in order: the human ``Reference`` brush region,
 ``data.reference``, the segmentation models. Refinement runs on the reference resized to
 ``FINEPOSE_WORK_WIDTH`` px wide; numbers and masks are given at the photo's own size.
+
+With ``alternatives=True`` (Retrieve Predictions, prelabel) a pose not set by a person is
+checked for a far-apart rival (front/back or left/right flipped, and the automatic initial
+pose's runner-up; :func:`geometry.ambiguity.far_apart_rival`); one within
+:data:`~geometry.ambiguity.MARGIN` IoU becomes a second prediction of the task, and both
+predictions say so in the ``finepose_message`` box.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from geometry.ambiguity import MARGIN, far_apart_rival
 from geometry.init_pose import initial_pose
 from geometry.iou import iou
 from geometry.masks import resize_mask
@@ -24,7 +31,7 @@ from geometry.refine import refine
 from ls_backend.backend import media, validation
 from ls_backend.backend.download import Deadline
 from ls_backend.backend.label_config import PoseConfig
-from ls_backend.backend.predictions import filled, prediction, snapped
+from ls_backend.backend.predictions import filled, pose_numbers, prediction, snapped
 from ls_backend.backend.resources import Resources
 from ls_backend.backend.smart import (
     SmartRegions, fit_keypoints, guidance, keypoint_results, message_result, rectangle_mask,
@@ -41,8 +48,10 @@ class Outcome:
     alternatives: list = field(default_factory=list)  # further predictions (a far-apart hypothesis)
 
 
-def predict_task(task: dict, config: PoseConfig, resources: Resources, context: dict | None = None) -> Outcome:
-    """Refine the pose of one task and return its prediction."""
+def predict_task(task: dict, config: PoseConfig, resources: Resources, context: dict | None = None,
+                 alternatives: bool = False) -> Outcome:
+    """Refine the pose of one task and return its prediction (and, with ``alternatives``, a
+    far-apart rival's as :attr:`Outcome.alternatives`)."""
     start = time.perf_counter()
     settings = resources.settings
     inputs = read_task(task, config)
@@ -84,9 +93,11 @@ def _refine(inputs, smart, image, config, resources, registry, entry, renderer, 
     work_width = min(settings.work_width, width)
     work_height = max(1, round(height * work_width / width))
     work_reference = resize_mask(reference, work_width, work_height)
+    runner_up = []
     if initial is None:
         found = initial_pose(renderer, work_reference, mesh_frame=entry.frame_matrix)
         initial = found.hypotheses[0].pose
+        runner_up = [h.pose for h in found.hypotheses[1:2]]  # the far-apart one when there is one
         initial_source = f"automatic ({initial_source})" if initial_source == "rectangle" else "automatic"
     result = refine(renderer, work_reference, initial, method=settings.method)  # refine rescales to the mask
     refined = snapped(config, result.refined.rescaled(width, height))  # the numbers as the editor shows them
@@ -96,7 +107,39 @@ def _refine(inputs, smart, image, config, resources, registry, entry, renderer, 
     pred["result"].extend(clicked)
     if context:
         pred["result"].extend(message_result(config, f"{note or initial_source}; refined to IoU {iou_after:.3f}"))
-    return Outcome(pred, initial_source, reference_source, time.perf_counter() - start)
+    others = []
+    if alternatives and initial_source != "annotation":  # a person's pose is not second-guessed
+        rival = far_apart_rival(renderer, work_reference, result.refined, result.iou_refined,
+                                extra_starts=runner_up, method=settings.method)
+        if rival is not None:
+            others = _rival_prediction(config, resources, renderer, reference, rival, pred, refined, iou_after)
+    return Outcome(pred, initial_source, reference_source, time.perf_counter() - start, others)
+
+
+def _rival_prediction(config, resources, renderer, reference, rival, pred, refined, iou_after) -> list[dict]:
+    """The rival as a second prediction (when it still fits within the margin with its numbers
+    as written), both predictions saying so in the message box; [] otherwise."""
+    height, width = reference.shape
+    pose = snapped(config, rival.pose.rescaled(width, height))
+    projection = renderer.render(pose)
+    rival_iou = iou(projection, reference)
+    if rival_iou < iou_after - MARGIN:
+        return []
+    second = prediction(config, pose, projection, reference, rival.iou, rival_iou, resources.model_version)
+    first_az, second_az = _shown_azimuth(config, refined), _shown_azimuth(config, pose)
+    pred["result"].extend(message_result(config, (
+        f"Front/back check: a far-apart pose fits almost as well (azimuth {second_az:g}, IoU {rival_iou:.3f}; "
+        f"this one: azimuth {first_az:g}, IoU {iou_after:.3f}). It is this task's second finepose prediction: "
+        "open the task from the Data Manager and click it in the bar above the photo.")))
+    second["result"].extend(message_result(config, (
+        f"Second hypothesis (front/back check): azimuth {second_az:g}, IoU {rival_iou:.3f}; the first prediction "
+        f"has azimuth {first_az:g}, IoU {iou_after:.3f}. Keep whichever matches the photo.")))
+    return [second]
+
+
+def _shown_azimuth(config, pose) -> float:
+    """The azimuth as the prediction's number shows it."""
+    return config.fit("azimuth", pose_numbers(pose)["azimuth"])
 
 
 def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, height, entry) -> tuple[Pose | None, str, str]:
