@@ -1,10 +1,14 @@
 """One task -> one refined-pose prediction: the backend's work, independent of HTTP.
 
 Where the initial pose comes from, in order: a smart region in the interactive context
-(clicked keypoints are fitted; a rectangle asks for the automatic pose inside it), the newest
+(clicked keypoints are fitted), the newest
 human annotation's seven numbers, ``data.pose``, the automatic initial pose from the reference.
 Where the reference comes from, in order: the human ``Reference`` brush region,
-``data.reference``, the segmentation models. Refinement runs on the reference resized to
+``data.reference``, the segmentation models. A smart rectangle (a box around one object)
+restricts the reference to the object(s) inside it (for segmentation, Mask R-CNN's instance
+best inside it); the initial pose is kept, scaled and moved onto that object when its
+projection's centre lies outside the box; the message box says what the box did, and when
+it changes nothing. Refinement runs on the reference resized to
 ``FINEPOSE_WORK_WIDTH`` px wide; numbers and masks are given at the photo's own size.
 
 With ``alternatives=True`` (Retrieve Predictions, prelabel) a pose not set by a person is
@@ -22,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from geometry.ambiguity import MARGIN, far_apart_rival
-from geometry.init_pose import initial_pose
+from geometry.box import box_centre_inside, objects_in_box
+from geometry.init_pose import fit_scale_and_position, initial_pose
 from geometry.iou import iou
 from geometry.masks import resize_mask
 from geometry.pose import Pose
@@ -69,10 +74,12 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
         media.fetch(inputs.reference_url, settings, inputs.task_id, deadline, resources.media_cache,
                     f"{inputs.where}: data.reference")  # into the cache; read below
     with resources.refinement_slot():
-        return _refine(inputs, smart, image, config, resources, registry, entry, renderer, deadline, start, context)
+        return _refine(inputs, smart, image, config, resources, registry, entry, renderer, deadline, start, context,
+                       alternatives)
 
 
-def _refine(inputs, smart, image, config, resources, registry, entry, renderer, deadline, start, context) -> Outcome:
+def _refine(inputs, smart, image, config, resources, registry, entry, renderer, deadline, start, context,
+            alternatives=False) -> Outcome:
     settings = resources.settings
     height, width = image.shape[:2]
     smart.remember(resources.work_dir / "smart-keypoints", inputs.task_id, settings.smart_memory_seconds)
@@ -83,12 +90,9 @@ def _refine(inputs, smart, image, config, resources, registry, entry, renderer, 
         return Outcome(pred, "keypoints (too few)", "none", time.perf_counter() - start)
 
     initial, initial_source, note = _initial_pose(inputs, smart, registry, width, height, entry)
-    reference, reference_source = reference_mask(inputs, resources, image, entry.category, renderer, initial, deadline)
-    if smart.rectangle is not None:
-        reference = reference & rectangle_mask(smart.rectangle, width, height)
-        if not reference.any():
-            raise TaskError("the rectangle holds none of the reference mask: draw it around the object")
-        initial, initial_source = None, "rectangle"
+    box = rectangle_mask(smart.rectangle, width, height) if smart.rectangle is not None else None
+    reference, reference_source, box_note = _reference(inputs, resources, image, entry.category, renderer, initial,
+                                                       deadline, box)
 
     work_width = min(settings.work_width, width)
     work_height = max(1, round(height * work_width / width))
@@ -98,7 +102,12 @@ def _refine(inputs, smart, image, config, resources, registry, entry, renderer, 
         found = initial_pose(renderer, work_reference, mesh_frame=entry.frame_matrix)
         initial = found.hypotheses[0].pose
         runner_up = [h.pose for h in found.hypotheses[1:2]]  # the far-apart one when there is one
-        initial_source = f"automatic ({initial_source})" if initial_source == "rectangle" else "automatic"
+        initial_source = "automatic"
+    elif box is not None and not box_centre_inside(renderer.render(initial), box):
+        initial = _moved_onto(renderer, work_reference, initial.rescaled(work_width, work_height))
+        initial_source += " (moved into the box)"
+    if box is not None:
+        note = f"box: {box_note}; initial pose: {initial_source}" + (f" ({note})" if note else "")
     result = refine(renderer, work_reference, initial, method=settings.method)  # refine rescales to the mask
     refined = snapped(config, result.refined.rescaled(width, height))  # the numbers as the editor shows them
     projection = renderer.render(refined)
@@ -160,18 +169,55 @@ def reference_mask(inputs: TaskInputs, resources: Resources, image, category, re
     """The task's reference mask at the photo's size and where it came from (the order of the
     module docstring); ``initial`` (or None) picks among segmented instances; ``deadline``: the
     task's media time budget (a new one when None)."""
+    mask, source, _ = _reference(inputs, resources, image, category, renderer, initial, deadline)
+    return mask, source
+
+
+def _reference(inputs: TaskInputs, resources: Resources, image, category, renderer, initial,
+               deadline: Deadline | None = None, box=None) -> tuple[np.ndarray, str, str]:
+    """(reference mask at the photo's size, where from, what the box did: "" without one).
+
+    With a ``box`` (the smart rectangle's pixels): a given mask keeps its objects mostly
+    inside the box (:func:`geometry.box.objects_in_box`); segmentation takes the Mask R-CNN
+    instance best inside the box (:func:`ls_backend.segmentation.combine.combine_masks`)."""
     height, width = image.shape[:2]
     settings = resources.settings
+    given, source = None, ""
     if inputs.human_reference is not None:  # painted, or the prediction's outline: filled
         mask = filled(brush_mask(inputs.human_reference, settings.max_image_pixels, inputs.reference_where))
         if mask.any():
-            return resize_mask(mask, width, height), "annotation"
-    if inputs.reference_url is not None:
-        mask = media.load_reference(inputs.reference_url, settings, f"{inputs.where}: data.reference", (width, height),
-                                    inputs.task_id, deadline, resources.media_cache)
-        return mask, "data.reference"
+            given, source = resize_mask(mask, width, height), "annotation"
+    if given is None and inputs.reference_url is not None:
+        given = media.load_reference(inputs.reference_url, settings, f"{inputs.where}: data.reference", (width, height),
+                                     inputs.task_id, deadline, resources.media_cache)
+        source = "data.reference"
+    if given is not None:
+        if box is None:
+            return given, source, ""
+        pick = objects_in_box(given, box)
+        if not pick.mask.any():
+            raise TaskError(f"the box holds none of the reference mask ({source}): draw it around the object")
+        return pick.mask, source, f"{pick.describe()} (reference from {source})"
     projection = renderer.render(initial) if initial is not None else None
-    found = resources.segmenter().segment(image, category, projection)
+    found = resources.segmenter().segment(image, category, projection, box_mask=box)
     if not found.mask.any():
-        raise TaskError(f"segmentation found no {category} in the image: give a reference mask")
-    return found.mask, f"segmentation ({found.source})"
+        where = " inside the box" if box is not None else ""
+        raise TaskError(f"segmentation found no {category}{where}: give a reference mask")
+    source = f"segmentation ({found.source})"
+    if box is None:
+        return found.mask, source, ""
+    if found.instance_index is not None:
+        said = f"the box picks Mask R-CNN's instance {found.instance_index + 1} of {found.instance_count}"
+        if found.instance_count == 1:
+            said += " (the only one: the box changes nothing here)"
+        return found.mask, source, said
+    return found.mask, source, "no Mask R-CNN instance touches the box: DeepLab's objects inside it"
+
+
+def _moved_onto(renderer, mask, pose):
+    """``pose`` scaled and centred on ``mask`` (the box's object), its angles kept."""
+    from geometry.iou import Reference
+
+    ys, xs = np.nonzero(mask)
+    moved, _ = fit_scale_and_position(renderer, Reference(mask), pose, np.array([xs.mean(), ys.mean()]))
+    return moved
