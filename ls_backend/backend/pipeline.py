@@ -35,6 +35,7 @@ from geometry.refine import refine
 
 from ls_backend.backend import media, validation
 from ls_backend.backend.download import Deadline
+from ls_backend.errors import UnknownModelError
 from ls_backend.backend.label_config import PoseConfig
 from ls_backend.backend.predictions import filled, pose_numbers, prediction, snapped
 from ls_backend.backend.resources import Resources
@@ -64,7 +65,13 @@ def predict_task(task: dict, config: PoseConfig, resources: Resources, context: 
     if inputs.human_reference is not None:  # a bomb is refused before any work
         validation.brush(inputs.human_reference, inputs.reference_where, settings.max_image_pixels)
     registry = resources.require_registry()
-    entry = registry.entry(inputs.model_id)
+    try:
+        entry = registry.entry(inputs.model_id)
+    except UnknownModelError as exc:
+        if inputs.model_source == "data.model":
+            raise
+        raise UnknownModelError(f"{exc} (the model came from the {inputs.model_source}: the labeling config's "
+                                "model list names it; list the registry's ids there)") from None
     renderer = registry.renderer(inputs.model_id)
     # Media first, outside the refinement slots: a slow server holds a connection, not a slot.
     deadline = Deadline.after(settings.fetch_total_s)  # for all media of this task
@@ -112,7 +119,8 @@ def _refine(inputs, smart, image, config, resources, registry, entry, renderer, 
     refined = snapped(config, result.refined.rescaled(width, height))  # the numbers as the editor shows them
     projection = renderer.render(refined)
     iou_after = iou(projection, reference)  # of the written numbers, at the photo's size
-    pred = prediction(config, refined, projection, reference, result.iou_initial, iou_after, resources.model_version)
+    pred = prediction(config, refined, projection, reference, result.iou_initial, iou_after, resources.model_version,
+                      inputs.model_id)
     pred["result"].extend(clicked)
     if context:
         pred["result"].extend(message_result(config, f"{note or initial_source}; refined to IoU {iou_after:.3f}"))
@@ -121,11 +129,12 @@ def _refine(inputs, smart, image, config, resources, registry, entry, renderer, 
         rival = far_apart_rival(renderer, work_reference, result.refined, result.iou_refined,
                                 extra_starts=runner_up, method=settings.method)
         if rival is not None:
-            others = _rival_prediction(config, resources, renderer, reference, rival, pred, refined, iou_after)
+            others = _rival_prediction(config, resources, renderer, reference, rival, pred, refined, iou_after,
+                                       inputs.model_id)
     return Outcome(pred, initial_source, reference_source, time.perf_counter() - start, others)
 
 
-def _rival_prediction(config, resources, renderer, reference, rival, pred, refined, iou_after) -> list[dict]:
+def _rival_prediction(config, resources, renderer, reference, rival, pred, refined, iou_after, model_id) -> list[dict]:
     """The rival as a second prediction (when it still fits within the margin with its numbers
     as written), both predictions saying so in the message box; [] otherwise."""
     height, width = reference.shape
@@ -134,7 +143,7 @@ def _rival_prediction(config, resources, renderer, reference, rival, pred, refin
     rival_iou = iou(projection, reference)
     if rival_iou < iou_after - MARGIN:
         return []
-    second = prediction(config, pose, projection, reference, rival.iou, rival_iou, resources.model_version)
+    second = prediction(config, pose, projection, reference, rival.iou, rival_iou, resources.model_version, model_id)
     first_az, second_az = _shown_azimuth(config, refined), _shown_azimuth(config, pose)
     pred["result"].extend(message_result(config, (
         f"Front/back check: a far-apart pose fits almost as well (azimuth {second_az:g}, IoU {rival_iou:.3f}; "
