@@ -53,6 +53,13 @@ class Outcome:
     seconds: float
     alternatives: list = field(default_factory=list)  # further predictions (a far-apart hypothesis)
 
+    def stored_order(self) -> list[dict]:
+        """The predictions in the order to store them: the alternatives first, the best last.
+        Label Studio 1.23's editor builds a new annotation from the task's most recently
+        stored prediction (it lists them newest first), so the best one is what the labeling
+        stream and the task view open; the others wait one click away above the photo."""
+        return [*self.alternatives, self.prediction]
+
 
 def predict_task(task: dict, config: PoseConfig, resources: Resources, context: dict | None = None,
                  alternatives: bool = False) -> Outcome:
