@@ -150,7 +150,8 @@ def _rival_prediction(config, resources, renderer, reference, rival, pred, refin
     rival_iou = iou(projection, reference)
     if rival_iou < iou_after - MARGIN:
         return []
-    second = prediction(config, pose, projection, reference, rival.iou, rival_iou, resources.model_version, model_id)
+    second = prediction(config, pose, projection, reference, rival.coarse_iou, rival_iou, resources.model_version,
+                        model_id)  # before refinement: its start scaled and centred on the reference
     first_az, second_az = _shown_azimuth(config, refined), _shown_azimuth(config, pose)
     pred["result"].extend(message_result(config, (
         f"Front/back check: a far-apart pose fits almost as well (azimuth {second_az:g}, IoU {rival_iou:.3f}; "
