@@ -22,6 +22,7 @@ from .pose import Pose, wrap_degrees
 from .refine import refine
 
 MARGIN = 0.05  # IoU within which a far-apart rival is worth showing (as initial_pose's)
+FOCAL_RATIO = 1.5  # a rival whose focal drifted further from the pose's is another camera, not shown
 
 
 def flip_starts(pose: Pose) -> list[Pose]:
@@ -51,7 +52,10 @@ def far_apart_rival(
     ``pose``: the refined pose (any image size; rescaled to the mask's). Starts:
     :func:`flip_starts` of ``pose`` and ``extra_starts``, each first scaled and centred on the
     mask (distance from the area ratio, u, v from the centroids), then refined with
-    ``method``. The returned hypothesis is at the mask's size.
+    ``method``. A refined rival whose focal lies outside :data:`FOCAL_RATIO` times the pose's
+    is left out: one photo has one camera (a nearly orthographic camera makes the view
+    mirrored about the side view look alike, at a focal several times the photo's). The
+    returned hypothesis is at the mask's size.
     """
     reference = Reference(mask)
     height, width = reference.mask.shape
@@ -71,6 +75,8 @@ def far_apart_rival(
         result = refine(renderer, reference.mask, start, method=method)
         if abs(wrap_degrees(result.refined.azimuth - pose.azimuth)) <= FAR_APART_DEG:
             continue  # it slid back to the pose itself
+        if not 1 / FOCAL_RATIO <= result.refined.focal / pose.focal <= FOCAL_RATIO:
+            continue  # another camera
         if best is None or result.iou_refined > best.iou:
             best = Hypothesis(pose=result.refined, iou=result.iou_refined, coarse_iou=coarse)
     if best is None or best.iou < pose_iou - margin:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from geometry.ambiguity import MARGIN, far_apart_rival, flip_starts
+from geometry.ambiguity import FOCAL_RATIO, MARGIN, far_apart_rival, flip_starts
 from geometry.iou import iou
 from geometry.masks import resize_mask, write_mask
 from geometry.pose import wrap_degrees
@@ -52,6 +52,7 @@ def test_a_front_view_has_a_back_view_rival_and_an_oblique_view_has_none(world):
             continue
         assert rival is not None and rival.iou >= refined.iou_refined - MARGIN
         assert abs(wrap_degrees(rival.pose.azimuth - pose.azimuth)) > 150  # the back view
+        assert 1 / FOCAL_RATIO <= rival.pose.focal / refined.refined.focal <= FOCAL_RATIO  # the same camera
 
 
 def test_retrieve_answers_both_hypotheses_for_a_front_view(client, world):
