@@ -74,7 +74,7 @@ def test_a_box_on_empty_ground_says_what_to_do(client, world):
     region = box_around(world.reference, world)
     region["value"].update(x=1.0, y=1.0, width=5.0, height=5.0)
     [answer] = predict(client, world, [task], {"result": [region]}).get_json()["results"]
-    assert "the box holds none of the reference mask" in message(answer)
+    assert "the rectangle holds none of the reference mask" in message(answer)
 
 
 def test_objects_in_box_keeps_the_parts_mostly_inside():

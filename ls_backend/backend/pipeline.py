@@ -213,7 +213,7 @@ def _reference(inputs: TaskInputs, resources: Resources, image, category, render
             return given, source, ""
         pick = objects_in_box(given, box)
         if not pick.mask.any():
-            raise TaskError(f"the box holds none of the reference mask ({source}): draw it around the object")
+            raise TaskError(f"the rectangle holds none of the reference mask ({source}): draw the box around the object")
         return pick.mask, source, f"{pick.describe()} (reference from {source})"
     projection = renderer.render(initial) if initial is not None else None
     found = resources.segmenter().segment(image, category, projection, box_mask=box)
