@@ -86,7 +86,7 @@ def initial_pose(
                 u=ref_centre[0], v=ref_centre[1], width=width, height=height,
                 mesh_frame=np.eye(3) if mesh_frame is None else mesh_frame,
             )
-            pose, value = _fit_scale_and_position(renderer, reference, pose, ref_centre)
+            pose, value = fit_scale_and_position(renderer, reference, pose, ref_centre)
             renders += FIT_RENDERS
             coarse.append((value, pose))
     coarse.sort(key=lambda item: -item[0])
@@ -108,12 +108,13 @@ def initial_pose(
     return InitResult(hypotheses=hypotheses, ambiguous=ambiguous, renders=renders)
 
 
-FIT_RENDERS = 3  # renders by _fit_scale_and_position: area, centroid, IoU
+FIT_RENDERS = 3  # renders by fit_scale_and_position: area, centroid, IoU
 
 
-def _fit_scale_and_position(renderer, reference: Reference, pose: Pose, ref_centre) -> tuple[Pose, float]:
-    """Distance from the area ratio, then (u, v) so the centroids coincide; with its IoU
-    (at most :data:`FIT_RENDERS` renders)."""
+def fit_scale_and_position(renderer, reference: Reference, pose: Pose, ref_centre) -> tuple[Pose, float]:
+    """``pose`` scaled and centred on ``reference`` (a :class:`Reference`): the distance from
+    the area ratio, then (u, v) so the centroids coincide (``ref_centre``: the reference's
+    centroid, x, y px); with its IoU (at most :data:`FIT_RENDERS` renders)."""
     window = renderer.render_window(pose)
     area = np.count_nonzero(window.mask)
     if area == 0:

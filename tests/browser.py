@@ -110,6 +110,28 @@ def annotate_stream(ls, project_id: int, out_dir: Path | str, *, email: str | No
     }, timeout)  # fmt: skip
 
 
+def task_view(ls, project_id: int, out_dir: Path | str, *, alternatives_task: int | None = None,
+              keypoints_task: int | None = None, clicks=(), email: str | None = None,
+              password: str | None = None, viewport: tuple[int, int] = (1600, 1000), timeout: float = 180) -> dict:
+    """As an annotator in the Data Manager's task view (a task opened from the table):
+
+    - ``alternatives_task``: read the predictions listed above the photo (name, score), the
+      azimuth the opened annotation shows, click the other finepose prediction and read the
+      azimuth again (``alternatives``; ``alternatives.png``, ``alternative_clicked.png``);
+    - ``keypoints_task``: switch on Auto-Annotation, pick the smart keypoint tool
+      (Auto-Detect -> key point), then per ``(label text, x px, y px)`` of ``clicks`` select
+      the label and click the photo there, waiting for the interactive call's answer
+      (``keypoints``: per click the seconds, HTTP status and finepose's message; the last
+      answer's results; the fields afterwards; ``keypoints.png``).
+    """
+    return _subprocess({
+        "mode": "task_view", "base_url": ls.url, "project": project_id, "email": email or ls.username,
+        "password": password or ls.password, "out_dir": str(Path(out_dir).resolve()), "viewport": list(viewport),
+        "timeout_ms": int(timeout * 1000), "chromium": chromium_path(), "alternatives_task": alternatives_task,
+        "keypoints_task": keypoints_task, "clicks": [list(c) for c in clicks],
+    }, timeout)  # fmt: skip
+
+
 def _subprocess(job: dict, timeout: float) -> dict:
     reason = browser_available()
     if reason:
@@ -186,10 +208,76 @@ def _stream(page, job) -> dict:
 
 
 
+_IMAGE_BOX_JS = """() => { const i = Array.from(document.querySelectorAll('img')).filter(i => i.naturalWidth > 0)
+    .sort((a, b) => b.getBoundingClientRect().width - a.getBoundingClientRect().width)[0];
+    const r = i.getBoundingClientRect(); return [r.x, r.y, r.width, r.height, i.naturalWidth, i.naturalHeight]; }"""
+_MESSAGE_JS = """() => Array.from(document.querySelectorAll('[class*=textarea], [class*=text-area]'))
+    .map(e => e.innerText.trim()).filter(t => t && !t.includes('submissions') && !t.includes('characters'))[0] || ''"""
+
+
+def _open_task(page, job, task_id):
+    page.goto(f"{job['base_url']}/projects/{job['project']}/data?task={task_id}")
+    page.wait_for_selector(".lsf-outliner-item", timeout=job["timeout_ms"])
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.lsf-number input')).some(i => i.value !== '')")
+    page.wait_for_timeout(1500)  # Konva draws brush masks asynchronously
+
+
+def _carousel(page):
+    return page.evaluate("""() => Array.from(document.querySelectorAll('.lsf-annotations-carousel .lsf-annotation-button'))
+        .map((b, i) => ({index: i, text: b.innerText.replace(/\\s+/g, ' ').trim(), selected: b.className.includes('_selected')}))""")
+
+
+def _task_view(page, job) -> dict:
+    out = Path(job["out_dir"])
+    _login(page, job)
+    seen = {}
+    if job.get("alternatives_task"):
+        _open_task(page, job, job["alternatives_task"])
+        fields = page.evaluate(_FIELDS_JS)
+        buttons = _carousel(page)
+        page.screenshot(path=str(out / "alternatives.png"))
+        predictions = [b for b in buttons if "%" in b["text"]]  # predictions show their score
+        opened, opened_message = fields["azimuth"][0], page.evaluate(_MESSAGE_JS)
+        clicked = []  # one click on each listed prediction: the numbers and message it shows
+        for b in predictions:
+            page.locator(".lsf-annotations-carousel .lsf-annotation-button").nth(b["index"]).click()
+            page.wait_for_timeout(1200)
+            clicked.append({"button": b["text"], "azimuth": page.evaluate(_FIELDS_JS)["azimuth"][0],
+                            "message": page.evaluate(_MESSAGE_JS)})
+        page.screenshot(path=str(out / "alternative_clicked.png"))
+        seen["alternatives"] = {"buttons": buttons, "opened_azimuth": opened, "opened_message": opened_message,
+                                "clicked": clicked}
+    if job.get("keypoints_task"):
+        _open_task(page, job, job["keypoints_task"])
+        page.get_by_text("Auto-Annotation", exact=True).click()  # the editor's bottom bar switch
+        page.locator(".lsf-tool_smart").first.hover()  # Auto-Detect: the smart tools
+        page.locator(".lsf-tool__extra button[aria-label=key-point-tool]").click()
+        x0, y0, bw, bh, nw, nh = page.evaluate(_IMAGE_BOX_JS)
+        clicks, last = [], None
+        for label, x, y in job["clicks"]:
+            page.locator(".lsf-label", has_text=label).first.click()
+            t0 = time.monotonic()
+            with page.expect_response(lambda r: "interactive-annotating" in r.url, timeout=job["timeout_ms"]) as answer:
+                page.mouse.click(x0 + (x + 0.5) / nw * bw, y0 + (y + 0.5) / nh * bh)
+            response = answer.value
+            seconds = time.monotonic() - t0
+            body = response.json()
+            last = body.get("data", {}).get("result", [])
+            message = [r["value"]["text"][0] for r in last if r.get("type") == "textarea"]
+            page.wait_for_timeout(600)
+            clicks.append({"label": label, "seconds": round(seconds, 3), "status": response.status,
+                           "message": message[0] if message else "", "shown": page.evaluate(_MESSAGE_JS)})
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "keypoints.png"))
+        seen["keypoints"] = {"clicks": clicks, "result": last, "fields": page.evaluate(_FIELDS_JS)}
+    return seen
+
+
 def _run(job: dict) -> dict:
     from playwright.sync_api import sync_playwright
 
-    if job.get("mode") == "stream":
+    if job.get("mode") in ("stream", "task_view"):
+        work = _stream if job["mode"] == "stream" else _task_view
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=job["chromium"], headless=True,
                                         args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--hide-scrollbars"])
@@ -197,7 +285,7 @@ def _run(job: dict) -> dict:
                 w, h = job["viewport"]
                 page = browser.new_page(viewport={"width": w, "height": h}, device_scale_factor=1)
                 page.set_default_timeout(job["timeout_ms"])
-                return _stream(page, job)
+                return work(page, job)
             finally:
                 browser.close()
     timeout = job["timeout_ms"]

@@ -5,8 +5,11 @@ Personal Access Token as the UI does and the backend runs with it as LABEL_STUDI
 downloading task media from Label Studio (no local roots). The manager retrieves predictions;
 the annotator opens the labeling stream in Chromium, sees the prediction (the projection's
 outline checked in the screenshot), submits it unchanged with no warning, and the webhook's
-refined prediction arrives; smart keypoints are placed one per interactive call; a task that
+refined prediction arrives; a task that
 fails shows its reason in a Data Manager column and is predicted once the cause is fixed.
+In the task view, a front view's back-view rival is one click away above the photo, and six
+smart keypoints are placed through the editor (Auto-Annotation, the smart keypoint tool, a
+label, a click on the photo).
 The same flow runs once with a legacy token.
 
 Screenshots go to ``$FINEPOSE_SCREENSHOT_DIR`` (else the test's tmp folder); round trips are
@@ -38,7 +41,7 @@ from ls_backend.backend.tasks import brush_mask
 from ls_backend.editor.links import import_fields
 from ls_backend.templates import POSE_ANNOTATION, read_template
 from tests.backend_fixtures import make_world
-from tests.browser import annotate_stream, browser_available
+from tests.browser import annotate_stream, browser_available, task_view
 from tests.label_studio import label_studio, label_studio_legacy  # noqa: F401
 from tests.label_studio import numbers, wait_until
 from tests.test_backend_security import serving
@@ -47,9 +50,12 @@ pytestmark = pytest.mark.e2e
 SCREENSHOTS = os.environ.get("FINEPOSE_SCREENSHOT_DIR")
 
 
-def pose_iou(world, values: dict) -> float:
+def pose_iou(world, values: dict, true_pose=None) -> float:
+    """IoU of the pose ``values`` with the silhouette at ``true_pose`` (the world's by default)."""
     pose = replace(world.true_pose, **{k: values[k] for k in PARAMETER_NAMES})
-    return iou(world.renderer.render(pose), world.reference)
+    if true_pose is None:
+        return iou(world.renderer.render(pose), world.reference)
+    return iou(world.renderer.render(pose), world.renderer.render(true_pose))
 
 
 def retrieve(ls, project_id: int) -> float:
@@ -75,11 +81,14 @@ def annotator_day(ls, out: Path) -> dict:
     folder = ls.local_storage(project.id, f"day-{ls.token_kind}")
     for name in ("photo.png", "reference.png"):
         shutil.copy(world.root / name, folder / name)
+    front = front_view(world, folder)  # a car seen from the front: its back view fits almost as well
     data = {"image": ls.local_file_url(folder / "photo.png"), "model": "toy-car",
             "reference": ls.local_file_url(folder / "reference.png"), **import_fields(read_template(POSE_ANNOTATION))}
-    client.projects.import_tasks(id=project.id, request=[{**data, "pose": world.start_pose.to_dict()},
-                                                         {**data, "model": "no-such-car"}])
-    good, bad = sorted(t.id for t in client.tasks.list(project=project.id))
+    client.projects.import_tasks(id=project.id, request=[
+        {**data, "pose": world.start_pose.to_dict()}, {**data, "model": "no-such-car"},
+        {**data, "image": ls.local_file_url(folder / "front.png"),
+         "reference": ls.local_file_url(folder / "front_reference.png")}])
+    good, bad, ambiguous = sorted(t.id for t in client.tasks.list(project=project.id))
     # The backend as README says: LABEL_STUDIO_URL + the user's token, media fetched from Label Studio.
     settings = replace(world.settings, label_studio_url=ls.url, api_key=ls.api_key, local_files_roots=())
     trips = {"token": ls.token_kind}
@@ -87,15 +96,19 @@ def annotator_day(ls, out: Path) -> dict:
         r = ls.api("POST", "/api/ml", json={"url": backend_url, "project": project.id, "title": "finepose",
                                             "is_interactive": True})
         assert r.status_code == 201 and r.json()["readable_state"] == "Connected", r.text
-        ml = r.json()["id"]
 
         # 1. Retrieve: the good task is predicted; the failing one gets no prediction and its reason.
-        trips["retrieve_2_tasks_s"] = round(retrieve(ls, project.id), 3)
+        trips["retrieve_3_tasks_s"] = round(retrieve(ls, project.id), 3)
         [predicted] = client.predictions.list(task=good)
         assert predicted.score > 0.97
         assert client.predictions.list(task=bad) == []
         assert "unknown model 'no-such-car'" in client.tasks.get(id=bad).data["finepose_error"]
         assert client.tasks.get(id=good).data.get("finepose_error", "") == ""
+        # the front view: its back view is stored first as a second prediction, the best last
+        rival, best = sorted(client.predictions.list(task=ambiguous), key=lambda p: p.id)
+        assert best.score >= rival.score >= best.score - 0.05
+        assert abs((numbers(best.result)["azimuth"] - numbers(rival.result)["azimuth"]) % 360 - 180) < 30
+        assert pose_iou(world, numbers(best.result), front) > 0.95
 
         # 2. The annotator's labeling stream in Chromium: see, check, submit unchanged.
         seen = annotate_stream(ls, project.id, out / f"browser-{ls.token_kind}")
@@ -122,29 +135,33 @@ def annotator_day(ls, out: Path) -> dict:
         trips["iou_submitted"], trips["iou_webhook"] = round(submitted, 4), round(refined, 4)
         assert refined >= submitted - 0.002, (submitted, refined)
 
-        # 4. Smart keypoints, one interactive call per click as the editor makes them.
-        keypoints = car_keypoints()
+        # 4. The task view (Data Manager -> click the task): the front view opens its best
+        # prediction, the back view is one click away above the photo; then smart keypoints:
+        # Auto-Annotation on, the smart keypoint tool, a label and a click on the photo, six times.
         names = ["left_front_wheel", "left_back_wheel", "left_front_light", "right_front_light",
                  "upper_left_windshield", "left_back_trunk"]
+        keypoints = car_keypoints()
         pixels = project_points(world.true_pose, np.array([keypoints[n] for n in names]))
-        w, h = world.true_pose.width, world.true_pose.height
-        clicks = []
-        for i, (name, (x, y)) in enumerate(zip(names, pixels), start=1):
-            region = {"from_name": "keypoints", "to_name": "image", "type": "keypointlabels", "original_width": w,
-                      "original_height": h, "value": {"x": (x + 0.5) / w * 100, "y": (y + 0.5) / h * 100,
-                                                      "width": 0.5, "keypointlabels": [name]}}
-            t0 = time.monotonic()
-            r = ls.api("POST", f"/api/ml/{ml}/interactive-annotating", json={"task": good, "context": {"result": [region]}})
-            clicks.append(round(time.monotonic() - t0, 3))
-            assert r.status_code == 200 and "data" in r.json(), r.text
-            result = r.json()["data"]["result"]
-            [message] = [m["value"]["text"][0] for m in result if m["type"] == "textarea"]
-            if i < 4:
-                assert message.startswith(f"{i} of 4 keypoints placed: click {4 - i} more"), message
-        assert message.startswith("pose fitted to 6 keypoints"), message
-        projection = next(m for m in result if m["type"] == "brushlabels" and m["value"]["brushlabels"] == ["Projection"])
+        labels = keypoint_labels(read_template(POSE_ANNOTATION))
+        view = task_view(ls, project.id, out / f"browser-{ls.token_kind}", alternatives_task=ambiguous,
+                         keypoints_task=good, clicks=[(labels[n], x, y) for n, (x, y) in zip(names, pixels)])
+        shown = view["alternatives"]
+        assert float(shown["opened_azimuth"]) == pytest.approx(numbers(best.result)["azimuth"])
+        assert "second finepose prediction" in shown["opened_message"]
+        assert {float(c["azimuth"]) for c in shown["clicked"]} == {numbers(p.result)["azimuth"] for p in (best, rival)}
+        assert any(c["message"].startswith("Second hypothesis") for c in shown["clicked"])
+        clicks = view["keypoints"]["clicks"]
+        assert [c["status"] for c in clicks] == [200] * 6, clicks
+        for i, click in enumerate(clicks[:3], start=1):
+            assert click["message"].startswith(f"{i} of 4 keypoints placed: click {4 - i} more"), click
+        assert clicks[-1]["message"].startswith("pose fitted to 6 keypoints"), clicks[-1]
+        assert clicks[-1]["shown"] == clicks[-1]["message"]  # the annotator reads it on the screen
+        projection = next(m for m in view["keypoints"]["result"]
+                          if m["type"] == "brushlabels" and m["value"]["brushlabels"] == ["Projection"])
         assert iou(filled(brush_mask(projection)), world.reference) > 0.95
-        trips["keypoint_click_s"] = clicks
+        fields = view["keypoints"]["fields"]
+        assert pose_iou(world, {k: float(fields[k][0]) for k in PARAMETER_NAMES}) > 0.95  # the numbers on screen
+        trips["keypoint_click_s"] = [c["seconds"] for c in clicks]
 
         # 5. The failing task's cause fixed (its model named), retrieve again: predicted, reason cleared.
         client.tasks.update(id=bad, data={**client.tasks.get(id=bad).data, "model": "toy-car"})
@@ -154,6 +171,27 @@ def annotator_day(ls, out: Path) -> dict:
     (out / f"round_trips-{ls.token_kind}.json").write_text(json.dumps(trips, indent=1))
     print(json.dumps(trips))
     return trips
+
+
+def front_view(world, folder: Path):
+    """A photo and reference of the world's car seen from the front (azimuth 0): the pose."""
+    from geometry.masks import write_mask
+
+    pose = replace(world.true_pose, azimuth=0.0, elevation=10.0, theta=0.0)
+    mask = world.renderer.render(pose)
+    photo = np.full((*mask.shape, 3), 90, np.uint8)
+    photo[mask] = (200, 40, 40)
+    Image.fromarray(photo).save(folder / "front.png")
+    write_mask(folder / "front_reference.png", mask)
+    return pose
+
+
+def keypoint_labels(config: str) -> dict:
+    """CAD keypoint name (a label's alias) -> the label's text in the labeling config."""
+    from label_studio_sdk.label_interface import LabelInterface
+
+    control = LabelInterface(config).get_control("keypoints")
+    return {alias: tag.attr["value"] for alias, tag in control.labels_attrs.items()}
 
 
 def check_outline_in_screenshot(png: Path, box, world, values: dict) -> None:

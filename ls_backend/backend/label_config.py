@@ -5,8 +5,11 @@ A config fit for finepose (see ``templates/pose_annotation.xml``) has one ``Imag
 model units, px, px, px of the original photo) and a ``BrushLabels`` control with the labels
 ``Projection`` and ``Reference``. Optional: ``Number`` ``iou_before`` / ``iou_after``, a smart
 ``KeyPointLabels`` (each label's ``alias``, or else its value, is a CAD keypoint name), a smart
-``RectangleLabels`` and a ``TextArea`` named ``finepose_message`` where interactive calls say
-what they did or why they could not.
+``RectangleLabels``, a ``TextArea`` named ``finepose_message`` where interactive calls say
+what they did or why they could not, and a ``Choices`` named ``model`` (:data:`MODEL_CHOICE`):
+the registry's model ids (each ``Choice``'s ``alias``, or else its value) for tasks without
+``data.model``, one ``selected="true"`` as the project's default model
+(``finepose registry label-config`` writes it from the registry).
 Parsing uses label-studio-sdk's :class:`LabelInterface`.
 
 Each ``Number``'s ``min``, ``max`` and ``step`` are read (:class:`NumberSpec`): a value the
@@ -27,6 +30,7 @@ from ls_backend.errors import LabelConfigError
 PROJECTION, REFERENCE = "Projection", "Reference"
 IOU_FIELDS = ("iou_before", "iou_after")
 MESSAGE = "finepose_message"
+MODEL_CHOICE = "model"  # the Choices control naming the task's CAD model
 MAX_DECIMALS = 6  # values with no step (or a finer one) are rounded to this many decimals
 
 
@@ -89,6 +93,9 @@ class PoseConfig:
     rectangle: str | None = None  # name of a RectangleLabels control
     message: str | None = None  # name of the TextArea "finepose_message" (smart tools' messages)
     specs: dict = field(default_factory=dict, compare=False, hash=False)  # Number name -> NumberSpec
+    model_choice: str | None = None  # name of the Choices control of model ids ("model")
+    model_ids: tuple[str, ...] = ()  # its choices: registry model ids
+    default_model: str | None = None  # its Choice selected="true": the project's default model
 
     def fit(self, name: str, value: float) -> float:
         """``value`` as the ``Number`` called ``name`` accepts it (see :class:`NumberSpec`)."""
@@ -128,7 +135,21 @@ def parse_label_config(config) -> PoseConfig:
         rectangle=_first(controls, "RectangleLabels"),
         message=MESSAGE if getattr(controls.get(MESSAGE), "tag", "") == "TextArea" else None,
         specs={name: NumberSpec.from_attributes(name, controls[name].attr) for name in numbers},
+        **_model_choices(controls.get(MODEL_CHOICE)),
     )
+
+
+def _model_choices(control) -> dict:
+    """The ``model`` Choices control's ids and its preselected default (none: {})."""
+    if getattr(control, "tag", "") != "Choices":
+        return {}
+    ids = tuple(control.labels)
+    chosen = [name for name, label in (control.labels_attrs or {}).items()
+              if str(label.attr.get("selected", "")).lower() in ("true", "1", "yes")]
+    if len(chosen) > 1:
+        raise LabelConfigError(f"<Choices name={MODEL_CHOICE!r}> preselects {len(chosen)} models "
+                               f"({', '.join(chosen)}): mark one <Choice selected=\"true\"> as the project's default")
+    return {"model_choice": control.name, "model_ids": ids, "default_model": chosen[0] if chosen else None}
 
 
 def _first(controls: dict, tag: str) -> str | None:

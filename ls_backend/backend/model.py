@@ -41,8 +41,9 @@ class FineposeModel:
 
     def predict(self, tasks: list, context: dict | None = None, **kwargs) -> dict:
         """Predictions per task, in order (``{"model_version", "predictions"}``): each item is
-        the refined pose's prediction, or a list when a far-apart second hypothesis follows it
-        (Label Studio stores both; the annotator switches between them in one click).
+        the refined pose's prediction, or a list when there is a far-apart second hypothesis
+        (:meth:`Outcome.stored_order`: the best last; Label Studio stores both and the
+        annotator switches between them in one click).
 
         A task that fails gets an empty list (Label Studio stores nothing, so "Retrieve
         Predictions" tries it again) and its reason in the task's ``finepose_error`` data
@@ -54,7 +55,7 @@ class FineposeModel:
         predictions = []
         for task in tasks:
             try:
-                outcome = predict_task(task, config, self.resources, context)
+                outcome = predict_task(task, config, self.resources, context, alternatives=not context)
             except (FineposeError, GeometryError, ValueError) as exc:
                 logger.warning("task %s: %s", task.get("id") if isinstance(task, dict) else "?", exc)
                 if context and config.message is not None:  # say it on the labeling screen
@@ -75,7 +76,7 @@ class FineposeModel:
                 predictions.append(outcome.prediction)
                 continue
             status.report(self.resources.settings, task, None)
-            predictions.append([outcome.prediction, *outcome.alternatives] if outcome.alternatives else outcome.prediction)
+            predictions.append(outcome.stored_order() if outcome.alternatives else outcome.prediction)
         return {"model_version": self.model_version, "predictions": predictions}
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:

@@ -99,13 +99,19 @@ def prediction(
     iou_before: float,
     iou_after: float,
     model_version: str,
+    model_id: str | None = None,
 ) -> dict:
-    """One prediction (``{"result", "score", "model_version"}``) for a refined pose."""
+    """One prediction (``{"result", "score", "model_version"}``) for a refined pose; with
+    ``model_id`` it also picks that model in the config's ``model`` list (when listed there),
+    so the annotator sees which model was posed and can change it."""
     result = [number_result(config, name, value) for name, value in pose_numbers(pose).items()]
     for name, value in zip(("iou_before", "iou_after"), (iou_before, iou_after)):
         if name in config.numbers:
             result.append(number_result(config, name, value))
     result.append(brush_result(config, PROJECTION, outline(projection), readonly=True))
     result.append(brush_result(config, REFERENCE, outline(reference), readonly=True))
+    if model_id is not None and config.model_choice is not None and model_id in config.model_ids:
+        result.append({"id": "finepose-model", "from_name": config.model_choice, "to_name": config.image,
+                       "type": "choices", "value": {"choices": [model_id]}})
     return {"result": result, "score": float(iou_after), "model_version": model_version}
 

@@ -7,8 +7,8 @@
   click of a name replacing older ones. A task's clicks are forgotten (and the file removed)
   once no click came for ``max_age_s`` seconds (``FINEPOSE_SMART_MEMORY_S``, 1 h): a later
   session on the task, by anyone, starts afresh.
-- ``rectanglelabels`` regions: a box around the object; the automatic initial pose is
-  searched inside it.
+- ``rectanglelabels`` regions: a box around one object; the reference is restricted to the
+  object(s) inside it and the initial pose moved onto it (:mod:`.pipeline`).
 
 The focal: a few clicks cannot fix both the focal and the distance (4 points leave one
 equation to spare, and wheels lie in one plane), so with fewer than :data:`FREE_FOCAL_POINTS`

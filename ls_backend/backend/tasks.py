@@ -1,7 +1,7 @@
 """Reading Label Studio tasks and annotations into what the refiner needs.
 
 Task data (``task["data"]``): the image under the config's image key (a Label Studio URL),
-``model`` (a registry id), optional ``pose`` (a pose JSON object in any supported convention,
+``model`` (a registry id; see :func:`task_model` for tasks without it), optional ``pose`` (a pose JSON object in any supported convention,
 see :mod:`geometry.pose_io`) and optional ``reference`` (a mask image URL). Human poses are
 the seven ``Number`` results of an annotation, in px of the original photo.
 """
@@ -28,6 +28,7 @@ class TaskInputs:
     task_id: int | None
     image_url: str
     model_id: str
+    model_source: str  # "annotation" (the model list), "data.model" or "project default"
     human_numbers: dict | None  # the newest human annotation's 7 numbers
     human_reference: dict | None  # its Reference brush result, still RLE-encoded
     data_pose: dict | None
@@ -46,10 +47,12 @@ def read_task(task, config: PoseConfig) -> TaskInputs:
     if numbers is not None:
         numbers = validation.numbers(numbers, where)
     brush, brush_index = find_brush(results, config.brush, REFERENCE, with_index=True)
+    model_id, model_source = task_model(checked["model"], results, config, where)
     return TaskInputs(
         task_id=checked["id"],
         image_url=checked["image"],
-        model_id=checked["model"],
+        model_id=model_id,
+        model_source=model_source,
         human_numbers=numbers,
         human_reference=brush,
         data_pose=checked["pose"],
@@ -57,6 +60,32 @@ def read_task(task, config: PoseConfig) -> TaskInputs:
         where=where,
         reference_where=f"{where}: annotations[{index}].result[{brush_index}]" if brush is not None else "",
     )
+
+
+def task_model(data_model: str | None, results, config: PoseConfig, where: str = "task") -> tuple[str, str]:
+    """The task's CAD model id and where it came from, first found of: the model the newest
+    annotation picked in the config's ``model`` list (``results``: its results), ``data.model``
+    (``data_model``, checked), the list's preselected choice (the project's default). None of
+    them: a :class:`TaskError` saying what to do."""
+    if config.model_choice is not None:
+        for i, item in enumerate(results or []):
+            if isinstance(item, dict) and item.get("type") == "choices" and item.get("from_name") == config.model_choice:
+                chosen = (item.get("value") or {}).get("choices") or []
+                if chosen:
+                    return validation.model_id(chosen[0], f"{where}: the annotation's {config.model_choice} choice"), \
+                        "annotation"
+    if data_model is not None:
+        return data_model, "data.model"
+    if config.default_model is not None:
+        return config.default_model, "project default"
+    if config.model_choice is not None:
+        raise TaskError(f"{where} names no CAD model: pick one in the labeling screen's model list "
+                        f"and submit, or make one the project's default (<Choice selected=\"true\"> in the "
+                        f"<Choices name=\"{config.model_choice}\"> of the labeling config), or set data.model")
+    raise TaskError(f"{where} names no CAD model (no data.model; photos uploaded through Label Studio "
+                    f"have none): add the project's model list to the labeling config "
+                    f"(finepose registry label-config --registry REGISTRY --default MODEL_ID writes it), "
+                    f"or set data.model")
 
 
 def newest_annotation(annotations) -> dict | None:

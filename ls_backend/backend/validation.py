@@ -137,11 +137,9 @@ def task(value, image_key: str, where: str = "task") -> dict:
     image = data.get(image_key)
     if not isinstance(image, str) or not image.strip():
         raise TaskError(f"{where}: data.{image_key} must be the image URL (a non-empty string), got {_short(image)}")
-    model = data.get("model")
-    if not isinstance(model, str) or not model:
-        raise TaskError(f"{where}: data.model must name a registered CAD model (a string), got {_short(model)}")
-    if len(model) > MAX_ID_CHARS:
-        raise TaskError(f"{where}: data.model is {len(model)} characters long, over {MAX_ID_CHARS}")
+    model = data.get("model")  # None: the labeling config's model list decides (tasks.task_model)
+    if model is not None:
+        model_id(model, f"{where}: data.model")
     pose = data.get("pose")
     if pose is not None and not isinstance(pose, dict):
         raise TaskError(f"{where}: data.pose must be a pose object, got {_type(pose)}")
@@ -152,6 +150,15 @@ def task(value, image_key: str, where: str = "task") -> dict:
         raise TaskError(f"{where}: data.reference must be a mask URL (a non-empty string), got {_short(reference)}")
     return {"id": identity, "image": image, "model": model, "pose": pose, "reference": reference,
             "annotations": annotations(value.get("annotations"), where), "where": where}
+
+
+def model_id(value, where: str) -> str:
+    """A registry model id: a non-empty string of at most :data:`MAX_ID_CHARS`."""
+    if not isinstance(value, str) or not value:
+        raise TaskError(f"{where} must name a registered CAD model (a string), got {_short(value)}")
+    if len(value) > MAX_ID_CHARS:
+        raise TaskError(f"{where} is {len(value)} characters long, over {MAX_ID_CHARS}")
+    return value
 
 
 def annotations(value, where: str) -> list[dict]:

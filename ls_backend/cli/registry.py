@@ -1,4 +1,5 @@
-"""``finepose registry match | from-cad``: build the mesh registry the backend reads."""
+"""``finepose registry match | from-cad | label-config``: build the mesh registry the backend
+reads, and a project's labeling config listing its models."""
 
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ def register(subparsers) -> None:
     mesh_args(q, "model")
     q.set_defaults(func=cmd_from_cad)
 
+    q = sub.add_parser("label-config", help="the pose template with the registry's models as a model list")
+    q.add_argument("--registry", required=True, help="the registry JSON (FINEPOSE_REGISTRY's file)")
+    q.add_argument("--category", choices=CATEGORIES, help="the project's category (default: the registry's only one)")
+    q.add_argument("--default", help="model id preselected: the project's default for photos naming no model")
+    q.add_argument("--out", required=True, help="labeling config XML to write")
+    q.set_defaults(func=cmd_label_config)
+
 
 def _meshes(args) -> dict:
     """The options naming the entries' mesh paths, frame, category and keys."""
@@ -56,3 +64,9 @@ def cmd_from_cad(args) -> None:
     from ls_backend.registry.build import registry_from_cad
 
     print_json(registry_from_cad(args.cad, args.out, names=args.names, **_meshes(args)))
+
+
+def cmd_label_config(args) -> None:
+    from ls_backend.registry.label_config import write_label_config
+
+    print_json(write_label_config(args.registry, args.out, category=args.category, default=args.default))

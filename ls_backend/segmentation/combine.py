@@ -9,6 +9,9 @@ semantic mask, and Mask R-CNN, which separates instances (:func:`combine_masks`)
   IoU with the initial projection (the silhouette at the rough start pose); with no initial
   projection, the instance with the largest mask area (ties: the higher score).
 * Fallback: when the DeepLab mask is empty but Mask R-CNN found one instance, that instance.
+* With a box the annotator drew (``box_mask``): the instance with the highest IoU with the
+  box, whatever the count; when no instance touches the box, the DeepLab mask's objects
+  mostly inside it (:func:`geometry.box.objects_in_box`).
 
 Categories: ``"car"`` (COCO car + truck, VOC car) and ``"aeroplane"`` (aliases ``airplane``,
 ``aircraft``, ``plane``); case-insensitive; anything else raises ``ValueError``.
@@ -62,6 +65,7 @@ def combine_masks(
     semantic_mask: np.ndarray,
     initial_mask: np.ndarray | None = None,
     score_threshold: float = 0.5,
+    box_mask: np.ndarray | None = None,
 ) -> Combined:
     """The paper's rule, on arrays: choose the segmentation reference.
 
@@ -71,7 +75,8 @@ def combine_masks(
     Instances scoring below ``score_threshold`` are ignored. At most one instance left: the
     DeepLab mask (or that one instance if the DeepLab mask is empty). Two or more: the instance
     with the highest IoU against ``initial_mask``, or without one the largest instance; ties go
-    to the higher score.
+    to the higher score. ``box_mask`` (H x W bool, optional): a box drawn around one object,
+    which decides instead (the instance best inside it, see the module's rule).
     """
     semantic = np.asarray(semantic_mask, dtype=bool)
     masks = np.asarray(instance_masks, dtype=bool).reshape((-1, *semantic.shape))
@@ -79,6 +84,8 @@ def combine_masks(
     if len(scores) != len(masks):
         raise ValueError(f"{len(masks)} instance masks but {len(scores)} scores")
     kept = np.flatnonzero(scores >= score_threshold)
+    if box_mask is not None:
+        return _in_box(masks, scores, kept, semantic, np.asarray(box_mask, dtype=bool))
     if len(kept) <= 1:
         if len(kept) == 1 and not semantic.any():
             return Combined(masks[kept[0]].copy(), "maskrcnn", int(kept[0]))
@@ -93,3 +100,18 @@ def combine_masks(
     # lexicographic: best key first, then best score
     best = kept[np.lexsort((-scores[kept], -key))[0]]
     return Combined(masks[best].copy(), "maskrcnn", int(best))
+
+
+def _in_box(masks, scores, kept, semantic, box) -> Combined:
+    """The instance best inside ``box`` (highest IoU with it, ties: higher score), else the
+    semantic mask's objects mostly inside it."""
+    from geometry.box import objects_in_box
+
+    if box.shape != semantic.shape:
+        raise ValueError(f"box mask shape {box.shape} differs from the masks' {semantic.shape}")
+    if len(kept):
+        key = ious(masks[kept], box)
+        best = kept[np.lexsort((-scores[kept], -key))[0]]
+        if key.max() > 0:
+            return Combined(masks[best].copy(), "maskrcnn", int(best))
+    return Combined(objects_in_box(semantic, box).mask, "deeplab", None)

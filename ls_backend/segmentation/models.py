@@ -139,11 +139,13 @@ class Segmenter:
             margin = F.interpolate(margin[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         return (margin > 0).numpy()
 
-    def segment(self, image: np.ndarray, name: str, initial_mask: np.ndarray | None = None) -> SegmentationResult:
+    def segment(self, image: np.ndarray, name: str, initial_mask: np.ndarray | None = None,
+                box_mask: np.ndarray | None = None) -> SegmentationResult:
         """The segmentation reference of ``image`` for category ``name`` (see :mod:`.combine`).
 
         ``initial_mask``: bool mask of the projection at the initial pose, any size (resized
-        to the image). Raises ``ValueError`` for an unknown category or bad image,
+        to the image). ``box_mask``: bool mask of a box drawn around one object, any size (see
+        :func:`.combine.combine_masks`). Raises ``ValueError`` for an unknown category or bad image,
         :class:`MissingWeightsError`/:class:`WeightsError` when the models cannot be loaded.
         """
         cat, rgb = category(name), as_rgb(image)
@@ -161,7 +163,8 @@ class Segmenter:
         masks, scores = masks[kept], scores[kept]
         semantic = self.semantic(work, cat.name)
         initial = None if initial_mask is None else resize_mask(initial_mask, w, h)
-        chosen = combine_masks(masks, scores, semantic, initial, self.score_threshold)
+        box = None if box_mask is None else resize_mask(box_mask, w, h)
+        chosen = combine_masks(masks, scores, semantic, initial, self.score_threshold, box)
         return SegmentationResult(
             mask=resize_mask(chosen.mask, width, height),
             source=chosen.source,

@@ -23,12 +23,13 @@ from ls_backend.tools.jsonlines import LogWriter, resume
 
 
 def _refine_one(task: dict, config: PoseConfig) -> dict:
-    """Worker: one task -> {"task", "prediction"} or {"task", "error"}."""
+    """Worker: one task -> {"task", "predictions"} (a far-apart rival first, the best last) or {"task", "error"}."""
     from ls_backend.backend.pipeline import predict_task
 
     try:
-        outcome = predict_task(task, config, Resources.shared())
-        return {"task": task["id"], "prediction": outcome.prediction, "seconds": outcome.seconds}
+        outcome = predict_task(task, config, Resources.shared(), alternatives=True)
+        return {"task": task["id"], "predictions": outcome.stored_order(),
+                "seconds": outcome.seconds}
     except (ValueError, RuntimeError, OSError) as exc:
         return {"task": task["id"], "error": f"{type(exc).__name__}: {exc}"}
 
@@ -60,11 +61,12 @@ def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resou
                 record.update(status="failed", error=outcome["error"])
                 counts["failed"] += 1
             else:
-                pred = outcome["prediction"]
-                stored = client.predictions.create(
-                    task=outcome["task"], result=pred["result"], score=pred["score"], model_version=pred["model_version"]
-                )
-                record.update(status="done", prediction=stored.id, score=pred["score"])
+                stored = [client.predictions.create(task=outcome["task"], result=pred["result"], score=pred["score"],
+                                                    model_version=pred["model_version"])
+                          for pred in outcome["predictions"]]  # see Outcome.stored_order: the best last
+                record.update(status="done", prediction=stored[-1].id, score=outcome["predictions"][-1]["score"])
+                if len(stored) > 1:
+                    record["alternative"] = stored[0].id
                 counts["done"] += 1
             log.write(record)
     seconds = time.perf_counter() - start
