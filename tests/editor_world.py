@@ -110,12 +110,12 @@ def serving_editor(world: EditorWorld):
     served on a loopback port; yields its base URL."""
     from flask import Flask
 
-    from ls_backend.backend.app import _error
+    from ls_backend.backend.app import error_handler
     from tests.test_backend_security import serving
 
     app = Flask("finepose-editor-test")
     app.register_blueprint(create_editor_blueprint(world.resources, source=world.source))
-    app.register_error_handler(Exception, _error)
+    app.register_error_handler(Exception, error_handler(world.resources))
     with serving(app) as url:
         yield url
 
