@@ -293,7 +293,6 @@ def test_real_cad_keypoints_recover_the_pose_and_silhouette(name, sigma):
     azimuth, elevation, theta = angle_errors(fit, pose)
     assert azimuth < 0.3 + 2 * sigma and elevation < 0.3 + 2 * sigma and theta < 0.3 + 2 * sigma
     assert fit.rms < 0.2 + 1.5 * sigma and not fit.poor and not fit.ambiguous
-    assert fit.seconds < 1.0
     renderer = SilhouetteRenderer(load_mesh(mesh_path))
     # Clean clicks: the silhouette itself. 1 px of click noise on a 300 px image moves an
     # aeroplane's thin wings and tail by a few pixels (IoU ~0.9); the IoU refinement follows.
