@@ -45,6 +45,7 @@ from geometry.mesh import load_mesh  # noqa: E402
 from geometry.pose import Pose, wrap_degrees  # noqa: E402
 from geometry.refine import refine, refine_paper  # noqa: E402
 from geometry.render import SilhouetteRenderer  # noqa: E402
+from geometry.search import RELEASE_STEPS  # noqa: E402
 
 DATASETS = {"StanfordCars": "car", "FGVC_Aircraft": "aeroplane"}
 IMAGE_SIZE = (300, 200)  # references at 300 px wide
@@ -100,9 +101,11 @@ class CaseSource:
         self.keys = sorted(set(self.human) & set(self.refined))
         self.meshes = sorted((data / "meshes" / "pascal3d_off").glob(f"{DATASETS[dataset]}*.off"))
 
-    def draw(self, scale: int = 1, noisy: bool = False) -> Case | None:
+    def draw(self, scale: int = 1, noisy: bool = False, jitter: float = 0.0) -> Case | None:
         """One case with the difference scaled by ``scale``; None when the draw is unusable
-        (a non-positive distance or focal, a silhouette too small or cut by the image)."""
+        (a non-positive distance or focal, a silhouette too small or cut by the image).
+        ``jitter`` > 0 then moves the true pose by up to that many release steps in each
+        parameter (uniformly), off the lattice of Algorithm 1's steps about the start."""
         true_record = self.refined[self.keys[self.rng.integers(len(self.keys))]]
         diff_key = self.keys[self.rng.integers(len(self.keys))]
         mesh_path = self.meshes[self.rng.integers(len(self.meshes))]
@@ -114,6 +117,8 @@ class CaseSource:
         diff[:3] = [wrap_degrees(x) for x in diff[:3]]
         try:
             start = true.with_vector(true.vector() - scale * diff)
+            if jitter > 0:
+                true = true.with_vector(true.vector() + self.rng.uniform(-jitter, jitter, 7) * RELEASE_STEPS)
         except ValueError:
             return None
         mask = renderer.render(true)
@@ -134,11 +139,12 @@ def real_cases(data: Path, count: int, rng: np.random.Generator):
         while made < count:
             case = source.draw()
             if case is not None:
+                case.start_iou = iou(case.renderer.render(case.start), case.mask)
                 made += 1
                 yield case
 
 
-def rough_cases(data: Path, count: int, rng: np.random.Generator, max_draws: int = 20000) -> list[Case]:
+def rough_cases(data: Path, count: int, rng: np.random.Generator, jitter: float = 0.0, max_draws: int = 20000) -> list[Case]:
     """``count`` cases per start IoU band, dataset and reference kind (clean, noisy): draws
     cycle through the scales and are kept while their band's quota is open."""
     renderers, cases = {}, []
@@ -149,7 +155,7 @@ def rough_cases(data: Path, count: int, rng: np.random.Generator, max_draws: int
             for draw in range(max_draws):
                 if not any(quota):
                     break
-                case = source.draw(SCALES[draw % len(SCALES)], noisy)
+                case = source.draw(SCALES[draw % len(SCALES)], noisy, jitter)
                 if case is None:
                     continue
                 case.start_iou = iou(case.renderer.render(case.start), case.mask)
