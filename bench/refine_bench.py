@@ -247,6 +247,7 @@ def main(argv=None):
     parser.add_argument("--cases", type=int, default=20, help="cases per dataset (rough: per band, dataset and reference kind)")
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jitter", type=float, default=0.5, help="rough: true pose off the start's lattice by up to this many release steps (0: on it)")
     args = parser.parse_args(argv)
     if not (args.data / "finegrained_pose").is_dir():
         sys.exit(f"benchmark data not found under {args.data} (expects finegrained_pose/ and meshes/)")
@@ -256,7 +257,7 @@ def main(argv=None):
         methods["paper-win"] = partial(refine_paper, windowed=True)  # bounding-box renders
         cases = list(real_cases(args.data, args.cases, rng))
     else:
-        cases = rough_cases(args.data, args.cases, rng)
+        cases = rough_cases(args.data, args.cases, rng, args.jitter)
     methods["fast"] = refine
     rows = run(methods, tqdm(cases, desc="cases"))
     report(cases, rows, args.starts == "rough")

@@ -41,6 +41,12 @@ class InitResult:
     ambiguous: bool  # the best far-apart alternative is within ``margin`` IoU of the best
     renders: int
 
+    @property
+    def alternatives(self) -> list:
+        """The poses of the hypotheses after the best: pass them as
+        ``geometry.refine.refine(..., hypotheses[0].pose, alternatives=...)``."""
+        return [h.pose for h in self.hypotheses[1:]]
+
     def to_dict(self) -> dict:
         return {
             "best": self.hypotheses[0].to_dict(),
@@ -60,7 +66,12 @@ def initial_pose(
     margin: float = 0.05,
     mesh_frame: np.ndarray | None = None,
 ) -> InitResult:
-    """Hypotheses for the pose of ``renderer``'s mesh in ``mask`` (boolean H x W), best first."""
+    """Hypotheses for the pose of ``renderer``'s mesh in ``mask`` (boolean H x W), best first.
+
+    Each chosen coarse view is refined by the outline fit alone (no fallback: this ranks the
+    views); refine the result through the same path as any other start,
+    ``refine(renderer, mask, result.hypotheses[0].pose, alternatives=result.alternatives)``.
+    """
     reference = Reference(mask)
     height, width = reference.mask.shape
     focal = FOCAL_PER_WIDTH * width if focal is None else focal
@@ -84,7 +95,7 @@ def initial_pose(
     chosen = _distinct(coarse, refine_top)
     hypotheses = []
     for value, pose in chosen:
-        result: RefineResult = refine_fast(renderer, reference.mask, pose)
+        result: RefineResult = refine_fast(renderer, reference.mask, pose, fallback_below=0.0, last_resort_below=0.0)
         renders += result.renders
         hypotheses.append(Hypothesis(pose=result.refined, iou=result.iou_refined, coarse_iou=value))
     hypotheses.sort(key=lambda h: -h.iou)

@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import numpy as np
 
@@ -28,6 +29,8 @@ COARSE_FACTOR = 3
 COARSE_MIN_ALPHA = 0.25
 #: The polish (Algorithm 1 after the fallback's fits) starts from this alpha (x eps).
 POLISH_ALPHA = 0.5
+#: A result still under this IoU after the polish: Algorithm 1 from the start as well.
+LAST_RESORT_BELOW = 0.9
 
 
 @dataclass
@@ -67,8 +70,13 @@ class ExactObjective:
         self.reference = reference
         self.template = template
         self.renders = 0
+        self.last = float("nan")  # the value of the last call
 
     def __call__(self, x: np.ndarray) -> float:
+        self.last = self._value(x)
+        return self.last
+
+    def _value(self, x: np.ndarray) -> float:
         pose = pose_or_none(self.template, x)
         if pose is None:
             return -1.0
@@ -126,47 +134,68 @@ def refine_fast(
     pose: Pose,
     fallback_below: float = FALLBACK_BELOW,
     *,
+    alternatives: Sequence[Pose] = (),
     coarse_factor: int = COARSE_FACTOR,
+    last_resort_below: float = LAST_RESORT_BELOW,
     **options,
 ) -> RefineResult:
     """finepose's refiner: the silhouette's outline is pulled onto the reference's by damped
     Gauss-Newton steps in all 7 parameters at once, each taken only when the ray-cast IoU
     improves (:func:`.outline_fit.fit_outline`; ``options`` go to it).
 
-    When the fit ends under ``fallback_below`` IoU (a far start pulled into a wrong optimum,
-    or a reference the model cannot match well: noisy, occluded), the fallback runs:
+    ``alternatives``: more starts (the keypoint fit's far-apart rival, the automatic initial
+    pose's other hypotheses, a flipped azimuth), each fitted the same way; the fallback
+    below goes on from the best fit and its start. They must share ``pose``'s mesh frame.
 
-    1. a coarse restart: Algorithm 1 from the *start* on the reference shrunk by
-       ``coarse_factor`` (renders cost ~1/5; the blur of the small image widens the basin),
-       then the outline fit at full size from its result; the better of the two fits is kept;
+    When the best fit ends under ``fallback_below`` IoU (a far start pulled into a wrong
+    optimum, or a reference the model cannot match well: noisy, occluded), the fallback runs:
+
+    1. a coarse restart: Algorithm 1 from that fit's *start* on the reference shrunk by
+       ``coarse_factor`` (renders cost ~1/5; the small image's area sums blur the outline
+       and widen the basin), then the outline fit at full size from its result; the better
+       of the fits is kept;
     2. if that still ends under ``fallback_below``, Algorithm 1 with bounding-box renders
-       polishes it from half the release's steps (:data:`POLISH_ALPHA`).
+       polishes it from half the release's steps (:data:`POLISH_ALPHA`);
+    3. if the result is still under ``last_resort_below`` (mostly noisy references of thin
+       structures, whose IoU peaks are narrow), the whole of Algorithm 1 (bounding-box
+       renders) from that start; the better result is kept.
 
-    The reported IoUs come from full renders; the result is never worse than the start.
-    ``details``: ``iterations`` (of the first fit), ``restarted`` (the coarse restart ran),
-    ``fallback_sweeps`` (the polish's sweeps).
+    The reported IoUs come from full renders; the result is never worse than ``pose``.
+    ``details``: ``iterations`` (of the first fit), ``start`` (0: ``pose``, k: the k-th
+    alternative), ``restarted`` (the coarse restart ran), ``fallback_sweeps`` (Algorithm 1's
+    sweeps at full size: polish and last resort).
 
-    ``mask``: the reference (H, W); ``pose`` is rescaled to its size when needed.
+    ``mask``: the reference (H, W); poses are rescaled to its size when needed.
     """
     start = time.perf_counter()
     pose, reference = _prepare(pose, mask)
     window = renderer.render_window(pose)
     iou0 = reference.iou_window(window)
     exact = ExactObjective(renderer, reference, pose)
-    fit = fit_outline(renderer, reference, pose, start=window, **options)
-    x, value, renders = fit.x, exact(fit.x), fit.renders
+    first = fit_outline(renderer, reference, pose, start=window, **options)
+    x, value, origin, chosen, renders = first.x, exact(first.x), pose, 0, first.renders
+    for k, alternative in enumerate(alternatives, start=1):
+        alternative = alternative.rescaled(reference.width, reference.height)
+        fit = fit_outline(renderer, reference, alternative, **options)
+        renders += fit.renders
+        if exact(fit.x) > value:
+            x, value, origin, chosen = fit.x, exact.last, alternative, k
     restarted, sweeps = False, 0
     if value < fallback_below:
-        restart, restart_renders = _coarse_restart(renderer, reference, pose, coarse_factor, options)
+        restart, restart_renders = _coarse_restart(renderer, reference, origin, coarse_factor, options)
         restarted, renders = True, renders + restart_renders
-        restart_value = exact(restart)
-        if restart_value > value:
-            x, value = restart, restart_value
+        if exact(restart) > value:
+            x, value = restart, exact.last
     if value < fallback_below:
         polish = greedy_search(exact, x, RELEASE_STEPS, POLISH_ALPHA, DEFAULT_MIN_ALPHA, value0=value)
         x, value, sweeps = polish.x, polish.value, polish.sweeps
+    if value < last_resort_below:
+        search = greedy_search(exact, origin.vector(), RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA)
+        sweeps += search.sweeps
+        if search.value > value:
+            x, value = search.x, search.value
     if value < iou0:
-        x, value = pose.vector(), iou0
+        x, value, chosen = pose.vector(), iou0, 0
     return RefineResult(
         initial=pose,
         refined=pose.with_vector(x),
@@ -175,7 +204,7 @@ def refine_fast(
         renders=renders + exact.renders + 1,  # and the render of the start
         seconds=time.perf_counter() - start,
         method="fast",
-        details={"iterations": fit.iterations, "restarted": restarted, "fallback_sweeps": sweeps},
+        details={"iterations": first.iterations, "start": chosen, "restarted": restarted, "fallback_sweeps": sweeps},
     )
 
 
@@ -196,10 +225,26 @@ def _coarse_restart(renderer, reference: Reference, pose: Pose, factor: int, opt
     return fit.x, objective.renders + fit.renders
 
 
-def refine(renderer, mask, pose, method: str = "fast", **kwargs) -> RefineResult:
-    """Refine with ``method`` in :data:`METHODS`."""
+def refine(renderer, mask, pose, method: str = "fast", *, alternatives: Sequence[Pose] = (), **kwargs) -> RefineResult:
+    """Refine with ``method`` in :data:`METHODS`: the one entry point for every start.
+
+    ``pose``: the start (a human's pose, a keypoint fit, the automatic initial pose's best
+    hypothesis); ``alternatives``: other starts worth trying (the keypoint fit's far-apart
+    rival, the other hypotheses of :func:`.init_pose.initial_pose`). ``fast`` fits each and
+    goes on from the best (:func:`refine_fast`); ``paper`` runs Algorithm 1 from each and
+    keeps the best. ``details["start"]``: which start won (0: ``pose``).
+    """
     if method == "paper":
-        return refine_paper(renderer, mask, pose, **kwargs)
+        results = [refine_paper(renderer, mask, start, **kwargs) for start in (pose, *alternatives)]
+        best = max(range(len(results)), key=lambda k: results[k].iou_refined)
+        return replace(
+            results[best],
+            initial=results[0].initial,
+            iou_initial=results[0].iou_initial,
+            renders=sum(r.renders for r in results),
+            seconds=sum(r.seconds for r in results),
+            details={**results[best].details, "start": best},
+        )
     if method == "fast":
-        return refine_fast(renderer, mask, pose, **kwargs)
+        return refine_fast(renderer, mask, pose, alternatives=alternatives, **kwargs)
     raise ValueError(f"unknown refinement method {method!r}; use one of {', '.join(METHODS)}")
