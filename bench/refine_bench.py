@@ -11,8 +11,12 @@ the true pose, 300 px wide. Two classes of starts:
   CNN's segmentation (:func:`geometry.masks.realistic_noise`, 2 px); cases are kept by start
   IoU band (:data:`BANDS`), ``--cases`` per band, dataset and reference kind (clean,
   noisy), and the tables are printed per band and per scale / reference kind.
+  A real difference is a whole number of the release's steps, so Algorithm 1's lattice of
+  candidates about the start holds the true pose exactly and it lands on it (IoU 1.000 on a
+  clean reference), which no real photo offers; ``--jitter`` (default 0.5) moves the true
+  pose by up to half a step in each parameter, off that lattice (``--jitter 0``: on it).
 
-    python bench/refine_bench.py [--starts real|rough] [--cases 20] [--data ../shared/data] [--seed 0]
+    python bench/refine_bench.py [--starts real|rough] [--cases 20] [--jitter 0.5] [--data ../shared/data] [--seed 0]
 
 Methods: ``paper`` (Algorithm 1 with full-frame renders, as a plain implementation),
 ``paper-win`` (the same with bounding-box renders: the share of the speed-up that rendering
@@ -197,7 +201,10 @@ def summary_line(label: str, rows: list, paper: list | None = None) -> str:
     return line
 
 
-HEADER = f"{'group / method':<22}{'n':>4}{'med s':>9}{'renders':>9}{'start':>8}{'IoU':>9}{'worst':>8}{'az<1':>7}{'within':>9}{'vs paper':>9}"
+HEADER = (
+    f"{'group / method':<22}{'n':>4}{'med s':>9}{'renders':>9}{'start':>8}{'IoU':>9}{'worst':>8}{'az<1':>7}"
+    f"{'within':>9}{'vs paper':>9}"
+)
 
 
 def print_groups(title: str, groups: dict, rows: dict) -> None:
@@ -220,7 +227,8 @@ def print_losses(cases: list, rows: dict) -> None:
         c, f, p = cases[i], rows["fast"][i], rows["paper"][i]
         print(
             f"  #{i} {c.dataset} {c.mesh} x{c.scale} {'noisy' if c.noisy else 'clean'} start {c.start_iou:.3f}: "
-            f"fast {f.iou_final:.4f} (az err {f.azimuth_error:.1f}), paper {p.iou_final:.4f} (az err {p.azimuth_error:.1f}); "
+            f"fast {f.iou_final:.4f} (az err {f.azimuth_error:.1f}), "
+            f"paper {p.iou_final:.4f} (az err {p.azimuth_error:.1f}); "
             f"true {np.round(c.true.vector(), 2).tolist()} start {np.round(c.start.vector(), 2).tolist()}"
         )
 
@@ -231,9 +239,16 @@ def report(cases: list, rows: dict, rough: bool) -> None:
     print_groups("all cases", {"all": list(range(len(cases)))}, rows)
     print_groups("per dataset", {d: [i for i, c in enumerate(cases) if c.dataset == d] for d in DATASETS}, rows)
     if rough:
-        bands = {f"[{low:.2f},{min(high, 1):.2f})": [i for i, c in enumerate(cases) if c.band == k] for k, (low, high) in enumerate(BANDS)}
+        bands = {
+            f"[{low:.2f},{min(high, 1):.2f})": [i for i, c in enumerate(cases) if c.band == k]
+            for k, (low, high) in enumerate(BANDS)
+        }
         print_groups("per start IoU band", bands, rows)
-        kinds = {f"x{s} {'noisy' if n else 'clean'}": [i for i, c in enumerate(cases) if c.scale == s and c.noisy == n] for s in SCALES for n in (False, True)}
+        kinds = {
+            f"x{s} {'noisy' if n else 'clean'}": [i for i, c in enumerate(cases) if c.scale == s and c.noisy == n]
+            for s in SCALES
+            for n in (False, True)
+        }
         print_groups("per scale and reference", kinds, rows)
     print_losses(cases, rows)
     for name in medians:
@@ -244,10 +259,14 @@ def report(cases: list, rows: dict, rough: bool) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--starts", choices=("real", "rough"), default="real")
-    parser.add_argument("--cases", type=int, default=20, help="cases per dataset (rough: per band, dataset and reference kind)")
+    parser.add_argument(
+        "--cases", type=int, default=20, help="cases per dataset (rough: per band, dataset and reference kind)"
+    )
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jitter", type=float, default=0.5, help="rough: true pose off the start's lattice by up to this many release steps (0: on it)")
+    parser.add_argument(
+        "--jitter", type=float, default=0.5, help="rough: move the true pose off the start's lattice by up to this many steps"
+    )
     args = parser.parse_args(argv)
     if not (args.data / "finegrained_pose").is_dir():
         sys.exit(f"benchmark data not found under {args.data} (expects finegrained_pose/ and meshes/)")

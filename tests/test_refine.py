@@ -102,7 +102,8 @@ def test_a_near_start_takes_no_fallback(car_renderer):
     reference = car_renderer.render(HIDDEN)
     result = refine_fast(car_renderer, reference, HIDDEN.with_vector(HIDDEN.vector() + STARTS[0]))
     assert result.iou_refined > 0.99
-    assert result.details == {"iterations": result.details["iterations"], "start": 0, "restarted": False, "fallback_sweeps": 0}
+    assert result.details["iterations"] > 0 and result.details["start"] == 0
+    assert not result.details["restarted"] and result.details["fallback_sweeps"] == 0
 
 
 def test_alternative_starts_go_through_the_same_path(car_renderer):
