@@ -41,6 +41,12 @@ class InitResult:
     ambiguous: bool  # the best far-apart alternative is within ``margin`` IoU of the best
     renders: int
 
+    @property
+    def alternatives(self) -> list:
+        """The poses of the hypotheses after the best: pass them as
+        ``geometry.refine.refine(..., hypotheses[0].pose, alternatives=...)``."""
+        return [h.pose for h in self.hypotheses[1:]]
+
     def to_dict(self) -> dict:
         return {
             "best": self.hypotheses[0].to_dict(),
@@ -65,10 +71,13 @@ def initial_pose(
 
     ``mask``: boolean ``(H, W)`` reference; poses refer to an ``W x H`` image. ``focal``: pixels
     (default ``FOCAL_PER_WIDTH * W``, the release's default). ``azimuths``, ``elevations``:
-    the coarse grid in degrees. ``refine_top``: how many of the best coarse views are refined.
-    ``margin``: IoU within which a far-apart (> 60 degrees azimuth) runner-up makes the result
-    ``ambiguous``. ``mesh_frame``: the model's frame (3x3; identity when None), the frame of
-    the returned poses. Returns an :class:`InitResult` (hypotheses with their IoUs, renders).
+    the coarse grid in degrees. ``refine_top``: how many of the best coarse views are refined,
+    each by the outline fit alone (no fallback: this ranks the views). ``margin``: IoU within
+    which a far-apart (> 60 degrees azimuth) runner-up makes the result ``ambiguous``.
+    ``mesh_frame``: the model's frame (3x3; identity when None), the frame of the returned
+    poses. Returns an :class:`InitResult` (hypotheses with their IoUs, renders); refine it
+    through the same path as any other start,
+    ``refine(renderer, mask, result.hypotheses[0].pose, alternatives=result.alternatives)``.
     """
     reference = Reference(mask)
     height, width = reference.mask.shape
@@ -93,7 +102,7 @@ def initial_pose(
     chosen = _distinct(coarse, refine_top)
     hypotheses = []
     for value, pose in chosen:
-        result: RefineResult = refine_fast(renderer, reference.mask, pose)
+        result: RefineResult = refine_fast(renderer, reference.mask, pose, fallback_below=0.0, last_resort_below=0.0)
         renders += result.renders
         hypotheses.append(Hypothesis(pose=result.refined, iou=result.iou_refined, coarse_iou=value))
     hypotheses.sort(key=lambda h: -h.iou)

@@ -8,20 +8,29 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import numpy as np
 
 from .iou import Reference, iou
+from .masks import resize_mask
 from .outline_fit import fit_outline
 from .pose import Pose, pose_or_none
 from .render import SilhouetteRenderer
 from .search import DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, RELEASE_STEPS, greedy_search
 
 METHODS = ("paper", "fast")
-#: After an outline fit ending under ``fallback_below``, one sweep of Algorithm 1 probes
-#: whether it still finds gains; the whole search runs only if that sweep gained this much.
-FALLBACK_PROBE_GAIN = 0.003
+#: An outline fit ending under this IoU is followed by the fallback (see :func:`refine_fast`).
+FALLBACK_BELOW = 0.97
+#: The coarse restart searches the reference shrunk this many times (300 -> 100 px wide).
+COARSE_FACTOR = 3
+#: The coarse restart's Algorithm 1 stops once alpha <= this (sweeps at 1 and 1/2 x eps).
+COARSE_MIN_ALPHA = 0.25
+#: The polish (Algorithm 1 after the fallback's fits) starts from this alpha (x eps).
+POLISH_ALPHA = 0.5
+#: A result still under this IoU after the polish: Algorithm 1 from the start as well.
+LAST_RESORT_BELOW = 0.9
 
 
 @dataclass
@@ -61,8 +70,13 @@ class ExactObjective:
         self.reference = reference
         self.template = template
         self.renders = 0
+        self.last = float("nan")  # the value of the last call
 
     def __call__(self, x: np.ndarray) -> float:
+        self.last = self._value(x)
+        return self.last
+
+    def _value(self, x: np.ndarray) -> float:
         pose = pose_or_none(self.template, x)
         if pose is None:
             return -1.0
@@ -115,52 +129,122 @@ def refine_paper(
 
 
 def refine_fast(
-    renderer: SilhouetteRenderer, mask: np.ndarray, pose: Pose, fallback_below: float = 0.9, **options
+    renderer: SilhouetteRenderer,
+    mask: np.ndarray,
+    pose: Pose,
+    fallback_below: float = FALLBACK_BELOW,
+    *,
+    alternatives: Sequence[Pose] = (),
+    coarse_factor: int = COARSE_FACTOR,
+    last_resort_below: float = LAST_RESORT_BELOW,
+    **options,
 ) -> RefineResult:
     """finepose's refiner: the silhouette's outline is pulled onto the reference's by damped
     Gauss-Newton steps in all 7 parameters at once, each taken only when the ray-cast IoU
-    improves (:func:`.outline_fit.fit_outline`; ``options`` go to it). When the fit ends
-    under ``fallback_below`` IoU (a far start it could not pull in, or a reference the model
-    cannot match well: noisy, occluded), Algorithm 1 with bounding-box renders goes on from
-    its result: one sweep first, then the whole search if that sweep gained at least
-    :data:`FALLBACK_PROBE_GAIN`. The reported IoUs come from full renders; the result is
-    never worse than the start. ``details["fallback_sweeps"]``: Algorithm 1's sweeps.
+    improves (:func:`.outline_fit.fit_outline`; ``options`` go to it).
 
-    ``mask``: the reference (H, W); ``pose`` is rescaled to its size when needed.
+    ``alternatives``: more starts (the keypoint fit's far-apart rival, the automatic initial
+    pose's other hypotheses, a flipped azimuth), each fitted the same way; the fallback
+    below goes on from the best fit and its start. They must share ``pose``'s mesh frame.
+
+    When the best fit ends under ``fallback_below`` IoU (a far start pulled into a wrong
+    optimum, or a reference the model cannot match well: noisy, occluded), the fallback runs:
+
+    1. a coarse restart: Algorithm 1 from that fit's *start* on the reference shrunk by
+       ``coarse_factor`` (renders cost ~1/5; the small image's area sums blur the outline
+       and widen the basin), then the outline fit at full size from its result; the better
+       of the fits is kept;
+    2. if that still ends under ``fallback_below``, Algorithm 1 with bounding-box renders
+       polishes it from half the release's steps (:data:`POLISH_ALPHA`);
+    3. if the result is still under ``last_resort_below`` (mostly noisy references of thin
+       structures, whose IoU peaks are narrow), the whole of Algorithm 1 (bounding-box
+       renders) from that start; the better result is kept.
+
+    The reported IoUs come from full renders; the result is never worse than ``pose``.
+    ``details``: ``iterations`` (of the first fit), ``start`` (0: ``pose``, k: the k-th
+    alternative), ``restarted`` (the coarse restart ran), ``fallback_sweeps`` (Algorithm 1's
+    sweeps at full size: polish and last resort).
+
+    ``mask``: the reference (H, W); poses are rescaled to its size when needed.
     """
     start = time.perf_counter()
     pose, reference = _prepare(pose, mask)
     window = renderer.render_window(pose)
     iou0 = reference.iou_window(window)
-    fit = fit_outline(renderer, reference, pose, start=window, **options)
     exact = ExactObjective(renderer, reference, pose)
-    x, value = fit.x, exact(fit.x)
-    sweeps = 0
-    if value < fallback_below:  # the fit ended low: Algorithm 1 may go on from its result
-        probe = greedy_search(exact, x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=value, max_sweeps=1)
-        gain = probe.value - value
-        x, value, sweeps = probe.x, probe.value, 1
-        if gain >= FALLBACK_PROBE_GAIN:
-            search = greedy_search(exact, x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=value)
-            x, value, sweeps = search.x, search.value, 1 + search.sweeps
+    first = fit_outline(renderer, reference, pose, start=window, **options)
+    x, value, origin, chosen, renders = first.x, exact(first.x), pose, 0, first.renders
+    for k, alternative in enumerate(alternatives, start=1):
+        alternative = alternative.rescaled(reference.width, reference.height)
+        fit = fit_outline(renderer, reference, alternative, **options)
+        renders += fit.renders
+        if exact(fit.x) > value:
+            x, value, origin, chosen = fit.x, exact.last, alternative, k
+    restarted, sweeps = False, 0
+    if value < fallback_below:
+        restart, restart_renders = _coarse_restart(renderer, reference, origin, coarse_factor, options)
+        restarted, renders = True, renders + restart_renders
+        if exact(restart) > value:
+            x, value = restart, exact.last
+    if value < fallback_below:
+        polish = greedy_search(exact, x, RELEASE_STEPS, POLISH_ALPHA, DEFAULT_MIN_ALPHA, value0=value)
+        x, value, sweeps = polish.x, polish.value, polish.sweeps
+    if value < last_resort_below:
+        search = greedy_search(exact, origin.vector(), RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA)
+        sweeps += search.sweeps
+        if search.value > value:
+            x, value = search.x, search.value
     if value < iou0:
-        x, value = pose.vector(), iou0
+        x, value, chosen = pose.vector(), iou0, 0
     return RefineResult(
         initial=pose,
         refined=pose.with_vector(x),
         iou_initial=iou0,
         iou_refined=value,
-        renders=fit.renders + exact.renders + 1,  # and the full render of the start
+        renders=renders + exact.renders + 1,  # and the render of the start
         seconds=time.perf_counter() - start,
         method="fast",
-        details={"iterations": fit.iterations, "fallback_sweeps": sweeps},
+        details={"iterations": first.iterations, "start": chosen, "restarted": restarted, "fallback_sweeps": sweeps},
     )
 
 
-def refine(renderer, mask, pose, method: str = "fast", **kwargs) -> RefineResult:
-    """Refine with ``method`` in :data:`METHODS`."""
+def _coarse_restart(renderer, reference: Reference, pose: Pose, factor: int, options: dict) -> tuple[np.ndarray, int]:
+    """Algorithm 1 from ``pose`` against ``reference`` shrunk ``factor`` times (area sums,
+    :func:`.masks.resize_mask`; steps halved down to :data:`COARSE_MIN_ALPHA`), then the
+    outline fit at full size from its result: (the fit's pose vector at ``pose``'s size,
+    renders of both)."""
+    width, height = max(1, reference.width // factor), max(1, reference.height // factor)
+    small = resize_mask(reference.mask, width, height)
+    if not small.any():  # the object vanishes at this size: search at full size
+        small, width, height = reference.mask, reference.width, reference.height
+    coarse_pose = pose.rescaled(width, height)
+    objective = ExactObjective(renderer, Reference(small), coarse_pose)
+    search = greedy_search(objective, coarse_pose.vector(), RELEASE_STEPS, DEFAULT_ALPHA, COARSE_MIN_ALPHA)
+    found = coarse_pose.with_vector(search.x).rescaled(reference.width, reference.height)
+    fit = fit_outline(renderer, reference, found, **options)
+    return fit.x, objective.renders + fit.renders
+
+
+def refine(renderer, mask, pose, method: str = "fast", *, alternatives: Sequence[Pose] = (), **kwargs) -> RefineResult:
+    """Refine with ``method`` in :data:`METHODS`: the one entry point for every start.
+
+    ``pose``: the start (a human's pose, a keypoint fit, the automatic initial pose's best
+    hypothesis); ``alternatives``: other starts worth trying (the keypoint fit's far-apart
+    rival, the other hypotheses of :func:`.init_pose.initial_pose`). ``fast`` fits each and
+    goes on from the best (:func:`refine_fast`); ``paper`` runs Algorithm 1 from each and
+    keeps the best. ``details["start"]``: which start won (0: ``pose``).
+    """
     if method == "paper":
-        return refine_paper(renderer, mask, pose, **kwargs)
+        results = [refine_paper(renderer, mask, start, **kwargs) for start in (pose, *alternatives)]
+        best = max(range(len(results)), key=lambda k: results[k].iou_refined)
+        return replace(
+            results[best],
+            initial=results[0].initial,
+            iou_initial=results[0].iou_initial,
+            renders=sum(r.renders for r in results),
+            seconds=sum(r.seconds for r in results),
+            details={**results[best].details, "start": best},
+        )
     if method == "fast":
-        return refine_fast(renderer, mask, pose, **kwargs)
+        return refine_fast(renderer, mask, pose, alternatives=alternatives, **kwargs)
     raise ValueError(f"unknown refinement method {method!r}; use one of {', '.join(METHODS)}")

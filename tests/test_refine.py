@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from geometry.iou import iou
 from geometry.masks import realistic_noise
 from geometry.pose import Pose, wrap_degrees
 from geometry.refine import refine, refine_fast, refine_paper
@@ -77,3 +78,55 @@ def test_unknown_method_and_empty_reference_are_refused(car_renderer):
         refine(car_renderer, np.ones((200, 300), bool), HIDDEN, method="magic")
     with pytest.raises(ValueError, match="empty"):
         refine(car_renderer, np.zeros((200, 300), bool), HIDDEN)
+
+
+# A far start (40 degrees of azimuth, 15 px off) from which the outline fit alone ends in a
+# wrong optimum (IoU ~0.76), and one from which even the fallback does (a mirrored-looking view).
+FAR = [40.0, -8.0, 6.0, 0.0, 0.0, 15.0, 8.0]
+LOST = [-40.0, -5.0, 10.0, -0.2, 30.0, 10.0, 5.0]
+
+
+def test_a_far_start_is_recovered_by_the_coarse_restart(car_renderer):
+    reference = car_renderer.render(HIDDEN)
+    start = HIDDEN.with_vector(HIDDEN.vector() + FAR)
+    fit_only = refine_fast(car_renderer, reference, start, fallback_below=0.0, last_resort_below=0.0)
+    assert fit_only.iou_refined < 0.9 and not fit_only.details["restarted"]
+    result = refine_fast(car_renderer, reference, start)
+    assert result.iou_initial < 0.6
+    assert result.details["restarted"]
+    assert iou(car_renderer.render(result.refined), car_renderer.render(HIDDEN)) >= 0.99
+    assert abs(wrap_degrees(result.refined.azimuth - HIDDEN.azimuth)) < 1.0
+
+
+def test_a_near_start_takes_no_fallback(car_renderer):
+    reference = car_renderer.render(HIDDEN)
+    result = refine_fast(car_renderer, reference, HIDDEN.with_vector(HIDDEN.vector() + STARTS[0]))
+    assert result.iou_refined > 0.99
+    assert result.details["iterations"] > 0 and result.details["start"] == 0
+    assert not result.details["restarted"] and result.details["fallback_sweeps"] == 0
+
+
+def test_alternative_starts_go_through_the_same_path(car_renderer):
+    """refine(..., alternatives=...) fits every start and goes on from the best; the result
+    still reports the first start's IoU."""
+    reference = car_renderer.render(HIDDEN)
+    start = HIDDEN.with_vector(HIDDEN.vector() + LOST)
+    alone = refine(car_renderer, reference, start)
+    assert alone.iou_refined < 0.95  # this start alone ends in the wrong optimum
+    rival = HIDDEN.with_vector(HIDDEN.vector() + STARTS[1]).rescaled(600, 400)  # any size
+    result = refine(car_renderer, reference, start, alternatives=[rival])
+    assert result.details["start"] == 1
+    assert result.iou_initial == pytest.approx(alone.iou_initial)
+    assert result.iou_refined > 0.99
+    assert result.iou_refined == pytest.approx(iou(car_renderer.render(result.refined), reference), abs=1e-12)
+
+
+def test_the_automatic_initial_pose_feeds_refine_with_its_hypotheses(car_renderer):
+    from geometry.init_pose import initial_pose
+
+    reference = car_renderer.render(HIDDEN)
+    found = initial_pose(car_renderer, reference, elevations=(0.0, 20.0))
+    assert [h.pose for h in found.hypotheses[1:]] == found.alternatives
+    result = refine(car_renderer, reference, found.hypotheses[0].pose, alternatives=found.alternatives)
+    assert result.iou_refined >= max(h.iou for h in found.hypotheses) - 1e-9
+    assert result.iou_refined > 0.98
