@@ -103,7 +103,7 @@ def _refine(inputs, smart, image, config, resources, registry, entry, renderer, 
         pred = {"result": result, "score": 0.0, "model_version": resources.model_version}
         return Outcome(pred, "keypoints (too few)", "none", time.perf_counter() - start)
 
-    initial, initial_source, note = _initial_pose(inputs, smart, registry, width, height, entry)
+    initial, initial_source, note, alternatives = _initial_pose(inputs, smart, registry, width, height, entry)
     box = rectangle_mask(smart.rectangle, width, height) if smart.rectangle is not None else None
     reference, reference_source, box_note = _reference(inputs, resources, image, entry.category, renderer, initial,
                                                        deadline, box)
@@ -116,13 +116,16 @@ def _refine(inputs, smart, image, config, resources, registry, entry, renderer, 
         found = initial_pose(renderer, work_reference, mesh_frame=entry.frame_matrix)
         initial = found.hypotheses[0].pose
         runner_up = [h.pose for h in found.hypotheses[1:2]]  # the far-apart one when there is one
+        alternatives = found.alternatives
         initial_source = "automatic"
     elif box is not None and not box_centre_inside(renderer.render(initial), box):
         initial = _moved_onto(renderer, work_reference, initial.rescaled(work_width, work_height))
         initial_source += " (moved into the box)"
     if box is not None:
         note = f"box: {box_note}; initial pose: {initial_source}" + (f" ({note})" if note else "")
-    result = refine(renderer, work_reference, initial, method=settings.method)  # refine rescales to the mask
+    # one path for every start (geometry.refine): the start and its alternatives (the keypoint
+    # fit's far-apart rival, the automatic pose's other views); refine rescales to the mask
+    result = refine(renderer, work_reference, initial, method=settings.method, alternatives=alternatives)
     refined = snapped(config, result.refined.rescaled(width, height))  # the numbers as the editor shows them
     projection = renderer.render(refined)
     iou_after = iou(projection, reference)  # of the written numbers, at the photo's size
@@ -168,17 +171,20 @@ def _shown_azimuth(config, pose) -> float:
     return config.fit("azimuth", pose_numbers(pose)["azimuth"])
 
 
-def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, height, entry) -> tuple[Pose | None, str, str]:
-    """(initial pose or None, where from, a note for the annotator)."""
+def _initial_pose(inputs: TaskInputs, smart: SmartRegions, registry, width, height,
+                  entry) -> tuple[Pose | None, str, str, list[Pose]]:
+    """(initial pose or None, where from, a note for the annotator, alternative starts)."""
     frame = entry.frame_matrix
     if smart.keypoints:
         found = fit_keypoints(registry.keypoints(inputs.model_id), smart.keypoints, width, height, frame)
-        return found.fit.pose, "keypoints", found.message
+        rival = [found.fit.alternative] if found.fit.alternative is not None else []
+        return found.fit.pose, "keypoints", found.message, rival
     if inputs.human_numbers is not None:
-        return pose_from_numbers(inputs.human_numbers, width, height, entry.frame_matrix, inputs.where), "annotation", ""
+        pose = pose_from_numbers(inputs.human_numbers, width, height, entry.frame_matrix, inputs.where)
+        return pose, "annotation", "", []
     if inputs.data_pose is not None:
-        return pose_from_task_data(inputs.data_pose, width, height, entry, inputs.where), "data.pose", ""
-    return None, "reference", ""
+        return pose_from_task_data(inputs.data_pose, width, height, entry, inputs.where), "data.pose", "", []
+    return None, "reference", "", []
 
 
 def reference_mask(inputs: TaskInputs, resources: Resources, image, category, renderer, initial,
