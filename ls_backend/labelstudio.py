@@ -180,9 +180,15 @@ def project_label_config(client, project_id: int) -> str:
     return client.projects.get(id=int(project_id)).label_config
 
 
-def update_task_data(client, task_id: int, data: dict) -> None:
-    """Replace a task's data (Label Studio checks it against the project's config)."""
-    client.tasks.update(id=int(task_id), data=data)
+def merge_task_data(client, task_id: int, fields: dict) -> bool:
+    """Set ``fields`` in a task's data, keeping the rest as Label Studio holds it now (read
+    just before the write, not a request's older copy); False when they already held these
+    values. Label Studio checks the data against the project's config."""
+    current = dict(client.tasks.get(id=int(task_id)).data or {})
+    if all(current.get(key) == value for key, value in fields.items()):
+        return False
+    client.tasks.update(id=int(task_id), data={**current, **fields})
+    return True
 
 
 def create_annotation(client, task_id: int, result: list, lead_time: float | None = None) -> int:

@@ -7,8 +7,10 @@ next successful prediction sets it back to ``""``. The failed task holds no pred
 backend's version, so "Retrieve Predictions" tries it again once the cause is fixed.
 
 Label Studio waits for ``/predict`` to answer before it releases its database, so the field is
-written from a background thread after the answer (one at a time, each with a timeout);
-:func:`flush` waits for pending writes (tests, shutdown).
+written from a background thread after the answer (each with a timeout). Every background
+write into task data (this field, the pose editor's links) goes through :func:`in_background`:
+one at a time, so two read-modify-writes of one task's data never interleave and lose a
+field; :func:`flush` waits for pending writes (tests, shutdown).
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ def report(settings: Settings, task: dict, error: str | None) -> Future | None:
         return None
     if not settings.label_studio_url or not settings.api_key:
         return None
-    future = _pool.submit(_write, settings, task["id"], dict(task["data"]), text)
+    return in_background(_write, settings, task["id"], text)
+
+
+def in_background(function, *args) -> Future:
+    """Run ``function(*args)`` on the one background writer thread (see the module docstring)."""
+    future = _pool.submit(function, *args)
     _pending[:] = [f for f in _pending if not f.done()] + [future]
     return future
 
@@ -49,15 +56,12 @@ def flush(timeout: float = 60.0) -> None:
         future.result(timeout=timeout)
 
 
-def _write(settings: Settings, task_id: int, data: dict, text: str) -> None:
-    from ls_backend.labelstudio import connection
+def _write(settings: Settings, task_id: int, text: str) -> None:
+    from ls_backend.labelstudio import connection, merge_task_data
 
     try:
-        client = connection(settings).sdk()
-        current = dict(client.tasks.get(id=task_id).data or {})  # the newest data, not the request's copy
-        if current.get(FIELD, "") == text:
+        if not merge_task_data(connection(settings).sdk(), task_id, {FIELD: text}):
             return
-        client.tasks.update(id=task_id, data={**current, FIELD: text})
         logger.info("task %s: %s %s", task_id, FIELD, repr(text) if text else "cleared")
     except Exception as exc:  # a status that cannot be written must not fail the prediction
         logger.warning("task %s: could not write %s to Label Studio: %s", task_id, FIELD, exc)

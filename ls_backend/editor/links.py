@@ -23,7 +23,6 @@ import hmac
 import html
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass
 
@@ -143,12 +142,10 @@ def fill_task_link(client, task: dict, signer: LinkSigner, base_url: str) -> boo
     """Write a fresh link into one task's data when it needs one; True when it wrote."""
     from ls_backend import labelstudio
 
-    data = dict(task.get("data") or {})
-    if not needs_link(data, signer, task["id"], base_url):
+    if not needs_link(task.get("data") or {}, signer, task["id"], base_url):
         return False
-    data[FIELD] = link_html(task_url(base_url, signer, task["project"], task["id"]))
-    labelstudio.update_task_data(client, task["id"], data)
-    return True
+    link = link_html(task_url(base_url, signer, task["project"], task["id"]))
+    return labelstudio.merge_task_data(client, task["id"], {FIELD: link})
 
 
 def fill_project_links(client, project_id: int, settings: Settings, base_url: str | None = None) -> dict:
@@ -200,4 +197,6 @@ def renew_links_later(tasks, project, resources) -> None:
         except Exception as exc:  # noqa: BLE001 - a link is a convenience: log and go on
             logger.warning("could not write editor links for %d task(s): %s", len(todo), exc)
 
-    threading.Thread(target=work, name="finepose-editor-links", daemon=True).start()
+    from ls_backend.backend import status
+
+    status.in_background(work)  # the one writer of task data: never interleaved with finepose_error
