@@ -174,6 +174,7 @@ class TaskCache:
                     return item[1]
             value = load()
             with self._lock:
+                self._loading.pop(task_id, None)  # waiters hold it; later callers find the item
                 self._items[task_id] = (time.monotonic(), value)
                 self._items.move_to_end(task_id)
                 while len(self._items) > self.size:
