@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .init_pose import FAR_APART_DEG, Hypothesis, fit_scale_and_position
+from .init_pose import Hypothesis, far_apart, fit_scale_and_position
 from .iou import Reference
 from .pose import Pose, wrap_degrees
 from .refine import refine
@@ -28,10 +28,10 @@ FOCAL_RATIO = 1.5  # a rival whose focal drifted further from the pose's is anot
 def flip_starts(pose: Pose) -> list[Pose]:
     """``pose`` with its azimuth turned by 180 degrees and mirrored about the side view
     (``180 - azimuth``), the other six numbers kept; the second is left out when it lies
-    within :data:`FAR_APART_DEG` of ``pose`` (a view near the side)."""
+    within :data:`~.init_pose.FAR_APART_DEG` of ``pose`` (a view near the side)."""
     starts = [replace(pose, azimuth=wrap_degrees(pose.azimuth + 180.0))]
     mirrored = wrap_degrees(180.0 - pose.azimuth)
-    if abs(wrap_degrees(mirrored - pose.azimuth)) > FAR_APART_DEG:
+    if far_apart(mirrored, pose.azimuth):
         starts.append(replace(pose, azimuth=mirrored))
     return starts
 
@@ -46,7 +46,7 @@ def far_apart_rival(
     margin: float = MARGIN,
     method: str = "fast",
 ) -> Hypothesis | None:
-    """The best refined pose more than :data:`FAR_APART_DEG` of azimuth away from ``pose``
+    """The best refined pose more than :data:`~.init_pose.FAR_APART_DEG` of azimuth away from ``pose``
     whose IoU with ``mask`` is at least ``pose_iou - margin``, else None.
 
     ``pose``: the refined pose (any image size; rescaled to the mask's). Starts:
@@ -69,11 +69,11 @@ def far_apart_rival(
     starts = flip_starts(pose) + [s.rescaled(width, height) if (s.width, s.height) != (width, height) else s
                                   for s in extra_starts]
     for start in starts:
-        if abs(wrap_degrees(start.azimuth - pose.azimuth)) <= FAR_APART_DEG:
+        if not far_apart(start.azimuth, pose.azimuth):
             continue
         start, coarse = fit_scale_and_position(renderer, reference, start, centre)
         result = refine(renderer, reference.mask, start, method=method)
-        if abs(wrap_degrees(result.refined.azimuth - pose.azimuth)) <= FAR_APART_DEG:
+        if not far_apart(result.refined.azimuth, pose.azimuth):
             continue  # it slid back to the pose itself
         if not 1 / FOCAL_RATIO <= result.refined.focal / pose.focal <= FOCAL_RATIO:
             continue  # another camera

@@ -25,6 +25,12 @@ FOCAL_PER_WIDTH = 1.155  # the release's median focal, 346 px at 300 px wide
 FAR_APART_DEG = 60.0
 
 
+def far_apart(azimuth_a: float, azimuth_b: float) -> bool:
+    """Whether two azimuths (degrees) are more than :data:`FAR_APART_DEG` apart, the other
+    side of the look-alike views (front/back, left/right) rather than the same view."""
+    return abs(wrap_degrees(azimuth_a - azimuth_b)) > FAR_APART_DEG
+
+
 @dataclass
 class Hypothesis:
     pose: Pose
@@ -109,7 +115,7 @@ def initial_pose(
     # Two coarse views may refine to one pose: list it once.
     hypotheses = _distinct(hypotheses, len(hypotheses), pose_of=lambda h: h.pose)
     best = hypotheses[0]
-    rivals = [h for h in hypotheses[1:] if abs(wrap_degrees(h.pose.azimuth - best.pose.azimuth)) > FAR_APART_DEG]
+    rivals = [h for h in hypotheses[1:] if far_apart(h.pose.azimuth, best.pose.azimuth)]
     ambiguous = bool(rivals) and best.iou - rivals[0].iou < margin
     if rivals:  # the far-apart runner-up is always reported second
         hypotheses.remove(rivals[0])

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from .camera import project, rotation
-from .init_pose import FAR_APART_DEG, FOCAL_PER_WIDTH
+from .init_pose import FOCAL_PER_WIDTH, far_apart
 from .pose import Pose, wrap_degrees
 
 MIN_POINTS = 4
@@ -351,6 +351,6 @@ def _far_apart_rival(solutions: list) -> tuple[np.ndarray, float] | None:
     """The best solution more than ``FAR_APART_DEG`` in azimuth from the best, or None."""
     best_azimuth = solutions[0][0][0]
     for x, rms in solutions[1:]:
-        if abs(wrap_degrees(x[0] - best_azimuth)) > FAR_APART_DEG:
+        if far_apart(x[0], best_azimuth):
             return x, rms
     return None
