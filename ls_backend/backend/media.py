@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 import requests
 
+from geometry.masks import resize_mask
 from ls_backend import labelstudio
 from ls_backend.backend.download import BoundedSession, Deadline, Limits, host_of
 from ls_backend.backend.media_cache import MediaCache
@@ -206,9 +207,8 @@ def read_image(path: Path, settings: Settings, keep_grey: bool = False, what: st
 
 
 def read_reference(path: Path, settings: Settings, size: tuple[int, int], what: str | None = None) -> np.ndarray:
-    """A boolean mask (H, W) = ``size[::-1]`` from a mask image (non-zero = object)."""
-    from skimage.transform import resize
-
+    """A boolean mask (H, W) = ``size[::-1]`` from a mask image (non-zero = object), resized
+    by finepose's one mask resizer (:func:`geometry.masks.resize_mask`) when its size differs."""
     what = what or Path(path).name
     image = read_image(path, settings, keep_grey=True, what=what)
     if image.ndim == 2:
@@ -217,7 +217,7 @@ def read_reference(path: Path, settings: Settings, size: tuple[int, int], what: 
         mask = (image[..., 0] > 127) | (image[..., 1] > 127) | (image[..., 2] > 127)
     width, height = size
     if mask.shape != (height, width):
-        mask = resize(mask.astype(float), (height, width), order=0) > 0.5
+        mask = resize_mask(mask, width, height)
     if not mask.any():
         raise MediaError(f"reference mask {what} is empty (no pixel over half brightness)")
     return mask
