@@ -13,11 +13,12 @@ from typing import Sequence
 
 import numpy as np
 
+from .band import OutlineBand
 from .iou import Reference, iou
 from .masks import resize_mask
 from .outline_fit import fit_outline
 from .pose import Pose, pose_or_none
-from .render import SilhouetteRenderer
+from .render import SilhouetteRenderer, Window
 from .search import DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, RELEASE_STEPS, greedy_search
 
 METHODS = ("paper", "fast")
@@ -83,7 +84,41 @@ class ExactObjective:
         self.renders += 1
         if not self.windowed:
             return iou(self.renderer.render_full_frame(pose), self.reference.mask)
-        return self.reference.iou_window(self.renderer.render_window(pose))
+        window = self._silhouette(pose)
+        value = self.reference.iou_window(window)
+        self._seen(pose, window, value)
+        return value
+
+    def _silhouette(self, pose: Pose) -> Window:
+        return self.renderer.render_window(pose)
+
+    def _seen(self, pose: Pose, window: Window, value: float) -> None:
+        """Called with every windowed render (subclasses keep what they need)."""
+
+
+class BandedObjective(ExactObjective):
+    """:class:`ExactObjective` for a local search: candidates near the best pose seen so far
+    are ray cast only about its outline (:class:`.band.OutlineBand`; the same IoU except
+    where a hairline crack crosses a pixel centre), the others in their bounding box.
+    :meth:`anchor` sets the search's start; report final IoUs with a full render."""
+
+    def __init__(self, renderer: SilhouetteRenderer, reference: Reference, template: Pose):
+        super().__init__(renderer, reference, template)
+        self.band: OutlineBand | None = None
+        self.best = -np.inf
+
+    def anchor(self, x: np.ndarray) -> float:
+        """The IoU at ``x`` (a bounding-box render), which becomes the band's anchor."""
+        self.band, self.best = None, -np.inf
+        return self(x)
+
+    def _silhouette(self, pose: Pose) -> Window:
+        window = self.band.render(pose) if self.band is not None else None
+        return self.renderer.render_window(pose) if window is None else window
+
+    def _seen(self, pose: Pose, window: Window, value: float) -> None:
+        if value > self.best:  # a local search moves only to better poses: anchor there
+            self.best, self.band = value, OutlineBand(self.renderer, pose, window)
 
 
 def _prepare(pose: Pose, mask: np.ndarray) -> tuple[Pose, Reference]:
@@ -154,11 +189,14 @@ def refine_fast(
        ``coarse_factor`` (renders cost ~1/5; the small image's area sums blur the outline
        and widen the basin), then the outline fit at full size from its result; the better
        of the fits is kept;
-    2. if that still ends under ``fallback_below``, Algorithm 1 with bounding-box renders
-       polishes it from half the release's steps (:data:`POLISH_ALPHA`);
+    2. if that still ends under ``fallback_below``, Algorithm 1 polishes it from half the
+       release's steps (:data:`POLISH_ALPHA`);
     3. if the result is still under ``last_resort_below`` (mostly noisy references of thin
-       structures, whose IoU peaks are narrow), the whole of Algorithm 1 (bounding-box
-       renders) from that start; the better result is kept.
+       structures, whose IoU peaks are narrow), the whole of Algorithm 1 from that start;
+       the better result is kept.
+
+    Both searches cast rays only about the outline of the best pose so far where they can
+    (:class:`BandedObjective`), which the full render of the pose they end at confirms.
 
     The reported IoUs come from full renders; the result is never worse than ``pose``.
     ``details``: ``iterations`` (of the first fit), ``start`` (0: ``pose``, k: the k-th
@@ -186,14 +224,18 @@ def refine_fast(
         restarted, renders = True, renders + restart_renders
         if exact(restart) > value:
             x, value = restart, exact.last
+    local = BandedObjective(renderer, reference, pose)
     if value < fallback_below:
-        polish = greedy_search(exact, x, RELEASE_STEPS, POLISH_ALPHA, DEFAULT_MIN_ALPHA, value0=value)
-        x, value, sweeps = polish.x, polish.value, polish.sweeps
+        polish = greedy_search(local, x, RELEASE_STEPS, POLISH_ALPHA, DEFAULT_MIN_ALPHA, value0=local.anchor(x))
+        sweeps = polish.sweeps
+        if polish.value > value and exact(polish.x) > value:
+            x, value = polish.x, exact.last
     if value < last_resort_below:
-        search = greedy_search(exact, origin.vector(), RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA)
+        start_x = origin.vector()
+        search = greedy_search(local, start_x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=local.anchor(start_x))
         sweeps += search.sweeps
-        if search.value > value:
-            x, value = search.x, search.value
+        if exact(search.x) > value:
+            x, value = search.x, exact.last
     if value < iou0:
         x, value, chosen = pose.vector(), iou0, 0
     return RefineResult(
@@ -201,7 +243,7 @@ def refine_fast(
         refined=pose.with_vector(x),
         iou_initial=iou0,
         iou_refined=value,
-        renders=renders + exact.renders + 1,  # and the render of the start
+        renders=renders + exact.renders + local.renders + 1,  # and the render of the start
         seconds=time.perf_counter() - start,
         method="fast",
         details={"iterations": first.iterations, "start": chosen, "restarted": restarted, "fallback_sweeps": sweeps},
