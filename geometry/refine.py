@@ -232,7 +232,8 @@ def refine_fast(
             x, value = polish.x, exact.last
     if value < last_resort_below:
         start_x = origin.vector()
-        search = greedy_search(local, start_x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=local.anchor(start_x))
+        value0 = local.anchor(start_x)
+        search = greedy_search(local, start_x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=value0)
         sweeps += search.sweeps
         if exact(search.x) > value:
             x, value = search.x, exact.last
