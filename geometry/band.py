@@ -73,3 +73,25 @@ class OutlineBand:
         out = self.mask.copy()
         out[ys, xs] = self.renderer.cast_pixels(pose, xs + self.x0, ys + self.y0)
         return Window(out, self.x0, self.y0)
+
+
+class AnchoredSilhouettes:
+    """Silhouettes of a search's candidates: cast about the outline of the last anchored pose
+    where the move is small enough (:meth:`OutlineBand.render`), else in their bounding box
+    (:meth:`.render.SilhouetteRenderer.render_window`). A search anchors the poses it moves to."""
+
+    def __init__(self, renderer: SilhouetteRenderer):
+        self.renderer = renderer
+        self.band: OutlineBand | None = None
+
+    def render(self, pose: Pose) -> Window:
+        window = self.band.render(pose) if self.band is not None else None
+        return self.renderer.render_window(pose) if window is None else window
+
+    def anchor(self, pose: Pose, window: Window) -> None:
+        """Cast later candidates about ``pose``'s outline (``window``: its silhouette)."""
+        self.band = OutlineBand(self.renderer, pose, window)
+
+    def reset(self) -> None:
+        """Forget the anchor: the next candidate is cast in its bounding box."""
+        self.band = None

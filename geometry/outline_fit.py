@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .band import OutlineBand
+from .band import AnchoredSilhouettes
 from .camera import mesh_extrinsics, rotation
 from .distance import SignedDistance
 from .iou import Reference
@@ -58,10 +58,9 @@ class _Candidates:
     """Ray-cast IoU of pose vectors; near the last accepted pose, cast only about its outline."""
 
     def __init__(self, renderer: SilhouetteRenderer, reference: Reference, template: Pose):
-        self.renderer = renderer
+        self.silhouettes = AnchoredSilhouettes(renderer)
         self.reference = reference
         self.template = template
-        self.band: OutlineBand | None = None
         self.renders = 0
 
     def evaluate(self, x: np.ndarray) -> tuple[float, Window] | None:
@@ -69,14 +68,12 @@ class _Candidates:
         pose = pose_or_none(self.template, x)
         if pose is None:
             return None
-        window = self.band.render(pose) if self.band is not None else None
-        if window is None:
-            window = self.renderer.render_window(pose)
+        window = self.silhouettes.render(pose)
         self.renders += 1
         return self.reference.iou_window(window), window
 
     def accept(self, x: np.ndarray, window: Window) -> None:
-        self.band = OutlineBand(self.renderer, self.template.with_vector(x), window)
+        self.silhouettes.anchor(self.template.with_vector(x), window)
 
 
 def fit_outline(

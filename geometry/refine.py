@@ -13,12 +13,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .band import OutlineBand
+from .band import AnchoredSilhouettes
 from .iou import Reference, iou
 from .masks import resize_mask
 from .outline_fit import fit_outline
 from .pose import Pose, pose_or_none
-from .render import SilhouetteRenderer, Window
+from .render import SilhouetteRenderer
 from .search import DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, RELEASE_STEPS, greedy_search
 
 METHODS = ("paper", "fast")
@@ -84,41 +84,39 @@ class ExactObjective:
         self.renders += 1
         if not self.windowed:
             return iou(self.renderer.render_full_frame(pose), self.reference.mask)
-        window = self._silhouette(pose)
-        value = self.reference.iou_window(window)
-        self._seen(pose, window, value)
-        return value
+        return self._windowed_value(pose)
 
-    def _silhouette(self, pose: Pose) -> Window:
-        return self.renderer.render_window(pose)
-
-    def _seen(self, pose: Pose, window: Window, value: float) -> None:
-        """Called with every windowed render (subclasses keep what they need)."""
+    def _windowed_value(self, pose: Pose) -> float:
+        """The IoU at ``pose`` from a render of its bounding box."""
+        return self.reference.iou_window(self.renderer.render_window(pose))
 
 
 class BandedObjective(ExactObjective):
-    """:class:`ExactObjective` for a local search: candidates near the best pose seen so far
-    are ray cast only about its outline (:class:`.band.OutlineBand`; the same IoU except
-    where a hairline crack crosses a pixel centre), the others in their bounding box.
-    :meth:`anchor` sets the search's start; report final IoUs with a full render."""
+    """:class:`ExactObjective` for a search that moves only to the best value it has seen
+    (:func:`.search.greedy_search`): candidates are cast about the outline of that pose where
+    the move is small enough (:class:`.band.AnchoredSilhouettes`), the same IoU as a
+    bounding-box render except where a hairline crack between a model's parts crosses a
+    pixel centre. :meth:`anchor` starts a search; confirm the pose it ends at with an
+    :class:`ExactObjective`."""
 
     def __init__(self, renderer: SilhouetteRenderer, reference: Reference, template: Pose):
         super().__init__(renderer, reference, template)
-        self.band: OutlineBand | None = None
+        self.silhouettes = AnchoredSilhouettes(renderer)
         self.best = -np.inf
 
     def anchor(self, x: np.ndarray) -> float:
-        """The IoU at ``x`` (a bounding-box render), which becomes the band's anchor."""
-        self.band, self.best = None, -np.inf
+        """The IoU at ``x`` from a bounding-box render; the search's first anchor."""
+        self.silhouettes.reset()
+        self.best = -np.inf
         return self(x)
 
-    def _silhouette(self, pose: Pose) -> Window:
-        window = self.band.render(pose) if self.band is not None else None
-        return self.renderer.render_window(pose) if window is None else window
-
-    def _seen(self, pose: Pose, window: Window, value: float) -> None:
-        if value > self.best:  # a local search moves only to better poses: anchor there
-            self.best, self.band = value, OutlineBand(self.renderer, pose, window)
+    def _windowed_value(self, pose: Pose) -> float:
+        window = self.silhouettes.render(pose)
+        value = self.reference.iou_window(window)
+        if value > self.best:
+            self.best = value
+            self.silhouettes.anchor(pose, window)
+        return value
 
 
 def _prepare(pose: Pose, mask: np.ndarray) -> tuple[Pose, Reference]:
@@ -196,7 +194,8 @@ def refine_fast(
        the better result is kept.
 
     Both searches cast rays only about the outline of the best pose so far where they can
-    (:class:`BandedObjective`), which the full render of the pose they end at confirms.
+    (:class:`BandedObjective`); a bounding-box render confirms the pose they end at. They
+    follow Algorithm 1's path except where a band misses a hairline crack.
 
     The reported IoUs come from full renders; the result is never worse than ``pose``.
     ``details``: ``iterations`` (of the first fit), ``start`` (0: ``pose``, k: the k-th
@@ -228,6 +227,7 @@ def refine_fast(
     if value < fallback_below:
         polish = greedy_search(local, x, RELEASE_STEPS, POLISH_ALPHA, DEFAULT_MIN_ALPHA, value0=local.anchor(x))
         sweeps = polish.sweeps
+        # It moved (it starts from a bounding-box render of x, worth value): confirm.
         if polish.value > value and exact(polish.x) > value:
             x, value = polish.x, exact.last
     if value < last_resort_below:
@@ -235,6 +235,7 @@ def refine_fast(
         value0 = local.anchor(start_x)
         search = greedy_search(local, start_x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=value0)
         sweeps += search.sweeps
+        # Confirmed even when its band values say it gained nothing over value (a crack).
         if exact(search.x) > value:
             x, value = search.x, exact.last
     if value < iou0:

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from geometry.iou import iou
+from geometry.iou import Reference, iou
 from geometry.masks import realistic_noise
 from geometry.pose import Pose, wrap_degrees
-from geometry.refine import refine, refine_fast, refine_paper
+from geometry.refine import BandedObjective, ExactObjective, refine, refine_fast, refine_paper
 from geometry.search import greedy_search
 
 HIDDEN = Pose(azimuth=35, elevation=12, theta=3, distance=1.7, focal=330, u=150, v=105, width=300, height=200)
@@ -54,8 +54,6 @@ def test_refinement_recovers_a_hidden_pose_from_realistic_starts(car_renderer, m
 
 
 def test_fast_reports_exact_iou_and_renders_less(car_renderer):
-    from geometry.iou import iou
-
     reference = car_renderer.render(HIDDEN)
     start = HIDDEN.with_vector(HIDDEN.vector() + STARTS[0])
     fast = refine_fast(car_renderer, reference, start)
@@ -136,9 +134,6 @@ def test_banded_objective_gives_the_exact_iou_along_a_search(car_renderer):
     """The fallback's searches cast rays only about the best pose's outline: along a whole
     Algorithm 1 run every candidate's IoU equals a bounding-box render's (the procedural
     car has no hairline cracks), and most candidates were band renders."""
-    from geometry.iou import Reference
-    from geometry.refine import BandedObjective, ExactObjective
-
     reference = realistic_noise(car_renderer.render(HIDDEN), np.random.default_rng(5), amplitude_px=2.0)
     start = HIDDEN.with_vector(HIDDEN.vector() + STARTS[1])
     banded = BandedObjective(car_renderer, Reference(reference), start)
@@ -147,7 +142,7 @@ def test_banded_objective_gives_the_exact_iou_along_a_search(car_renderer):
 
     def checked(x):
         nonlocal band_renders
-        anchor = banded.band
+        anchor = banded.silhouettes.band
         value = banded(x)
         pose = start.with_vector(x)
         band_renders += anchor is not None and anchor.radius(pose) is not None
@@ -155,8 +150,9 @@ def test_banded_objective_gives_the_exact_iou_along_a_search(car_renderer):
         return value
 
     x0 = start.vector()
-    result = greedy_search(checked, x0, alpha=0.5, value0=banded.anchor(x0))
+    value0 = banded.anchor(x0)
+    result = greedy_search(checked, x0, alpha=0.5, value0=value0)
     values = np.array(pairs)
     np.testing.assert_allclose(values[:, 0], values[:, 1], atol=1e-12)
-    assert result.value > banded.anchor(x0) + 0.1
+    assert result.value > value0 + 0.1
     assert band_renders > 0.5 * len(pairs)
