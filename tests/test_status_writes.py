@@ -1,0 +1,31 @@
+"""The finepose_error writer: one background thread; a waiting status is replaced by a newer one."""
+
+import threading
+
+from ls_backend.backend import status
+from ls_backend.settings import Settings
+
+SETTINGS = Settings(label_studio_url="http://127.0.0.1:9", api_key="x")
+
+
+def test_a_slow_label_studio_gets_one_write_per_task_with_the_newest_status(monkeypatch):
+    """While a write hangs (Label Studio slow or unreachable: each write waits for its
+    timeouts), 50 more failures of that task queue one write, which carries the newest text;
+    another task keeps its own write."""
+    started, release, written = threading.Event(), threading.Event(), []
+
+    def slow_write(settings, task_id, text):
+        started.set()
+        release.wait(10)
+        written.append((task_id, text))
+
+    monkeypatch.setattr(status, "_write", slow_write)
+    task = {"id": 7, "data": {}}
+    assert status.report(SETTINGS, task, "first failure") is not None
+    assert started.wait(10)  # the writer holds the first write
+    futures = [status.report(SETTINGS, task, f"failure {k}") for k in range(50)]
+    assert status.report(SETTINGS, {"id": 8, "data": {}}, "other task") is not None
+    release.set()
+    status.flush(timeout=10)
+    assert futures[0] is not None and all(f is None for f in futures[1:])
+    assert written == [(7, "first failure"), (7, "failure 49"), (8, "other task")]
