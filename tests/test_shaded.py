@@ -1,8 +1,9 @@
-"""Shaded overlays (geometry/shaded.py): the OffscreenRenderer camera must match finepose's.
+"""Shaded overlays (geometry/shaded.py), each check in a child process with a time limit.
 
-Needs a working Open3D OffscreenRenderer (Vulkan: libvulkan1 + mesa-vulkan-drivers on a CPU
-machine); the rendering tests skip, saying why, where the probe fails. One renderer is shared
-by the whole module (creating Filament engines is slow and destroying them is fragile).
+The in-process rendering checks live in ``tests/shaded_cases.py``: Filament on a software
+Vulkan driver now and then deadlocks in ``FilamentRenderer::BeginFrame`` (a third-party
+flake, seen once in about six full runs), which would hang the whole suite; here a hang is a
+clear failure after one fresh retry, and the rest of the suite goes on.
 """
 
 from __future__ import annotations
@@ -12,75 +13,39 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from geometry.frames import FRAMES
-from geometry.iou import iou
-from geometry.pose import Pose
-
 ROOT = Path(__file__).resolve().parents[1]
+CASES_TIMEOUT_S = 240  # the cases take ~15 s on 2 cores
 
 
-@pytest.fixture(scope="module")
-def shaded(car):
-    from geometry import shaded as module
-
-    if not module.shaded_available():
-        pytest.skip(f"no shaded rendering here: {module.shaded_unavailable_reason()}")
-    return module.ShadedRenderer(car)
-
-
-POSES = {
-    "canonical": Pose(30.0, 15.0, 5.0, 3.0, 800.0, 310.0, 190.0, 600, 400),
-    "shapenet_seed (mirrored)": Pose(
-        -120.0, 25.0, -8.0, 2.5, 700.0, 290.0, 210.0, 600, 400, mesh_frame=FRAMES["shapenet_seed"]
-    ),
-    "shapenet, smaller image": Pose(200.0, 10.0, 0.0, 2.5, 350.0, 150.0, 100.0, 300, 200, mesh_frame=FRAMES["shapenet"]),
-}
-
-
-@pytest.mark.parametrize("name", list(POSES))
-def test_shaded_coverage_is_the_exact_silhouette(shaded, car_renderer, name):
-    pose = POSES[name]
-    rgba = shaded.render(pose)
-    assert rgba.shape == (pose.height, pose.width, 4) and rgba.dtype == np.uint8
-    covered = rgba[..., 3] > 0
-    silhouette = car_renderer.render(pose)
-    assert iou(covered, silhouette) > 0.98
-    # The model is lit: visible, not black, and not one flat colour.
-    grey = rgba[..., :3][covered].astype(float).mean(axis=1)
-    assert grey.mean() > 40 and grey.std() > 3
+def test_shaded_rendering_cases_in_a_child_process():
+    """``tests/shaded_cases.py``: coverage = the exact silhouette for three frames, RGB, the
+    overlay's size and outline. One retry in a fresh process when an attempt hangs."""
+    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/shaded_cases.py"]
+    hangs = []
+    for _ in range(2):
+        try:
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=CASES_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            hangs.append(f"no answer in {CASES_TIMEOUT_S} s")
+            continue
+        break
+    else:
+        pytest.fail(f"shaded rendering hung twice (Filament BeginFrame deadlock?): {hangs}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    skipped = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
+    if skipped and " passed" not in done.stdout:
+        pytest.skip(skipped[0])  # no OffscreenRenderer here: the child says why
+    assert "5 passed" in done.stdout, done.stdout[-3000:]
 
 
-def test_rgb_render_matches_coverage(shaded, car_renderer):
-    pose = POSES["canonical"]
-    rgb = shaded.render(pose, alpha=False)
-    assert rgb.shape == (pose.height, pose.width, 3)
-    # Black background, lit grey model: the non-black pixels are the silhouette (the
-    # model's darkest shading stays well above 0).
-    assert iou(rgb.max(axis=-1) > 8, car_renderer.render(pose)) > 0.98
-
-
-def test_shaded_overlay_keeps_the_image_size(shaded, car_renderer):
-    from geometry.shaded import OUTLINE_COLOUR, shaded_overlay
-
-    photo = np.full((200, 300, 3), 120, dtype=np.uint8)  # half the pose's 600x400
-    pose = POSES["canonical"]
-    out = shaded_overlay(photo, shaded, pose, alpha=0.5)
-    assert out.shape == photo.shape and out.dtype == np.uint8
-    assert np.all(out[0, 0] == 120)  # background untouched
-    drawn = np.all(out == np.array(OUTLINE_COLOUR, dtype=np.uint8), axis=-1)
-    assert drawn.any()
-    silhouette = car_renderer.render(pose.rescaled(300, 200))
-    assert silhouette[drawn].mean() > 0.95  # the outline lies on the silhouette
-    assert shaded_overlay(None, shaded, pose).shape == (400, 600, 3)
-    grey = shaded_overlay(photo[..., 0], shaded, pose)
-    assert grey.shape == photo.shape
-
-
-def test_rendering_keeps_stdout_clean(shaded):
+def test_rendering_keeps_stdout_clean():
     """Filament logs to stdout from C++; a command's JSON on stdout must stay alone there."""
+    from geometry import shaded
+
+    if not shaded.shaded_available():  # probed in a child process, with a time limit
+        pytest.skip(f"no shaded rendering here: {shaded.shaded_unavailable_reason()}")
     code = (
         "import json\n"
         "from geometry.procedural import car_mesh\n"
