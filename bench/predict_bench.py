@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ls_backend.backend.app import create_app  # noqa: E402
+from ls_backend.server.app import create_app  # noqa: E402
 from tests.backend_fixtures import make_world  # noqa: E402
 
 PHOTO_SIZES = ((480, 320), (1200, 800), (2400, 1600))

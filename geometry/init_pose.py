@@ -48,9 +48,9 @@ class InitResult:
     renders: int
 
     @property
-    def alternatives(self) -> list:
+    def extra_starts(self) -> list:
         """The poses of the hypotheses after the best: pass them as
-        ``geometry.refine.refine(..., hypotheses[0].pose, alternatives=...)``."""
+        ``geometry.refine.refine(..., hypotheses[0].pose, extra_starts=...)``."""
         return [h.pose for h in self.hypotheses[1:]]
 
     def to_dict(self) -> dict:
@@ -83,7 +83,7 @@ def initial_pose(
     ``mesh_frame``: the model's frame (3x3; identity when None), the frame of the returned
     poses. Returns an :class:`InitResult` (hypotheses with their IoUs, renders); refine it
     through the same path as any other start,
-    ``refine(renderer, mask, result.hypotheses[0].pose, alternatives=result.alternatives)``.
+    ``refine(renderer, mask, result.hypotheses[0].pose, extra_starts=result.extra_starts)``.
     """
     reference = Reference(mask)
     height, width = reference.mask.shape

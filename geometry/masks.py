@@ -1,4 +1,10 @@
-"""Binary masks: on disk, resized, and with the noise of a real segmentation reference."""
+"""Binary masks: on disk, binarised, resized to the work size, outlined, and with the noise of a
+real segmentation reference.
+
+finepose's one rule for each: :func:`binarize` (an image -> a mask), :func:`resize_mask` (any
+size change), :func:`work_size` (the size refinement runs at), :func:`outline_thickness` (how
+wide overlays and predictions draw an outline).
+"""
 
 from __future__ import annotations
 
@@ -24,14 +30,44 @@ def read_mask(path: str | Path) -> np.ndarray:
         image = imread(path)
     except Exception as exc:  # skimage/PIL raise many types for a broken file
         raise MaskError(f"{path}: cannot read mask image ({exc})") from None
-    if image.ndim == 3:
-        image = image[..., :3].max(axis=-1) if image.shape[-1] >= 3 else image[..., 0]
-    if image.ndim != 2:
+    if image.ndim not in (2, 3):
         raise MaskError(f"{path}: a mask must be a 2-D image, got shape {image.shape}")
-    mask = image > 0
+    mask = binarize(image)
     if not mask.any():
-        raise MaskError(f"{path}: mask is empty (no nonzero pixel)")
+        raise MaskError(f"{path}: mask is empty (no pixel over half brightness)")
     return mask
+
+
+def binarize(image: np.ndarray) -> np.ndarray:
+    """A mask image as a boolean (H, W) mask: a pixel is inside when it is over half
+    brightness in any colour channel (alpha ignored): over 0.5 for floats, over half the
+    type's range for integers (127 for 8 bits), except that an integer image holding only
+    0 and 1 (label images) counts 1 as inside."""
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = image[..., :3] if image.shape[-1] >= 3 else image[..., :1]
+    if image.dtype == bool:
+        inside = image
+    elif np.issubdtype(image.dtype, np.floating):
+        inside = image > 0.5
+    else:
+        top = int(image.max()) if image.size else 0
+        inside = image > (0 if top <= 1 else np.iinfo(image.dtype).max // 2)
+    return inside.any(axis=-1) if inside.ndim == 3 else inside
+
+
+def work_size(width: int, height: int, work_width: int) -> tuple[int, int]:
+    """(width, height) in px that refinement runs at for a ``width`` x ``height`` photo:
+    ``work_width`` px wide (``FINEPOSE_WORK_WIDTH``, 300 as the release), never wider than
+    the photo, the aspect kept."""
+    shown = min(int(work_width), int(width))
+    return shown, max(1, round(height * shown / width))
+
+
+def outline_thickness(width: int, height: int, minimum: int = 1) -> int:
+    """How many px wide an outline is drawn on a ``width`` x ``height`` image: about 2 screen
+    pixels when the image fills ~800 px of screen (at least ``minimum``)."""
+    return max(minimum, round(max(width, height) / 400))
 
 
 def write_mask(path: str | Path, mask: np.ndarray) -> None:

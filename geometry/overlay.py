@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import as_rgb
-from .masks import border_pixels, resize_mask
+from .masks import border_pixels, outline_thickness, resize_mask
 
 #: RGB colours of outlines, in drawing order.
 COLOURS = {"reference": (255, 64, 64), "initial": (255, 200, 0), "refined": (0, 230, 80)}
@@ -24,7 +24,7 @@ def draw_overlay(image: np.ndarray | None, masks: dict, size: tuple[int, int] | 
     height, width = picture.shape[:2]
     canvas = picture.astype(np.float32)
     names = list(masks)
-    thickness = max(1, round(max(width, height) / 400))
+    thickness = outline_thickness(width, height)
     for name in names:
         mask = resize_mask(masks[name], width, height)
         colour = np.array(COLOURS.get(name, (0, 160, 255)), dtype=np.float32)

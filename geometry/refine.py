@@ -167,7 +167,7 @@ def refine_fast(
     pose: Pose,
     fallback_below: float = FALLBACK_BELOW,
     *,
-    alternatives: Sequence[Pose] = (),
+    extra_starts: Sequence[Pose] = (),
     coarse_factor: int = COARSE_FACTOR,
     last_resort_below: float = LAST_RESORT_BELOW,
     **options,
@@ -176,7 +176,7 @@ def refine_fast(
     Gauss-Newton steps in all 7 parameters at once, each taken only when the ray-cast IoU
     improves (:func:`.outline_fit.fit_outline`; ``options`` go to it).
 
-    ``alternatives``: more starts (the keypoint fit's far-apart rival, the automatic initial
+    ``extra_starts``: more starts (the keypoint fit's far-apart rival, the automatic initial
     pose's other hypotheses, a flipped azimuth), each fitted the same way; the fallback
     below goes on from the best fit and its start. They must share ``pose``'s mesh frame.
 
@@ -211,7 +211,7 @@ def refine_fast(
     exact = ExactObjective(renderer, reference, pose)
     first = fit_outline(renderer, reference, pose, start=window, **options)
     x, value, origin, chosen, renders = first.x, exact(first.x), pose, 0, first.renders
-    for k, alternative in enumerate(alternatives, start=1):
+    for k, alternative in enumerate(extra_starts, start=1):
         alternative = alternative.rescaled(reference.width, reference.height)
         fit = fit_outline(renderer, reference, alternative, **options)
         renders += fit.renders
@@ -269,17 +269,17 @@ def _coarse_restart(renderer, reference: Reference, pose: Pose, factor: int, opt
     return fit.x, objective.renders + fit.renders
 
 
-def refine(renderer, mask, pose, method: str = "fast", *, alternatives: Sequence[Pose] = (), **kwargs) -> RefineResult:
+def refine(renderer, mask, pose, method: str = "fast", *, extra_starts: Sequence[Pose] = (), **kwargs) -> RefineResult:
     """Refine with ``method`` in :data:`METHODS`: the one entry point for every start.
 
     ``pose``: the start (a human's pose, a keypoint fit, the automatic initial pose's best
-    hypothesis); ``alternatives``: other starts worth trying (the keypoint fit's far-apart
+    hypothesis); ``extra_starts``: other starts worth trying (the keypoint fit's far-apart
     rival, the other hypotheses of :func:`.init_pose.initial_pose`). ``fast`` fits each and
     goes on from the best (:func:`refine_fast`); ``paper`` runs Algorithm 1 from each and
     keeps the best. ``details["start"]``: which start won (0: ``pose``).
     """
     if method == "paper":
-        results = [refine_paper(renderer, mask, start, **kwargs) for start in (pose, *alternatives)]
+        results = [refine_paper(renderer, mask, start, **kwargs) for start in (pose, *extra_starts)]
         best = max(range(len(results)), key=lambda k: results[k].iou_refined)
         return replace(
             results[best],
@@ -290,5 +290,5 @@ def refine(renderer, mask, pose, method: str = "fast", *, alternatives: Sequence
             details={**results[best].details, "start": best},
         )
     if method == "fast":
-        return refine_fast(renderer, mask, pose, alternatives=alternatives, **kwargs)
+        return refine_fast(renderer, mask, pose, extra_starts=extra_starts, **kwargs)
     raise ValueError(f"unknown refinement method {method!r}; use one of {', '.join(METHODS)}")

@@ -68,7 +68,7 @@ import numpy as np
 from .camera import extrinsics, intrinsics
 from .mesh import Mesh
 from .images import as_rgb
-from .masks import border_pixels
+from .masks import border_pixels, outline_thickness
 from .pose import Pose
 
 #: Grey of the model (linear RGB, Filament's base colour).
@@ -332,6 +332,6 @@ def shaded_overlay(image, renderer: ShadedRenderer, pose: Pose, alpha: float = 0
     covered = rgba[..., 3] > 0
     canvas = picture.astype(np.float32)
     canvas[covered] = (1.0 - alpha) * canvas[covered] + alpha * rgba[..., :3][covered].astype(np.float32)
-    thickness = max(1, round(max(width, height) / 400))
+    thickness = outline_thickness(width, height)
     canvas[border_pixels(covered, thickness)] = np.asarray(outline_colour, dtype=np.float32)
     return canvas.clip(0, 255).astype(np.uint8)

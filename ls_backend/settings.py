@@ -20,7 +20,7 @@ finepose's own:
   ``FINEPOSE_MAX_MESH_BYTES`` (default 200 MB).
 - ``FINEPOSE_FETCH_CONNECT_S`` (5), ``FINEPOSE_FETCH_READ_S`` (10), ``FINEPOSE_FETCH_TOTAL_S`` (20):
   seconds a media download may take to connect, to send the next byte, and in all (all media
-  of one task). Label Studio API calls have their own timeout (:mod:`ls_backend.labelstudio`).
+  of one task). Label Studio API calls have their own timeout (:mod:`ls_backend.studio.client`).
 - ``FINEPOSE_MEDIA_CACHE_BYTES`` (default 1 GB): the media cache's bound (least recently used
   files are removed first).
 - ``FINEPOSE_MAX_REQUEST_BYTES`` (default 32 MB): larger request bodies answer 413.

@@ -19,7 +19,7 @@ from geometry.procedural_keypoints import car_keypoints
 from geometry.render import SilhouetteRenderer
 from ls_backend.templates import POSE_ANNOTATION, read_template
 from ls_backend.settings import Settings
-from ls_backend.backend.resources import Resources
+from ls_backend.resources import Resources
 
 PHOTO_SIZE = (480, 320)
 TRUE_POSE = Pose(azimuth=35.0, elevation=12.0, theta=2.0, distance=2.6, focal=560.0, u=246.0, v=168.0,

@@ -19,7 +19,7 @@ from PIL import Image
 
 from geometry.masks import write_mask
 from geometry.pose import Pose
-from ls_backend.backend.resources import Resources
+from ls_backend.resources import Resources
 from ls_backend.editor import create_editor_blueprint
 from ls_backend.editor.links import LinkSigner, task_url
 from ls_backend.errors import TaskError
@@ -110,7 +110,7 @@ def serving_editor(world: EditorWorld):
     served on a loopback port; yields its base URL."""
     from flask import Flask
 
-    from ls_backend.backend.app import error_handler
+    from ls_backend.server.app import error_handler
     from tests.test_backend_security import serving
 
     app = Flask("finepose-editor-test")

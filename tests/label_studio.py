@@ -28,7 +28,7 @@ with the browser session). ``start_label_studio(token_kind="legacy")`` instead s
 tokens on the way an administrator does (Organization -> API Tokens Settings,
 ``POST /api/jwt/settings``) and hands out each user's legacy token. Either way ``user.api_key``
 is what a team puts into ``LABEL_STUDIO_API_KEY``; REST calls and SDK clients authenticate
-through finepose's own ``ls_backend.labelstudio.Connection``.
+through finepose's own ``ls_backend.studio.client.Connection``.
 ``ML_BLOCK_LOCAL_IP=false`` and ``SSRF_PROTECTION_ENABLED=false`` so that LS may call an ML
 backend / webhook on 127.0.0.1; local-files serving is on, rooted at ``local_files_root``;
 telemetry, Sentry and the PyPI version check are off.
@@ -128,7 +128,7 @@ class LabelStudioUser:
     @property
     def connection(self):
         """finepose's authenticated connection with this user's token (exchanges a PAT)."""
-        from ls_backend.labelstudio import Connection
+        from ls_backend.studio.client import Connection
 
         if getattr(self, "_connection", None) is None:
             self._connection = Connection(self.url, self.api_key)
@@ -167,7 +167,7 @@ class LabelStudioServer:
 
     def client(self, api_key: str | None = None):
         """label_studio_sdk.client.LabelStudio for the admin (or for ``api_key``)."""
-        from ls_backend.labelstudio import Connection
+        from ls_backend.studio.client import Connection
 
         return self.admin.client() if api_key is None else Connection(self.url, api_key).sdk()
 

@@ -12,7 +12,7 @@ from geometry.iou import iou
 from geometry.masks import resize_mask, write_mask
 from geometry.pose import wrap_degrees
 from geometry.refine import refine
-from ls_backend.backend.app import create_app
+from ls_backend.server.app import create_app
 from tests.backend_fixtures import make_world
 from tests.test_backend import brushes, numbers, predict
 

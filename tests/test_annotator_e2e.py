@@ -33,12 +33,12 @@ from geometry.camera import project as project_points
 from geometry.iou import iou
 from geometry.pose import PARAMETER_NAMES
 from geometry.procedural_keypoints import car_keypoints
-from ls_backend.backend import status
-from ls_backend.backend.app import create_app
-from ls_backend.backend.predictions import filled, outline
-from ls_backend.backend.resources import Resources
-from ls_backend.backend.tasks import brush_mask
-from ls_backend.editor.links import import_fields
+from ls_backend.studio import taskdata as status
+from ls_backend.server.app import create_app
+from ls_backend.studio.predictions import filled, outline
+from ls_backend.resources import Resources
+from ls_backend.studio.tasks import brush_mask
+from ls_backend.studio.taskdata import import_fields
 from ls_backend.templates import POSE_ANNOTATION, read_template
 from tests.backend_fixtures import make_world
 from tests.browser import annotate_stream, browser_available, task_view

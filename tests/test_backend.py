@@ -14,9 +14,9 @@ import pytest
 from geometry.camera import project
 from geometry.iou import iou
 from geometry.pose import PARAMETER_NAMES
-from ls_backend.backend.app import create_app
-from ls_backend.backend.predictions import brush_result, filled, outline
-from ls_backend.backend.tasks import brush_mask
+from ls_backend.server.app import create_app
+from ls_backend.studio.predictions import brush_result, filled, outline
+from ls_backend.studio.tasks import brush_mask
 from tests.backend_fixtures import make_world
 
 
@@ -111,7 +111,7 @@ def test_reference_masks_in_any_image_mode(world, tmp_path, mode):
     at another size the mask is brought to the photo's."""
     from PIL import Image
 
-    from ls_backend.backend import media
+    from ls_backend.studio import media
 
     colour = np.zeros((*world.reference.shape, 3), np.uint8)
     colour[world.reference] = (220, 20, 20)  # red: only one channel over half
@@ -235,7 +235,7 @@ def test_missing_segmentation_weights_say_which_file(client, world, tmp_path, mo
     monkeypatch.delenv("FINEPOSE_MASKRCNN_WEIGHTS", raising=False)
     import ls_backend.segmentation.models as segmentation
 
-    monkeypatch.setattr(segmentation, "_default", None)
+    segmentation._segmenter.forget()
     response = predict(client, world, [world.task(pose=world.start_pose.to_dict())])
     assert response.status_code == 503
     assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in response.get_json()["error"]
@@ -245,7 +245,7 @@ def test_missing_segmentation_weights_say_which_file(client, world, tmp_path, mo
 
 
 def _config(world):
-    from ls_backend.backend.label_config import parse_label_config
+    from ls_backend.studio.label_config import parse_label_config
 
     return parse_label_config(world.label_config)
 

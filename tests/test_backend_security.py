@@ -12,8 +12,8 @@ import requests
 from flask import Flask, redirect, send_file
 from werkzeug.serving import make_server
 
-from ls_backend.backend.app import create_app
-from ls_backend.backend.resources import Resources
+from ls_backend.server.app import create_app
+from ls_backend.resources import Resources
 from tests.backend_fixtures import make_world
 
 

@@ -12,7 +12,7 @@ import pytest
 from geometry.box import objects_in_box
 from geometry.iou import iou
 from geometry.masks import write_mask
-from ls_backend.backend.app import create_app
+from ls_backend.server.app import create_app
 from ls_backend.segmentation.combine import combine_masks
 from tests.backend_fixtures import TRUE_POSE, make_world
 from tests.test_backend import brushes, numbers, predict

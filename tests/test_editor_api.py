@@ -18,10 +18,10 @@ from geometry.iou import iou
 from geometry.masks import resize_mask
 from geometry.pose import PARAMETER_NAMES
 from geometry.procedural_keypoints import car_keypoints
-from ls_backend.backend.app import create_app, error_handler
-from ls_backend.backend.label_config import parse_label_config
-from ls_backend.backend.predictions import filled
-from ls_backend.backend.tasks import brush_mask
+from ls_backend.server.app import create_app, error_handler
+from ls_backend.studio.label_config import parse_label_config
+from ls_backend.studio.predictions import filled
+from ls_backend.studio.tasks import brush_mask
 from ls_backend.editor import create_editor_blueprint, links, meshdata
 from tests.backend_fixtures import make_world
 from tests.editor_world import LocalSource

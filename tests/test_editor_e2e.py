@@ -18,11 +18,11 @@ import requests
 
 from geometry.iou import iou
 from geometry.pose import PARAMETER_NAMES
-from ls_backend.backend.app import create_app
-from ls_backend.backend.label_config import parse_label_config
-from ls_backend.backend.predictions import filled
-from ls_backend.backend.resources import Resources
-from ls_backend.backend.tasks import brush_mask
+from ls_backend.server.app import create_app
+from ls_backend.studio.label_config import parse_label_config
+from ls_backend.studio.predictions import filled
+from ls_backend.resources import Resources
+from ls_backend.studio.tasks import brush_mask
 from ls_backend.editor import links
 from tests.backend_fixtures import make_world
 from tests.browser import browser_available

@@ -16,8 +16,8 @@ from geometry.frames import FRAMES, FrameError, express_in_frame, frame_matrix, 
 from geometry.iou import iou
 from geometry.pose import PARAMETER_NAMES, Pose
 from geometry.pose_io import read_pose
-from ls_backend.backend.app import create_app
-from ls_backend.backend.resources import Resources
+from ls_backend.server.app import create_app
+from ls_backend.resources import Resources
 from tests.backend_fixtures import make_world
 
 POINTS = np.random.default_rng(0).uniform(-1, 1, (50, 3))

@@ -23,15 +23,15 @@ from geometry.pose import PARAMETER_NAMES
 from geometry.procedural_keypoints import car_keypoints
 from geometry.conventions import seed
 from ls_backend.templates import POSE_ANNOTATION, SEGMENTATION_GT, read_template
-from ls_backend.backend.app import create_app
+from ls_backend.server.app import create_app
 from ls_backend.tools.dataset import export_project, import_into_project, seed_tasks
 from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
 from ls_backend.registry import Registry
-from ls_backend.backend.resources import Resources
+from ls_backend.resources import Resources
 from ls_backend.tools.study import RATINGS, create_study, rating_table, report_study, unblind
-from ls_backend.backend.predictions import filled
-from ls_backend.backend.tasks import brush_mask
-from ls_backend.editor.links import import_fields
+from ls_backend.studio.predictions import filled
+from ls_backend.studio.tasks import brush_mask
+from ls_backend.studio.taskdata import import_fields
 from tests.backend_fixtures import make_world
 from tests.browser import browser_available, screenshot_task
 from tests.label_studio import label_studio  # noqa: F401
@@ -249,7 +249,8 @@ def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monke
            "FINEPOSE_REGISTRY": str(world.root / "registry.json"), "MODEL_DIR": str(tmp_path / "model-dir")}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(Resources, "_shared", None)
+    from ls_backend import resources as resources_module
+    resources_module._shared_resources.forget()
     first = prelabel(project.id, workers=2)
     assert (first["tasks"], first["done"], first["failed"]) == (4, 3, 1)
     state = [json.loads(line) for line in Path(first["state"]).read_text().splitlines()]
@@ -262,8 +263,8 @@ def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monke
 
 def test_evaluate_against_masks_painted_in_label_studio(label_studio, tmp_path):  # noqa: F811
     from ls_backend.tools.evaluate import ProjectMasks, evaluate
-    from ls_backend.backend.predictions import brush_result
-    from ls_backend.backend.label_config import PoseConfig
+    from ls_backend.studio.predictions import brush_result
+    from ls_backend.studio.label_config import PoseConfig
 
     ls = label_studio
     (tmp_path / "world").mkdir()

@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from geometry.iou import iou
-from ls_backend.backend.app import create_app
-from ls_backend.backend.label_config import parse_label_config
+from ls_backend.server.app import create_app
+from ls_backend.studio.label_config import parse_label_config
 from ls_backend.errors import LabelConfigError
 from ls_backend.registry.label_config import label_config_for, model_choices
 from tests.backend_fixtures import make_world

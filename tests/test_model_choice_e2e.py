@@ -13,9 +13,9 @@ from dataclasses import replace
 
 import pytest
 
-from ls_backend.backend import status
-from ls_backend.backend.app import create_app
-from ls_backend.backend.resources import Resources
+from ls_backend.studio import taskdata as status
+from ls_backend.server.app import create_app
+from ls_backend.resources import Resources
 from ls_backend.registry.label_config import label_config_for
 from ls_backend.segmentation.models import SegmentationResult
 from tests.backend_fixtures import make_world

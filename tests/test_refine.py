@@ -105,14 +105,14 @@ def test_a_near_start_takes_no_fallback(car_renderer):
 
 
 def test_alternative_starts_go_through_the_same_path(car_renderer):
-    """refine(..., alternatives=...) fits every start and goes on from the best; the result
+    """refine(..., extra_starts=...) fits every start and goes on from the best; the result
     still reports the first start's IoU."""
     reference = car_renderer.render(HIDDEN)
     start = HIDDEN.with_vector(HIDDEN.vector() + LOST)
     alone = refine(car_renderer, reference, start)
     assert alone.iou_refined < 0.95  # this start alone ends in the wrong optimum
     rival = HIDDEN.with_vector(HIDDEN.vector() + STARTS[1]).rescaled(600, 400)  # any size
-    result = refine(car_renderer, reference, start, alternatives=[rival])
+    result = refine(car_renderer, reference, start, extra_starts=[rival])
     assert result.details["start"] == 1
     assert result.iou_initial == pytest.approx(alone.iou_initial)
     assert result.iou_refined > 0.99
@@ -124,8 +124,8 @@ def test_the_automatic_initial_pose_feeds_refine_with_its_hypotheses(car_rendere
 
     reference = car_renderer.render(HIDDEN)
     found = initial_pose(car_renderer, reference, elevations=(0.0, 20.0))
-    assert [h.pose for h in found.hypotheses[1:]] == found.alternatives
-    result = refine(car_renderer, reference, found.hypotheses[0].pose, alternatives=found.alternatives)
+    assert [h.pose for h in found.hypotheses[1:]] == found.extra_starts
+    result = refine(car_renderer, reference, found.hypotheses[0].pose, extra_starts=found.extra_starts)
     assert result.iou_refined >= max(h.iou for h in found.hypotheses) - 1e-9
     assert result.iou_refined > 0.98
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from ls_backend.backend.app import create_app
-from ls_backend.backend.resources import Resources
+from ls_backend.server.app import create_app
+from ls_backend.resources import Resources
 from ls_backend.errors import ConfigError
 from ls_backend.settings import Settings
 from tests.backend_fixtures import make_world

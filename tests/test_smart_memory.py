@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ls_backend.settings import ConfigError, Settings
-from ls_backend.backend.smart import SmartRegions
+from ls_backend.pipeline.smart import SmartRegions
 
 
 def test_clicks_of_a_task_merge_the_newest_per_name(tmp_path):

@@ -9,7 +9,7 @@ from geometry.camera import project
 from geometry.init_pose import FOCAL_PER_WIDTH
 from geometry.pose import Pose
 from geometry.procedural_keypoints import car_keypoints
-from ls_backend.backend.smart import fit_keypoints, guidance
+from ls_backend.pipeline.smart import fit_keypoints, guidance
 
 W, H = 600, 400
 TRUE = Pose(azimuth=30.0, elevation=10.0, theta=0.0, distance=2.2, focal=FOCAL_PER_WIDTH * W * 1.3, u=300.0, v=210.0,

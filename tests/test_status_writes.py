@@ -2,7 +2,7 @@
 
 import threading
 
-from ls_backend.backend import status
+from ls_backend.studio import taskdata as status
 from ls_backend.settings import Settings
 
 SETTINGS = Settings(label_studio_url="http://127.0.0.1:9", api_key="x")

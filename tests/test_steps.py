@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from ls_backend.backend.label_config import NumberSpec, parse_label_config
+from ls_backend.studio.label_config import NumberSpec, parse_label_config
 from ls_backend.errors import LabelConfigError
 from ls_backend.templates import POSE_ANNOTATION, POSE_ANNOTATION_AIRCRAFT, read_template
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from ls_backend import labelstudio
-from ls_backend.backend import media
+from ls_backend.studio import client as labelstudio
+from ls_backend.studio import media
 from ls_backend.errors import CredentialsError
 from ls_backend.settings import Settings
 from tests.label_studio import label_studio, label_studio_legacy, login, session_api  # noqa: F401

@@ -2,7 +2,7 @@
 
 ``setup()``, ``predict(tasks, context=None, **kwargs)`` and ``fit(event, data, **kwargs)``
 keep their names and meaning; the heavy state (meshes, scenes, segmentation models) lives in
-the process-wide :class:`~ls_backend.backend.resources.Resources`, so a model object is cheap and
+the process-wide :class:`~ls_backend.resources.Resources`, so a model object is cheap and
 ``/predict`` works in any worker without a prior ``/setup``.
 """
 
@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlparse
 
-from ls_backend.backend.label_config import parse_label_config
-from ls_backend.backend.pipeline import predict_task
-from ls_backend.backend.smart import message_result
-from ls_backend.backend.resources import Resources
+from ls_backend.studio.label_config import parse_label_config
+from ls_backend.pipeline.predict import PredictRequest, predict_shared
+from ls_backend.pipeline.smart import message_result
+from ls_backend.resources import Resources
 from geometry.errors import GeometryError
-from ls_backend.backend import status
-from ls_backend.backend import validation
+from ls_backend.studio import taskdata
+from ls_backend.redact import scrub
+from ls_backend.studio import validation
 from ls_backend.errors import CredentialsError, FineposeError, UpstreamError
-from ls_backend.editor.links import renew_links_later
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,12 @@ REFINE_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 
 
 class FineposeModel:
-    def __init__(self, project_id=None, label_config: str | None = None, resources: Resources | None = None):
+    def __init__(self, project_id=None, label_config: str | None = None, resources: Resources | None = None,
+                 on_tasks=None):
         self.project_id = project_id
         self.label_config = label_config
         self.resources = resources or Resources.shared()
+        self.on_tasks = on_tasks  # called with each /predict's tasks (the editor's link renewal)
 
     @property
     def model_version(self) -> str:
@@ -47,36 +49,39 @@ class FineposeModel:
 
         A task that fails gets an empty list (Label Studio stores nothing, so "Retrieve
         Predictions" tries it again) and its reason in the task's ``finepose_error`` data
-        field (:mod:`ls_backend.backend.status`); a single-task request also raises, so the
-        client sees the 4xx. A success clears the field.
+        field (:mod:`ls_backend.studio.taskdata`); a single-task request also raises, so the
+        client sees the 4xx. A success clears the field, or says which start was passed over.
+        Calls with the same task and inputs share one refinement (:func:`predict_shared`).
         """
         config = parse_label_config(self.label_config)
-        renew_links_later(tasks, self.project_id, self.resources)  # the pose editor's links
+        if self.on_tasks is not None:
+            self.on_tasks(tasks, self.project_id)
         predictions = []
         for task in tasks:
+            request = PredictRequest(task, config, context, front_back_check=not context)
             try:
-                outcome = predict_task(task, config, self.resources, context, alternatives=not context)
+                outcome = predict_shared(request, self.resources)
             except (FineposeError, GeometryError, ValueError) as exc:
                 logger.warning("task %s: %s", task.get("id") if isinstance(task, dict) else "?", exc)
                 if context and config.message is not None:  # say it on the labeling screen
-                    text = f"finepose could not use this: {exc}"
+                    text = f"finepose could not use this: {scrub(self.resources.settings, str(exc))}"
                     predictions.append({"result": message_result(config, text), "score": 0.0,
                                         "model_version": self.model_version})
                     continue
                 if not context:
-                    status.report(self.resources.settings, task, str(exc))
+                    taskdata.report(self.resources.settings, task, str(exc))
                 if len(tasks) == 1:
                     raise
                 predictions.append([])
                 continue
-            logger.info("task %s: initial pose from %s, reference from %s, score %.4f, %.2f s",
-                        task.get("id"), outcome.initial_source, outcome.reference_source,
+            logger.info("task %s: start from %s, reference from %s, score %.4f, %.2f s",
+                        task.get("id"), outcome.start_source, outcome.reference_source,
                         outcome.prediction["score"], outcome.seconds)
             if context:  # an interactive call: Label Studio reads one prediction
                 predictions.append(outcome.prediction)
                 continue
-            status.report(self.resources.settings, task, None)
-            predictions.append(outcome.stored_order() if outcome.alternatives else outcome.prediction)
+            taskdata.report(self.resources.settings, task, outcome.notes or None)
+            predictions.append(outcome.stored_order() if outcome.rivals else outcome.prediction)
         return {"model_version": self.model_version, "predictions": predictions}
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
@@ -88,12 +93,13 @@ class FineposeModel:
         if annotation.get("was_cancelled"):
             return {"status": "ignored", "event": event, "reason": "the annotation was cancelled (skipped)"}
         config = parse_label_config(project.get("label_config") or self.label_config)
+        request = PredictRequest({**task, "annotations": [annotation]}, config)
         try:
-            outcome = predict_task({**task, "annotations": [annotation]}, config, self.resources)
+            outcome = predict_shared(request, self.resources)
         except (FineposeError, GeometryError, ValueError) as exc:
-            status.report(self.resources.settings, task, f"refining the submitted pose failed: {exc}")
+            taskdata.report(self.resources.settings, task, f"refining the submitted pose failed: {exc}")
             raise
-        status.report(self.resources.settings, task, None)
+        taskdata.report(self.resources.settings, task, outcome.notes or None)
         pred = outcome.prediction
         try:
             stored = self.resources.client().predictions.create(

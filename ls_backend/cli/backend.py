@@ -8,7 +8,7 @@ from pathlib import Path
 
 from geometry.refine import METHODS
 
-from ls_backend.cli.output import print_json
+from ls_backend.cli.output import SOME_FAILED, print_json
 
 
 def register(subparsers) -> None:
@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--project", type=int, required=True, help="Label Studio project id")
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     p.add_argument("--state", help="JSON-lines progress file (default: MODEL_DIR/prelabel-project-ID.jsonl)")
+    p.add_argument("--redo-model", action="append", default=[], metavar="MODEL_ID",
+                   help="predict this model's tasks again, replacing their predictions (repeatable); a model whose "
+                        "mesh or frame changed since the last prelabel is redone without it")
     p.set_defaults(func=cmd_prelabel)
 
 
@@ -40,12 +43,26 @@ def cmd_demo(args) -> None:
 
 
 def cmd_serve(args) -> None:
-    from ls_backend.backend.serve import serve
+    from ls_backend.server.serve import serve
 
     serve(args.host, args.port, args.workers, args.threads, dev=args.dev)
 
 
-def cmd_prelabel(args) -> None:
+def cmd_prelabel(args) -> int:
+    """Print the summary as JSON; with failures, print them grouped by reason on stderr and
+    return :data:`~ls_backend.cli.output.SOME_FAILED` (3)."""
+    import sys
+
     from ls_backend.tools.prelabel import prelabel
 
-    print_json(prelabel(args.project, workers=args.workers, state=Path(args.state) if args.state else None))
+    summary = prelabel(args.project, workers=args.workers, state=Path(args.state) if args.state else None,
+                       redo_models=set(args.redo_model))
+    print_json(summary)
+    if not summary["failed"]:
+        return 0
+    print(f"finepose prelabel: {summary['failed']} of {summary['tasks']} tasks failed (each task's reason is in its "
+          "finepose_error column):", file=sys.stderr)
+    for reason, ids in summary["failures"].items():
+        shown = ", ".join(map(str, ids[:20])) + (" ..." if len(ids) > 20 else "")
+        print(f"  {len(ids)} x {reason}  [tasks {shown}]", file=sys.stderr)
+    return SOME_FAILED

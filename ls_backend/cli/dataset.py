@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def _resources():
-    from ls_backend.backend.resources import Resources
+    from ls_backend.resources import Resources
 
     return Resources.shared()
 

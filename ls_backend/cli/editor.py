@@ -14,7 +14,7 @@ from ls_backend.cli.output import print_json
 
 
 def _links(args) -> None:
-    from ls_backend.backend.resources import Resources
+    from ls_backend.resources import Resources
     from ls_backend.editor.links import fill_project_links
 
     resources = Resources.shared()
@@ -22,8 +22,8 @@ def _links(args) -> None:
 
 
 def _link(args) -> None:
-    from ls_backend import labelstudio
-    from ls_backend.backend.resources import Resources
+    from ls_backend.studio import client as labelstudio
+    from ls_backend.resources import Resources
     from ls_backend.editor.links import LinkSigner, task_url
     from ls_backend.errors import ConfigError
 

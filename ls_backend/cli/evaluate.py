@@ -59,7 +59,7 @@ def cmd_evaluate(args) -> None:
     if args.masks:
         masks = MaskFolder(args.masks)
     else:
-        from ls_backend.backend.resources import Resources
+        from ls_backend.resources import Resources
 
         masks = ProjectMasks(Resources.shared().client(), args.masks_project)
     images = None

@@ -3,7 +3,8 @@
 Every command prints JSON on stdout (``evaluate`` and ``study report`` also a table). Bad
 input (a :class:`~ls_backend.errors.FineposeError` or :class:`~geometry.errors.GeometryError`)
 is printed on stderr as ``finepose <command>: error: <message>`` with exit status 2; argparse's
-own usage errors exit 2 as well. Each command group lives in its own module and registers its
+own usage errors exit 2 as well. A command that did its work but some items failed
+(``prelabel``) exits :data:`SOME_FAILED` (3), its failures grouped by reason on stderr. Each command group lives in its own module and registers its
 subcommands with ``register(subparsers)``; a command parses its arguments and calls a tool
 function with typed arguments.
 """
@@ -16,6 +17,7 @@ import sys
 
 from geometry.errors import GeometryError
 
+from ls_backend.cli.output import SOME_FAILED  # noqa: F401 (documented here)
 from ls_backend.cli import backend, batch, dataset, editor, evaluate, pose, registry, stats, study
 from ls_backend.errors import FineposeError
 
@@ -34,14 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (FineposeError, GeometryError) as exc:
         print(f"finepose {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader (e.g. `| head`) stopped early: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
-"""What commands share: JSON on stdout, and the ``WxH`` size argument."""
+"""What commands share: JSON on stdout, the exit status of a partial failure, and the ``WxH``
+size argument."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+#: Exit status of a command that did its work but some items failed (``prelabel``).
+SOME_FAILED = 3
 
 
 def print_json(data) -> None:

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 
 def cmd_create(args) -> None:
-    from ls_backend.backend.resources import Resources
+    from ls_backend.resources import Resources
     from ls_backend.registry import Registry
     from ls_backend.tools.study import create_study
 
@@ -40,7 +40,7 @@ def cmd_create(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from ls_backend.backend.resources import Resources
+    from ls_backend.resources import Resources
     from ls_backend.tools.study import rating_table, report_study
 
     summary = report_study(Resources.shared().client(), args.key, args.out, args.seed)

@@ -9,5 +9,6 @@ the page), :mod:`.meshdata` (the mesh payload) and ``static/`` (the page; three.
 """
 
 from ls_backend.editor.blueprint import create_editor_blueprint
+from ls_backend.editor.links import renew_links_later
 
-__all__ = ["create_editor_blueprint"]
+__all__ = ["create_editor_blueprint", "renew_links_later"]

@@ -34,9 +34,11 @@ from geometry.init_pose import initial_pose
 from geometry.keypoints import MIN_POINTS, fit_pose_to_keypoints
 from geometry.pose import PARAMETER_NAMES, Pose
 from geometry.refine import refine
+from geometry.search import RELEASE_STEPS
 
-from ls_backend.backend.predictions import PROJECTION, brush_result, number_result, outline, pose_numbers, snapped
+from ls_backend.studio.predictions import PROJECTION, brush_result, number_result, outline, pose_numbers, snapped
 from ls_backend.editor import links, meshdata
+from ls_backend.redact import scrubber
 from ls_backend.editor.source import LabelStudioSource
 from ls_backend.editor.task import EditorTask, TaskCache, load_task
 from ls_backend.errors import BadRequest, LinkError, TaskError
@@ -46,8 +48,8 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-#: The release's search steps (Algorithm 1's eps), shown as the keys' nudges.
-RELEASE_STEPS = {"azimuth": 1.8, "elevation": 1.8, "theta": 1.8, "distance": 0.01, "focal": 10.0, "u": 1.0, "v": 1.0}
+#: The release's search steps (Algorithm 1's eps, :data:`geometry.search.RELEASE_STEPS`), shown as the keys' nudges.
+NUDGES = dict(zip(PARAMETER_NAMES, map(float, RELEASE_STEPS)))
 
 
 def create_editor_blueprint(resources, source=None) -> Blueprint:
@@ -56,6 +58,7 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
     bp = Blueprint("editor", __name__, url_prefix="/editor", static_folder=str(STATIC), static_url_path="/static")
     source = source or LabelStudioSource(resources)
     cache = TaskCache()
+    scrub = scrubber(resources.settings)  # no server paths in what the page shows
     meshes: dict[str, tuple[bytes, int]] = {}
     signer_box: list = []
 
@@ -122,12 +125,12 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
             task=task.task_id, project=task.project_id, model=task.model_id,
             image={"width": task.width, "height": task.height},
             work={"width": task.work_width, "height": task.work_height},
-            reference={"source": task.reference_source, "available": task.reference is not None},
+            reference={"source": scrub(task.reference_source), "available": task.reference is not None},
             frame=task.frame.tolist(), mesh={"triangles": triangles},
-            start={"pose": _numbers(task.start), "source": task.start_source},
+            start={"pose": _numbers(task.start), "source": task.start_source, "notes": scrub(task.notes)},
             prediction=_numbers(task.prediction) if task.prediction is not None else None,
             steps={name: _step(task.config, name) for name in PARAMETER_NAMES},
-            nudges=RELEASE_STEPS, keypoints=keypoints, min_keypoints=MIN_POINTS,
+            nudges=NUDGES, keypoints=keypoints, min_keypoints=MIN_POINTS,
         )
 
     def mesh_payload(model_id: str) -> tuple[bytes, int]:

@@ -9,11 +9,13 @@ the project's next task without an annotation. ``exp`` is a Unix time (seconds);
 from ``LABEL_STUDIO_API_KEY`` (so every worker and restart agrees without more settings); the
 browser never sees either.
 
-Label Studio shows a task's link through the template's ``<HyperText name="editor"
-value="$editor" clickableLinks="true"/>``: task data ``editor`` holds :func:`link_html`.
-Label Studio requires every task of such a project to carry ``editor`` when it is imported;
-:data:`PENDING` is the value to import, replaced by :func:`fill_project_links` (the import
-tools, ``finepose editor links``) and renewed by the backend when it predicts a task.
+Label Studio shows a task's link on the labeling screen through the template's ``HyperText``
+named ``editor``, whose value builds the anchor around task data ``editor`` (a plain URL, so
+the Data Manager's column reads as a URL, not as HTML) and shows ``finepose_error`` beside it
+(:mod:`ls_backend.studio.taskdata`). Label Studio requires every task of such a project to
+carry ``editor`` when it is imported (:func:`~ls_backend.studio.taskdata.import_fields`); the
+link is written by :func:`fill_project_links` (the import tools, ``finepose editor links``)
+and renewed by the backend when it predicts a task.
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from ls_backend.errors import ConfigError, LinkError
+from ls_backend.studio import taskdata
+from ls_backend.studio.taskdata import EDITOR_FIELD, ERROR_FIELD
 from ls_backend.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-FIELD = "editor"  # the task data key the template's HyperText shows
-PENDING = "<i>pose editor link: not made yet</i>"
 _SALT = "finepose-editor-link"
-_HREF = re.compile(r'href="([^"]+)"')
+_HREF = re.compile(r'href="([^"]+)"')  # links written as HTML by finepose 0.2 and earlier
 
 
 @dataclass(frozen=True)
@@ -97,15 +99,6 @@ class LinkSigner:
         return claims
 
 
-def import_fields(label_config: str) -> dict:
-    """Task data a project with ``label_config`` needs at import for the editor's link:
-    ``{"editor": PENDING}`` when the config shows ``$editor``, else nothing."""
-    from label_studio_sdk.label_interface import LabelInterface
-
-    shows = any(tag.value == f"${FIELD}" for tag in LabelInterface(label_config).objects)
-    return {FIELD: PENDING} if shows else {}
-
-
 def task_url(base_url: str, signer: LinkSigner, project: int, task: int) -> str:
     return f"{base_url.rstrip('/')}/editor/{int(task)}?t={signer.token(project, task)}"
 
@@ -115,20 +108,24 @@ def project_url(base_url: str, signer: LinkSigner, project: int) -> str:
 
 
 def link_html(url: str, text: str = "Open in the pose editor") -> str:
-    """The ``editor`` task-data value: a link that opens a new tab."""
+    """An HTML link that opens a new tab (the project instructions' link)."""
     return f'<a href="{html.escape(url)}" target="_blank" rel="noopener">{html.escape(text)}</a>'
 
 
 def link_in(value) -> str | None:
-    """The URL of a link made by :func:`link_html`, or None."""
-    found = _HREF.search(value) if isinstance(value, str) else None
+    """The editor URL held by a task's ``editor`` field (a URL, or an older HTML link), or None."""
+    if not isinstance(value, str):
+        return None
+    if value.startswith(("http://", "https://")):
+        return value.strip()
+    found = _HREF.search(value)
     return html.unescape(found.group(1)) if found else None
 
 
 def needs_link(data: dict, signer: LinkSigner, task_id: int, base_url: str) -> bool:
     """Whether a task's ``editor`` field lacks a link to ``base_url`` valid for at least half
     a lifetime more (so links are renewed well before they expire)."""
-    url = link_in((data or {}).get(FIELD))
+    url = link_in((data or {}).get(EDITOR_FIELD))
     if not url or not url.startswith(f"{base_url.rstrip('/')}/editor/{int(task_id)}?t="):
         return True
     try:
@@ -139,19 +136,21 @@ def needs_link(data: dict, signer: LinkSigner, task_id: int, base_url: str) -> b
 
 
 def fill_task_link(client, task: dict, signer: LinkSigner, base_url: str) -> bool:
-    """Write a fresh link into one task's data when it needs one; True when it wrote."""
-    from ls_backend import labelstudio
+    """Write a fresh link into one task's data when it needs one (and an empty
+    ``finepose_error`` where the task has none, so the labeling screen never shows a missing
+    field); True when it wrote."""
+    from ls_backend.studio import client as labelstudio
 
     if not needs_link(task.get("data") or {}, signer, task["id"], base_url):
         return False
-    link = link_html(task_url(base_url, signer, task["project"], task["id"]))
-    return labelstudio.merge_task_data(client, task["id"], {FIELD: link})
+    fields = {EDITOR_FIELD: task_url(base_url, signer, task["project"], task["id"])}
+    return labelstudio.merge_task_data(client, task["id"], fields, defaults={ERROR_FIELD: ""})
 
 
 def fill_project_links(client, project_id: int, settings: Settings, base_url: str | None = None) -> dict:
     """Give every task of a project a fresh editor link (those that need one) and put the
     project's link into its labeling instructions. Returns counts and the project link."""
-    from ls_backend import labelstudio
+    from ls_backend.studio import client as labelstudio
 
     base_url = base_url or settings.editor_url
     if not base_url:
@@ -183,7 +182,7 @@ def renew_links_later(tasks, project, resources) -> None:
     todo = [
         {"id": t["id"], "project": t.get("project") or project_id, "data": t["data"]}
         for t in tasks
-        if isinstance(t, dict) and isinstance(t.get("data"), dict) and FIELD in t["data"] and t.get("id") is not None
+        if isinstance(t, dict) and isinstance(t.get("data"), dict) and EDITOR_FIELD in t["data"] and t.get("id") is not None
         and (t.get("project") or project_id) and needs_link(t["data"], signer, t["id"], settings.editor_url)
     ]
     if not todo:
@@ -197,6 +196,4 @@ def renew_links_later(tasks, project, resources) -> None:
         except Exception as exc:  # noqa: BLE001 - a link is a convenience: log and go on
             logger.warning("could not write editor links for %d task(s): %s", len(todo), exc)
 
-    from ls_backend.backend import status
-
-    status.in_background(work)  # the one writer of task data: never interleaved with finepose_error
+    taskdata.in_background(work)  # the one writer of task data: never interleaved with finepose_error

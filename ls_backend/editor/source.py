@@ -3,7 +3,7 @@ credentials (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``), never the browser'
 
 from __future__ import annotations
 
-from ls_backend import labelstudio
+from ls_backend.studio import client as labelstudio
 
 
 class LabelStudioSource:
@@ -15,7 +15,7 @@ class LabelStudioSource:
     @property
     def client(self):
         """The process's authenticated client (a Personal Access Token is exchanged and
-        renewed by :mod:`ls_backend.labelstudio`; every call has its timeout)."""
+        renewed by :mod:`ls_backend.studio.client`; every call has its timeout)."""
         return self.resources.client()
 
     def task(self, task_id: int) -> dict:

@@ -5,7 +5,7 @@ data of every uploaded photo).
 
 Label Studio's own *Import* (an uploaded photo) gives a task with no ``data.model``; the
 backend then takes the model the annotator picked in this list, else the list's
-``selected="true"`` choice, the project's default (:func:`ls_backend.backend.tasks.task_model`).
+``selected="true"`` choice, the project's default (:func:`ls_backend.studio.tasks.task_model`).
 Each ``Choice`` shows the model id and is written into results as it is.
 """
 
@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from ls_backend.backend.label_config import MODEL_CHOICE
+from ls_backend.studio.label_config import MODEL_CHOICE
 from ls_backend.errors import RegistryError
 from ls_backend.registry.schema import Registry
 from ls_backend.templates import POSE_ANNOTATION, POSE_ANNOTATION_AIRCRAFT, read_template

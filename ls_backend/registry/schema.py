@@ -113,13 +113,20 @@ class Registry:
         except KeypointError as exc:
             raise RegistryError(f"keypoints of model {model_id!r}: {exc}") from None
 
-    def version_key(self) -> str:
-        """A short digest of the registry contents, part of the backend's model version."""
+    def fingerprint(self, model_id: str) -> str:
+        """A short digest of what a model's predictions depend on: its mesh file (path, size,
+        modification time), frame and category. ``finepose prelabel`` re-predicts the tasks of
+        a model whose fingerprint changed (a new mesh or frame); other models are untouched."""
         import hashlib
 
-        entries = sorted(self.entries.items()) + ([("*", self.default)] if self.default else [])
-        text = json.dumps({k: [str(e.mesh), e.frame, e.category] for k, e in entries})
-        return hashlib.sha256(text.encode()).hexdigest()[:8]
+        entry = self.entry(model_id)
+        try:
+            stat = Path(entry.mesh).stat()
+            file = [stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            file = None
+        text = json.dumps([str(entry.mesh), file, entry.frame, entry.category])
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _entry(model_id: str, value, root: Path) -> ModelEntry:

@@ -22,6 +22,7 @@ from geometry.images import as_rgb
 from geometry.masks import resize_mask
 
 from ls_backend.errors import MissingWeightsError, WeightsError
+from ls_backend.process import per_process
 from ls_backend.segmentation.combine import category, combine_masks
 from ls_backend.segmentation.weights import WEIGHTS, WeightsConfig, default_device, load_model
 
@@ -175,16 +176,11 @@ class Segmenter:
         )
 
 
-_default: Segmenter | None = None
-_default_lock = threading.Lock()
-
-
 def get_segmenter(config: WeightsConfig | None = None) -> Segmenter:
-    """The process-wide :class:`Segmenter` for ``config`` (models load on first use, once; a
-    different config replaces it)."""
-    global _default
-    config = config or WeightsConfig()
-    with _default_lock:
-        if _default is None or _default.config != config:
-            _default = Segmenter(config)
-        return _default
+    """The process-wide :class:`Segmenter` for ``config`` (models load on first use, once)."""
+    return _segmenter(config or WeightsConfig())
+
+
+@per_process
+def _segmenter(config: WeightsConfig) -> Segmenter:
+    return Segmenter(config)

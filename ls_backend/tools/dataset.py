@@ -32,13 +32,13 @@ from geometry.pose_io import pose_from_dict, read_pose
 
 from ls_backend.errors import DataError
 from ls_backend.templates import POSE_ANNOTATION, read_template
-from ls_backend.backend.label_config import parse_label_config
+from ls_backend.studio.label_config import parse_label_config
 from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
-from ls_backend.backend.predictions import number_result, pose_numbers
-from ls_backend.labelstudio import project_tasks
-from ls_backend.editor.links import import_fields
-from ls_backend.backend.tasks import newest_annotation, pose_from_numbers
-from ls_backend.backend.tasks import annotated_numbers
+from ls_backend.studio.predictions import number_result, pose_numbers
+from ls_backend.studio.client import project_tasks
+from ls_backend.studio.taskdata import import_fields
+from ls_backend.studio.tasks import newest_annotation, pose_from_numbers
+from ls_backend.studio.tasks import annotated_numbers
 
 RELEASE_VERSION = "release-refined"
 TEST_FRACTION = 1.0 / 3.0

@@ -77,8 +77,8 @@ class ProjectMasks(dict):
     file name)."""
 
     def __init__(self, client, project_id: int):
-        from ls_backend.labelstudio import project_tasks
-        from ls_backend.backend.tasks import brush_mask, newest_annotation
+        from ls_backend.studio.client import project_tasks
+        from ls_backend.studio.tasks import brush_mask, newest_annotation
 
         super().__init__()
         for task in project_tasks(client, project_id):

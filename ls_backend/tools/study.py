@@ -29,7 +29,7 @@ from geometry.overlay import save_overlay
 from ls_backend.errors import DataError
 from ls_backend.templates import SATISFACTION_STUDY, read_template
 from ls_backend.datasets.posesets import by_image_key, load_pose_set
-from ls_backend.labelstudio import project_tasks
+from ls_backend.studio.client import project_tasks
 from ls_backend.tools.statistics import bootstrap_indices, format_table, interval95
 
 RATINGS = ("Worse", "Equal", "Better")

@@ -824,6 +824,7 @@ async function main() {
     const mesh = { vertices: new Float32Array(meshBytes, 12, nv * 3), triangles: new Uint32Array(meshBytes.slice(12 + 12 * nv, 12 + 12 * nv + 12 * nt)) };
     const editor = new Editor(state, mesh);
     $('title').textContent = `task ${state.task} · model ${state.model} · start: ${state.start.source} · reference: ${state.reference.source}`;
+    if (state.start.notes) editor.status(state.start.notes);  // a start passed over, and why
     if (state.reference.available) {
       const [full, work] = await Promise.all([maskFromPng(url('reference.png')), maskFromPng(url('reference.png', '&size=work'))]);
       editor.showReference(full.mask, full.width, full.height);

@@ -10,7 +10,7 @@ the backend's ``model_version``.
 
 Outlines, not filled masks: the photo stays visible under them, and Label Studio places a
 keypoint clicked inside an outline (a filled brush region would take the click). An outline
-is the mask's border pixels, :func:`outline_width` px wide; :func:`filled` gives the mask back.
+is the mask's border pixels, :func:`outline` px wide; :func:`filled` gives the mask back.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from dataclasses import replace
 import numpy as np
 from scipy import ndimage
 
-from geometry.masks import border_pixels
+from geometry.masks import border_pixels, outline_thickness
 from geometry.pose import PARAMETER_NAMES, Pose, display_angles
 
-from ls_backend.backend.label_config import PROJECTION, REFERENCE, PoseConfig
+from ls_backend.studio.label_config import PROJECTION, REFERENCE, PoseConfig
 
 
 READ_ONLY = ("iou_before", "iou_after")
@@ -42,15 +42,11 @@ def number_result(config: PoseConfig, name: str, value: float) -> dict:
     return result
 
 
-def outline_width(width: int, height: int) -> int:
-    """Outline width in px: about 2 screen pixels when the photo fills ~800 px of screen."""
-    return max(2, round(max(width, height) / 400))
-
-
 def outline(mask: np.ndarray) -> np.ndarray:
     """The border of ``mask`` as a prediction draws it: :func:`geometry.masks.border_pixels`
-    :func:`outline_width` px wide (the image edge counts as outside)."""
-    return border_pixels(mask, outline_width(mask.shape[1], mask.shape[0]))
+    :func:`geometry.masks.outline_thickness` px wide, at least 2 (the image edge counts as
+    outside)."""
+    return border_pixels(mask, outline_thickness(mask.shape[1], mask.shape[0], minimum=2))
 
 
 def filled(mask: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ SPARE_THREADS = 32
 
 
 def serve(host: str, port: int, workers: int, threads: int, dev: bool = False) -> None:
-    from ls_backend.backend.media_cache import work_dir
+    from ls_backend.studio.media_cache import work_dir
 
     os.environ["FINEPOSE_THREADS"] = str(threads)  # the workers' Settings read it
     settings = Settings.from_env()  # fails here, naming the variable, before any worker starts
@@ -30,7 +30,7 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool = False) -
     if persistent:
         logging.getLogger(__name__).info("media cache and smart-keypoint memory in MODEL_DIR %s", folder)
     if dev:
-        from ls_backend.backend.wsgi import app
+        from ls_backend.server.wsgi import app
 
         app.run(host=host, port=port, threaded=True)
         return
@@ -45,7 +45,7 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool = False) -
             self.cfg.set("loglevel", settings.log_level.lower())
 
         def load(self):
-            from ls_backend.backend.wsgi import app
+            from ls_backend.server.wsgi import app
 
             return app
 

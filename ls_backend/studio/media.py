@@ -8,7 +8,7 @@ by Label Studio), and ``http(s)`` URLs whose host is ``LABEL_STUDIO_URL``'s or i
 control characters, credentials in the URL, URLs over :data:`MAX_URL_CHARS`.
 
 Downloads: label-studio-sdk's ``get_local_path`` resolves Label Studio URLs and sends the token of
-:func:`ls_backend.labelstudio.connection` (a PAT's access token or the legacy key) to Label
+:func:`ls_backend.studio.client.connection` (a PAT's access token or the legacy key) to Label
 Studio's host only; its requests go through :class:`~.download.BoundedSession`
 (timeouts, size limits, redirects to allowed hosts only) and land in the
 :class:`~.media_cache.MediaCache` (atomic, deduplicated, bounded). Local-files URLs are read
@@ -25,17 +25,17 @@ import logging
 import posixpath
 import re
 import shutil
-import threading
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 import requests
 
-from geometry.masks import resize_mask
-from ls_backend import labelstudio
-from ls_backend.backend.download import BoundedSession, Deadline, Limits, host_of
-from ls_backend.backend.media_cache import MediaCache
+from geometry.masks import binarize, resize_mask
+from ls_backend.process import per_process
+from ls_backend.studio import client as labelstudio
+from ls_backend.studio.download import BoundedSession, Deadline, Limits, host_of
+from ls_backend.studio.media_cache import MediaCache
 from ls_backend.errors import CredentialsError, MediaError, StorageError, UpstreamTimeout
 from ls_backend.settings import Settings
 
@@ -211,10 +211,7 @@ def read_reference(path: Path, settings: Settings, size: tuple[int, int], what: 
     by finepose's one mask resizer (:func:`geometry.masks.resize_mask`) when its size differs."""
     what = what or Path(path).name
     image = read_image(path, settings, keep_grey=True, what=what)
-    if image.ndim == 2:
-        mask = image > 127
-    else:  # any channel over half (one comparison per channel: a max over the short last axis is slow)
-        mask = (image[..., 0] > 127) | (image[..., 1] > 127) | (image[..., 2] > 127)
+    mask = binarize(image)  # finepose's one rule, as the CLI reads masks
     width, height = size
     if mask.shape != (height, width):
         mask = resize_mask(mask, width, height)
@@ -234,7 +231,7 @@ def _storage_error(exc: OSError) -> StorageError:
 
 def _access_token(settings: Settings, field: str, url: str) -> str | None:
     """The token media downloads send to Label Studio's host: a Personal Access Token's current
-    access token or the legacy key (:func:`ls_backend.labelstudio.connection`); None without
+    access token or the legacy key (:func:`ls_backend.studio.client.connection`); None without
     Label Studio settings."""
     if not (settings.label_studio_url and settings.api_key):
         return None
@@ -292,18 +289,11 @@ def _checked_size(path: Path, settings: Settings, field: str = "media") -> Path:
     return path
 
 
-_caches: dict[Path, MediaCache] = {}
-_caches_lock = threading.Lock()
-
-
+@per_process
 def cache_in(folder: Path, max_bytes: int) -> MediaCache:
-    """The process's one :class:`MediaCache` of ``folder`` (one per folder: downloads of one URL
-    are shared only within one cache object)."""
-    with _caches_lock:
-        cache = _caches.get(folder)
-        if cache is None or cache.max_bytes != max_bytes:
-            cache = _caches[folder] = MediaCache(folder, max_bytes)
-        return cache
+    """The process's one :class:`MediaCache` of ``folder`` and bound (downloads of one URL are
+    shared only within one cache object)."""
+    return MediaCache(folder, max_bytes)
 
 
 def default_cache(settings: Settings) -> MediaCache:

@@ -208,14 +208,6 @@ def result_item(item, where: str) -> dict:
     return item
 
 
-def numbers(number_results: dict, where: str) -> dict[str, float]:
-    """The seven typed pose numbers (``{name: value}`` as found): each must be a finite number."""
-    out = {}
-    for name, value in number_results.items():
-        out[name] = finite(value, f"{where}: the annotation's {name} number")
-    return out
-
-
 # -- poses --------------------------------------------------------------------------------------
 _POSE_NUMBER_FIELDS = ("azimuth", "elevation", "theta", "distance", "focal", "u", "v", "px", "py", "viewport",
                        "image_width", "image_height", "f")

@@ -1,4 +1,4 @@
-"""WSGI entry point: ``gunicorn 'ls_backend.backend.wsgi:app'`` (``finepose serve`` loads it).
+"""WSGI entry point: ``gunicorn 'ls_backend.server.wsgi:app'`` (``finepose serve`` loads it).
 
 Settings come from the environment through :class:`ls_backend.settings.Settings`; with
 ``FINEPOSE_PRELOAD_MESHES=1`` every registry mesh is loaded when the process starts instead of
@@ -7,8 +7,8 @@ on first use.
 
 import logging
 
-from ls_backend.backend.app import create_app
-from ls_backend.backend.resources import Resources
+from ls_backend.server.app import create_app
+from ls_backend.resources import Resources
 
 _resources = Resources.shared()
 logging.basicConfig(level=_resources.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -17,8 +17,8 @@ from geometry.pose import PARAMETER_NAMES, Pose, PoseError
 from geometry.frames import pose_in_model_frame
 from geometry.pose_io import read_pose
 
-from ls_backend.backend import validation
-from ls_backend.backend.label_config import REFERENCE, PoseConfig
+from ls_backend.studio import validation
+from ls_backend.studio.label_config import REFERENCE, PoseConfig
 from ls_backend.errors import TaskError
 
 
@@ -29,7 +29,7 @@ class TaskInputs:
     image_url: str
     model_id: str
     model_source: str  # "annotation" (the model list), "data.model" or "project default"
-    human_numbers: dict | None  # the newest human annotation's 7 numbers
+    human_numbers: dict | None  # the newest human annotation's 7 numbers, as given (unchecked)
     human_reference: dict | None  # its Reference brush result, still RLE-encoded
     data_pose: dict | None
     reference_url: str | None
@@ -38,14 +38,12 @@ class TaskInputs:
 
 
 def read_task(task, config: PoseConfig) -> TaskInputs:
-    """The refiner's inputs of ``task``, checked by :func:`ls_backend.backend.validation.task`."""
+    """The refiner's inputs of ``task``, checked by :func:`ls_backend.studio.validation.task`."""
     checked = validation.task(task, config.image_key)
     where = checked["where"]
     annotation, index = newest_annotation_at(checked["annotations"])
     results = annotation.get("result") or [] if annotation else []
-    numbers = annotated_numbers(results)
-    if numbers is not None:
-        numbers = validation.numbers(numbers, where)
+    numbers = annotated_numbers(results)  # checked where they are used: a bad one never blocks the task
     brush, brush_index = find_brush(results, config.brush, REFERENCE, with_index=True)
     model_id, model_source = task_model(checked["model"], results, config, where)
     return TaskInputs(
@@ -125,7 +123,7 @@ def pose_from_numbers(numbers: dict, width: int, height: int, model_frame, where
     """A pose from the seven numbers (px of a ``width`` x ``height`` photo), which are always
     in the model's frame (``model_frame``: its registry entry's frame, a name or a matrix):
     the frame rule, :func:`geometry.frames.pose_in_model_frame`; within
-    :data:`~ls_backend.backend.validation.POSE_RANGES`."""
+    :data:`~ls_backend.studio.validation.POSE_RANGES`."""
     values = {}
     for name in PARAMETER_NAMES:
         value = numbers.get(name)
@@ -147,7 +145,7 @@ def pose_from_task_data(data: dict, width: int, height: int, entry, where: str =
     """``data.pose`` rescaled to the photo, in the frame of the model (``entry``, its registry
     entry): a pose naming another frame is converted, or refused across a reflection
     (:func:`geometry.pose_io.read_pose`). Checked against
-    :data:`~ls_backend.backend.validation.POSE_RANGES` as given and at the photo's size."""
+    :data:`~ls_backend.studio.validation.POSE_RANGES` as given and at the photo's size."""
     try:
         pose = read_pose(data, model_frame=entry.frame)
     except PoseError as exc:

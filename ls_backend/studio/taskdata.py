@@ -1,10 +1,17 @@
-"""A task's finepose status inside Label Studio: the ``finepose_error`` task data field.
+"""The task data fields finepose writes, and their one writer.
 
-Label Studio 1.23 shows every task data key as a Data Manager column, so a project manager
-sees why a task has no prediction (and can filter or sort by it) without reading the
-backend's log: a task whose prediction failed gets ``data.finepose_error = "<reason>"``; the
-next successful prediction sets it back to ``""``. The failed task holds no prediction of the
-backend's version, so "Retrieve Predictions" tries it again once the cause is fixed.
+- ``finepose_error`` (:data:`ERROR_FIELD`): why finepose could not refine the task, or which
+  start it passed over (an annotation holding an out-of-range number, say). Label Studio 1.23
+  shows every task data key as a Data Manager column, so a project manager sees it (and can
+  filter or sort by it) without reading the backend's log; the templates show it on the
+  labeling screen beside the editor link. The next clean prediction sets it back to ``""``. A
+  failed task holds no prediction of the backend's version, so "Retrieve Predictions" tries
+  it again once the cause is fixed. The text carries no server paths (:mod:`ls_backend.redact`)
+  and no ``<``/``>`` (the labeling screen reads it as HTML).
+- ``editor`` (:data:`EDITOR_FIELD`): the pose editor's link, a plain URL
+  (:mod:`ls_backend.editor.links` makes it).
+
+Projects whose labeling config shows them need both keys at import: :func:`import_fields`.
 
 Label Studio waits for ``/predict`` to answer before it releases its database, so the field is
 written from a background thread after the answer (each with a timeout). Every background
@@ -21,11 +28,13 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from ls_backend.redact import scrub
 from ls_backend.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-FIELD = "finepose_error"
+ERROR_FIELD = "finepose_error"
+EDITOR_FIELD = "editor"
 MAX_CHARS = 500
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finepose-status")
 _pending: list[Future] = []
@@ -41,8 +50,8 @@ def report(settings: Settings, task: dict, error: str | None) -> Future | None:
     to be written or a write of this task still waiting takes the newer status instead."""
     if not isinstance(task, dict) or not isinstance(task.get("id"), int) or not isinstance(task.get("data"), dict):
         return None
-    text = "" if error is None else " ".join(str(error).split())[:MAX_CHARS]
-    if task["data"].get(FIELD, "") == text:
+    text = "" if error is None else status_text(settings, error)
+    if task["data"].get(ERROR_FIELD, "") == text:
         return None
     if not settings.label_studio_url or not settings.api_key:
         return None
@@ -53,6 +62,22 @@ def report(settings: Settings, task: dict, error: str | None) -> Future | None:
     if queued:  # the write already waiting takes this newer status
         return None
     return in_background(_write_newest, settings, key)
+
+
+def status_text(settings: Settings, error: str) -> str:
+    """``error`` as the field holds it: one line, at most :data:`MAX_CHARS`, no server paths,
+    angle brackets as guillemets (the labeling screen reads the field as HTML)."""
+    text = " ".join(scrub(settings, str(error)).split())
+    return text.replace("<", "\u2039").replace(">", "\u203a")[:MAX_CHARS]
+
+
+def import_fields(label_config: str) -> dict:
+    """Task data a project with ``label_config`` needs at import: ``{"editor": "",
+    "finepose_error": ""}`` when the config shows ``$editor`` (finepose fills them), else {}."""
+    from label_studio_sdk.label_interface import LabelInterface
+
+    shows = any(f"${EDITOR_FIELD}" in (tag.value or "") for tag in LabelInterface(label_config).objects)
+    return {EDITOR_FIELD: "", ERROR_FIELD: ""} if shows else {}
 
 
 def in_background(function, *args) -> Future:
@@ -75,11 +100,11 @@ def _write_newest(settings: Settings, key: tuple) -> None:
 
 
 def _write(settings: Settings, task_id: int, text: str) -> None:
-    from ls_backend.labelstudio import connection, merge_task_data
+    from ls_backend.studio.client import connection, merge_task_data
 
     try:
-        if not merge_task_data(connection(settings).sdk(), task_id, {FIELD: text}):
+        if not merge_task_data(connection(settings).sdk(), task_id, {ERROR_FIELD: text}):
             return
-        logger.info("task %s: %s %s", task_id, FIELD, repr(text) if text else "cleared")
+        logger.info("task %s: %s %s", task_id, ERROR_FIELD, repr(text) if text else "cleared")
     except Exception as exc:  # a status that cannot be written must not fail the prediction
-        logger.warning("task %s: could not write %s to Label Studio: %s", task_id, FIELD, exc)
+        logger.warning("task %s: could not write %s to Label Studio: %s", task_id, ERROR_FIELD, exc)

@@ -26,13 +26,12 @@ import time
 from collections.abc import Iterator
 
 from ls_backend.errors import CredentialsError
+from ls_backend.process import per_process
 
 REFRESH_MARGIN_S = 60.0  # exchange the PAT again when the access token has less left than this
 TIMEOUT_S = 30.0  # every request to Label Studio (the SDK's and finepose's own)
 KEY_VARIABLE = "LABEL_STUDIO_API_KEY"
 
-_connections: dict[tuple[str, str], "Connection"] = {}
-_connections_lock = threading.Lock()
 
 
 def connection(settings) -> "Connection":
@@ -42,13 +41,14 @@ def connection(settings) -> "Connection":
     if not url or not key:
         missing = " and ".join(n for n, v in (("LABEL_STUDIO_URL", url), (KEY_VARIABLE, key)) if not v)
         raise CredentialsError(f"finepose needs {missing} to reach Label Studio (media, predictions)")
-    with _connections_lock:
-        found = _connections.get((url, key))
-    if found is None:  # checked once per process: a refused token is named at once
-        found = Connection(url, key)
-        found.check()
-        with _connections_lock:
-            _connections[(url, key)] = found
+    return _checked_connection(url, key)
+
+
+@per_process
+def _checked_connection(url: str, key: str) -> "Connection":
+    """Checked once per process: a refused token is named at once (and not kept)."""
+    found = Connection(url, key)
+    found.check()
     return found
 
 
@@ -180,14 +180,16 @@ def project_label_config(client, project_id: int) -> str:
     return client.projects.get(id=int(project_id)).label_config
 
 
-def merge_task_data(client, task_id: int, fields: dict) -> bool:
-    """Set ``fields`` in a task's data, keeping the rest as Label Studio holds it now (read
-    just before the write, not a request's older copy); False when they already held these
-    values. Label Studio checks the data against the project's config."""
+def merge_task_data(client, task_id: int, fields: dict, defaults: dict | None = None) -> bool:
+    """Set ``fields`` (and ``defaults`` where the task has no such key) in a task's data,
+    keeping the rest as Label Studio holds it now (read just before the write, not a
+    request's older copy); False when nothing changed. Label Studio checks the data against
+    the project's config."""
     current = dict(client.tasks.get(id=int(task_id)).data or {})
-    if all(current.get(key) == value for key, value in fields.items()):
+    merged = {**{k: v for k, v in (defaults or {}).items() if k not in current}, **current, **fields}
+    if merged == current:
         return False
-    client.tasks.update(id=int(task_id), data={**current, **fields})
+    client.tasks.update(id=int(task_id), data=merged)
     return True
 
 

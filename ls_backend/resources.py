@@ -13,38 +13,36 @@ from functools import cached_property
 from pathlib import Path
 
 from ls_backend import __version__
+from ls_backend.process import SharedRuns, per_process
 from ls_backend.settings import Settings
 from ls_backend.errors import ConfigError
 from ls_backend.registry import Registry
 
 logger = logging.getLogger(__name__)
 
+#: How long a prediction answers repeated requests for the same task and inputs (s).
+SHARED_PREDICTION_S = 600.0
+
 
 class Resources:
-    _shared: "Resources | None" = None
-    _shared_lock = threading.Lock()
-
     def __init__(self, settings: Settings):
         self.settings = settings
 
-    @classmethod
-    def shared(cls) -> "Resources":
+    @staticmethod
+    def shared() -> "Resources":
         """The process-wide instance, configured from the environment on first call."""
-        with cls._shared_lock:
-            if cls._shared is None:
-                cls._shared = cls(Settings.from_env())
-            return cls._shared
+        return _shared_resources()
 
     @cached_property
     def _work(self) -> tuple:
-        from ls_backend.backend.media_cache import work_dir
+        from ls_backend.studio.media_cache import work_dir
 
         return work_dir(self.settings.model_dir)
 
     @property
     def work_dir(self) -> Path:
         """Where the backend writes: ``MODEL_DIR``, or a temporary folder when that is not
-        writable (:func:`ls_backend.backend.media_cache.work_dir`)."""
+        writable (:func:`ls_backend.studio.media_cache.work_dir`)."""
         return self._work[0]
 
     @property
@@ -61,9 +59,15 @@ class Resources:
         return self._slots
 
     @cached_property
+    def shared_predictions(self) -> SharedRuns:
+        """Predictions by request, shared by concurrent and repeated calls for
+        :data:`SHARED_PREDICTION_S` seconds (:func:`ls_backend.pipeline.predict.predict_shared`)."""
+        return SharedRuns(ttl=SHARED_PREDICTION_S, size=512)
+
+    @cached_property
     def media_cache(self):
         """The process's media cache (``<work dir>/media-cache``, bounded)."""
-        from ls_backend.backend.media import cache_in
+        from ls_backend.studio.media import cache_in
 
         return cache_in(self.work_dir / "media-cache", self.settings.media_cache_bytes)
 
@@ -87,10 +91,11 @@ class Resources:
 
     @cached_property
     def model_version(self) -> str:
-        """Stable across processes for the same code, method, resolution and registry: Label
-        Studio skips tasks that already hold a prediction of this version."""
-        registry = self.registry.version_key() if self.registry is not None else "noreg"
-        return f"finepose-{__version__}-{self.settings.method}-w{self.settings.work_width}-{registry}"
+        """Stable across processes for the same code, method and work width: Label Studio skips
+        tasks that already hold a prediction of this version. The registry is not part of it,
+        so adding or removing a model re-predicts no other model's tasks (a changed mesh or
+        frame is ``finepose prelabel``'s to notice: :meth:`Registry.fingerprint`)."""
+        return f"finepose-{__version__}-{self.settings.method}-w{self.settings.work_width}"
 
     def segmenter(self):
         """The process-wide Mask R-CNN + DeepLabV3 segmenter (weights loaded on first use)."""
@@ -101,7 +106,12 @@ class Resources:
 
     def client(self):
         """A label-studio-sdk client for ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``
-        (a Personal Access Token or a legacy token, see :mod:`ls_backend.labelstudio`)."""
-        from ls_backend.labelstudio import connection
+        (a Personal Access Token or a legacy token, see :mod:`ls_backend.studio.client`)."""
+        from ls_backend.studio.client import connection
 
         return connection(self.settings).sdk()
+
+
+@per_process
+def _shared_resources() -> Resources:
+    return Resources(Settings.from_env())

@@ -33,8 +33,8 @@ import numpy as np
 from geometry.init_pose import FOCAL_PER_WIDTH
 from geometry.keypoints import MIN_POINTS, KeypointFit, fit_pose_to_keypoints
 
-from ls_backend.backend import validation
-from ls_backend.backend.label_config import PoseConfig
+from ls_backend.studio import validation
+from ls_backend.studio.label_config import PoseConfig
 from ls_backend.errors import StorageError, TaskError
 
 
@@ -46,7 +46,7 @@ class SmartRegions:
     @classmethod
     def from_context(cls, context, config: PoseConfig) -> "SmartRegions":
         """The finepose regions of ``context`` (checked by
-        :func:`ls_backend.backend.validation.context_regions`; others are ignored)."""
+        :func:`ls_backend.studio.validation.context_regions`; others are ignored)."""
         found = cls()
         for index, item in enumerate(validation.context_regions(context) or []):
             where = f"params.context.result[{index}]"
