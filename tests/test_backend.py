@@ -188,6 +188,18 @@ def test_webhook_refines_the_human_pose_and_stores_a_prediction(world, monkeypat
     assert ignored.status_code == 201 and ignored.get_json()["status"] == "ignored" and len(stored) == 1
 
 
+def test_an_out_of_range_start_is_passed_over_and_said(client, world):
+    """A start holding an out-of-range number never blocks its task: the prediction starts
+    from the next source (here the automatic pose from the reference) and says why."""
+    task = world.task(pose={**world.start_pose.to_dict(), "distance": -1}, reference=world.url("reference.png"))
+    response = predict(client, world, [task])
+    assert response.status_code == 200, response.get_json()
+    [prediction] = [p if isinstance(p, dict) else p[-1] for p in response.get_json()["results"]]
+    assert prediction["score"] > 0.95
+    [message] = [r["value"]["text"][0] for r in prediction["result"] if r["type"] == "textarea"]
+    assert "data.pose not used" in message and "distance" in message and "automatic" in message
+
+
 @pytest.mark.parametrize(
     "change, status, words",
     [
@@ -196,7 +208,6 @@ def test_webhook_refines_the_human_pose_and_stores_a_prediction(world, monkeypat
         (lambda t: t["data"].update(model="no-such-car"), 404, "unknown model 'no-such-car'"),
         (lambda t: t["data"].update(image="/data/local-files/?d=missing.png"), 422, "LABEL_STUDIO_URL"),
         (lambda t: t["data"].update(pose={**t["data"]["pose"], "azimuth": math.nan}), 422, "azimuth"),
-        (lambda t: t["data"].update(pose={**t["data"]["pose"], "distance": -1}), 422, "distance"),
         (lambda t: t["data"].update(reference="file:///etc/passwd"), 422, "refused"),
         (lambda t: t["data"].update(image="/data/local-files/?d=../../etc/passwd"), 422, ".."),
         (lambda t: t["data"].update(image="http://evil.example.com/a.png"), 422, "FINEPOSE_ALLOWED_HOSTS"),

@@ -36,7 +36,7 @@ def world(tmp_path_factory):
 @pytest.fixture
 def source(world):
     data = {"image": world.url("photo.png"), "model": "toy-car", "reference": world.url("reference.png"),
-            "pose": world.start_pose.to_dict(), "editor": links.PENDING}  # fmt: skip
+            "pose": world.start_pose.to_dict(), "editor": "", "finepose_error": ""}  # fmt: skip
     return LocalSource({1: {"data": dict(data)}, 2: {"data": dict(data)}}, world.label_config)
 
 
@@ -60,7 +60,7 @@ def test_state_photo_reference_and_mesh(client, world):
     t = token(world)
     state = client.get(f"/editor/1/state?t={t}").get_json()
     assert state["image"] == {"width": 480, "height": 320} and state["work"] == {"width": 300, "height": 200}
-    assert state["start"] == {"pose": pytest.approx(numbers(world.start_pose)), "source": "data.pose"}
+    assert state["start"] == {"pose": pytest.approx(numbers(world.start_pose)), "source": "data.pose", "notes": ""}
     assert state["reference"] == {"source": "data.reference", "available": True}
     assert set(state["keypoints"]) == set(car_keypoints()) and state["min_keypoints"] == 4
     assert state["steps"]["azimuth"] == "0.1" and state["nudges"]["azimuth"] == pytest.approx(180 / 100)

@@ -89,23 +89,26 @@ def test_settings_read_the_editor_variables():
 
 
 def test_link_field_round_trip_and_renewal():
+    """The editor field holds a plain URL (the Data Manager shows it as text; the template
+    builds the anchor); an older HTML link is still read."""
     clock = Clock()
     signer = links.LinkSigner(SETTINGS, now=clock)
     url = links.task_url("http://b:9090", signer, 1, 5)
-    field = links.link_html(url)
-    assert 'target="_blank"' in field and links.link_in(field) == url
-    data = {"editor": field}
+    assert links.link_in(url) == url and links.link_in(links.link_html(url)) == url
+    data = {"editor": url}
     assert not links.needs_link(data, signer, 5, "http://b:9090")
     assert links.needs_link(data, signer, 6, "http://b:9090")  # another task's link
     assert links.needs_link(data, signer, 5, "http://other:9090")  # another backend URL
-    assert links.needs_link({"editor": links.PENDING}, signer, 5, "http://b:9090")
+    assert links.needs_link({"editor": ""}, signer, 5, "http://b:9090")
     clock.t += 1801  # past half its life: renewed before it can expire
     assert links.needs_link(data, signer, 5, "http://b:9090")
 
 
-def test_template_needs_the_editor_field_at_import():
-    assert links.import_fields(read_template(POSE_ANNOTATION)) == {"editor": links.PENDING}
-    assert links.import_fields(read_template("satisfaction_study.xml")) == {}
+def test_template_needs_the_editor_fields_at_import():
+    from ls_backend.studio.taskdata import import_fields
+
+    assert import_fields(read_template(POSE_ANNOTATION)) == {"editor": "", "finepose_error": ""}
+    assert import_fields(read_template("satisfaction_study.xml")) == {}
 
 
 def test_mesh_payload_round_trip_and_decimation():

@@ -206,7 +206,7 @@ def _refine(work: _Work, resources: Resources) -> Outcome:
     passed_over = resolved.note()
     messages = []
     if work.request.context or passed_over:
-        said = f"{passed_over}; {note or start_source}" if passed_over else note or start_source
+        said = "; ".join(part for part in (passed_over, note) if part) or start_source
         messages.append(f"{said}; refined to IoU {iou_after:.3f}")
     rivals = []
     if work.request.front_back_check and not by_a_person:  # a person's pose is not second-guessed

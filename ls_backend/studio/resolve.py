@@ -95,7 +95,7 @@ def resolve_task(task: dict, inputs: TaskInputs, config: PoseConfig, entry, widt
         try:
             pose = _start_pose(source, task, inputs, entry, width, height)
         except (FineposeError, GeometryError, ValueError) as exc:
-            notes.append(f"{_NAMES[source]} not used ({_reason(exc, inputs.where)})")
+            notes.append(f"{_NAMES[source]} not used ({_reason(exc, inputs.where, source)})")
             continue
         if pose is not None:
             start = Start(pose, source)
@@ -110,10 +110,10 @@ _NAMES = {"annotation": "the annotation's numbers", "prediction": "the predictio
           "data.pose": "data.pose"}
 
 
-def _reason(exc: Exception, where: str) -> str:
-    """The error's message without the task's name (the notes are about this task)."""
+def _reason(exc: Exception, where: str, source: str) -> str:
+    """The error's message without the task's and the source's names (the note names both)."""
     text = str(exc)
-    for prefix in (f"{where}: ", f"{where} "):
+    for prefix in (f"{where}: ", f"{source}: ", "the annotation's numbers: "):
         if text.startswith(prefix):
             text = text[len(prefix):]
     return text
