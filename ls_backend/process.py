@@ -45,7 +45,10 @@ class SharedRuns:
     While one runs, the others wait for it and get its result; a result is kept ``ttl``
     seconds for later callers (at most ``size`` results, the oldest dropped first). A failure
     is not kept: it is raised to its caller, and a waiter (or the next caller) runs ``work``
-    again."""
+    again. :meth:`run` says how a caller got its result: :data:`RAN`, :data:`JOINED` (it
+    waited for a run in flight) or :data:`KEPT` (a kept result)."""
+
+    RAN, JOINED, KEPT = "ran", "joined", "kept"
 
     def __init__(self, ttl: float, size: int = 256):
         self.ttl, self.size = ttl, size
@@ -53,17 +56,18 @@ class SharedRuns:
         self._running: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def run(self, key: Hashable, work: Callable[[], T]) -> T:
+    def run(self, key: Hashable, work: Callable[[], T]) -> tuple[T, str]:
+        """``(result, how)`` (see the class docstring)."""
         with self._lock:
             found = self._fresh(key)
             if found is not None:
-                return found[1]
+                return found[1], self.KEPT
             running = self._running.setdefault(key, threading.Lock())
         with running:  # one run per key at a time; the others wait for it
             with self._lock:
                 found = self._fresh(key)
                 if found is not None:
-                    return found[1]
+                    return found[1], self.JOINED
             try:
                 result = work()
             finally:
@@ -75,7 +79,7 @@ class SharedRuns:
                 self._done.move_to_end(key)
                 while len(self._done) > self.size:
                     self._done.popitem(last=False)
-            return result
+            return result, self.RAN
 
     def forget(self, key: Hashable) -> None:
         with self._lock:

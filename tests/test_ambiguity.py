@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from geometry.ambiguity import FOCAL_RATIO, MARGIN, far_apart_rival, flip_starts
@@ -80,3 +81,43 @@ def test_no_second_prediction_without_a_rival_nor_for_a_persons_pose(client, wor
     front["annotations"] = [world.human_annotation(replace(world.true_pose, **FRONT))]
     [answer] = predict(client, world, [front]).get_json()["results"]
     assert isinstance(answer, dict)  # the annotator's own pose is refined, not second-guessed
+
+
+def test_retrieve_checks_an_imported_data_pose_too(client, world):
+    """A task imported with ``data.pose`` (a release import, the common case) gets the
+    front/back check on Retrieve Predictions: its front view has the back-view rival."""
+    start = replace(world.true_pose, **FRONT, distance=world.true_pose.distance * 1.05)
+    task = world.task(task_id=8, reference=world.url("front.png"), pose=start.to_dict())
+    [answer] = predict(client, world, [task]).get_json()["results"]
+    assert isinstance(answer, list) and len(answer) == 2, answer
+    second, first = answer
+    assert abs(wrap_degrees(numbers(first)["azimuth"] - numbers(second)["azimuth"])) > 150
+    assert "second finepose prediction" in messages(first)[0]
+
+
+def test_interactive_calls_run_no_front_back_check(client, world):
+    """A person working on the task (a smart region in the context) gets one prediction: no
+    rival is looked for, so none is computed and thrown away."""
+    import ls_backend.pipeline.predict as pipeline
+
+    seen = []
+    real = pipeline.far_apart_rival
+    pipeline.far_apart_rival = lambda *a, **k: seen.append(1) or real(*a, **k)
+    try:
+        from geometry.camera import project
+        from geometry.procedural_keypoints import car_keypoints
+
+        keypoints = car_keypoints()
+        front = replace(world.true_pose, **FRONT)
+        names = [n for n in sorted(keypoints) if "front" in n][:4] or sorted(keypoints)[:4]
+        pixels = project(front, np.array([keypoints[n] for n in names]))
+        w, h = front.width, front.height
+        regions = [{"from_name": "keypoints", "to_name": "image", "type": "keypointlabels",
+                    "value": {"x": (x + 0.5) / w * 100, "y": (y + 0.5) / h * 100, "keypointlabels": [name]}}
+                   for name, (x, y) in zip(names, pixels)]
+        task = world.task(task_id=9, reference=world.url("front.png"))
+        [answer] = predict(client, world, [task], {"result": regions}).get_json()["results"]
+    finally:
+        pipeline.far_apart_rival = real
+    assert isinstance(answer, dict) and answer["score"] > 0.9
+    assert seen == []

@@ -165,15 +165,35 @@ def test_smart_rectangle_searches_inside_the_box(client, world):
     assert iou(brushes(prediction)["Projection"], world.reference) > 0.9
 
 
-def test_webhook_refines_the_human_pose_and_stores_a_prediction(world, monkeypatch):
-    stored = []
+class FakeStudio:
+    """Label Studio's prediction and annotation endpoints, in memory (what the webhook calls)."""
 
-    class Predictions:
-        def create(self, **kwargs):
-            stored.append(kwargs)
-            return type("Stored", (), {"id": 99})()
+    def __init__(self):
+        self.stored: dict[int, dict] = {}
+        self.deleted: list[int] = []
+        self.updated: dict[int, list] = {}
+        self.predictions, self.annotations = self, self  # client.predictions.*, client.annotations.*
 
-    monkeypatch.setattr(world.resources, "client", lambda: type("Client", (), {"predictions": Predictions()})())
+    def create(self, **kwargs):
+        new_id = 100 + len(self.stored) + len(self.deleted)
+        self.stored[new_id] = {"id": new_id, **kwargs}
+        return type("Stored", (), {"id": new_id})()
+
+    def list(self, task):
+        return [p for p in self.stored.values() if p["task"] == task]
+
+    def delete(self, id):
+        self.stored.pop(id)
+        self.deleted.append(id)
+
+    def update(self, id, result):
+        self.updated[id] = result
+
+
+def test_webhook_refines_the_human_pose_into_the_tasks_one_prediction(world, monkeypatch):
+    studio = FakeStudio()
+    studio.create(task=5, result=[], score=0.5, model_version=world.resources.model_version)  # Retrieve's, superseded
+    monkeypatch.setattr(world.resources, "client", lambda: studio)
     client = create_app(world.resources).test_client()
     task = world.task(task_id=5, reference=world.url("reference.png"))
     body = {"action": "ANNOTATION_CREATED", "annotation": world.human_annotation(world.start_pose), "task": task,
@@ -181,11 +201,74 @@ def test_webhook_refines_the_human_pose_and_stores_a_prediction(world, monkeypat
     response = client.post("/webhook", json=body)
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["status"] == "refined"
-    [kwargs] = stored
-    assert kwargs["task"] == 5 and kwargs["model_version"] == world.resources.model_version
-    assert kwargs["score"] > 0.97
+    [stored] = studio.stored.values()  # the earlier prediction of this version is gone
+    assert stored["task"] == 5 and stored["model_version"] == world.resources.model_version
+    assert stored["score"] > 0.97 and studio.deleted == [100]
+    again = client.post("/webhook", json={**body, "action": "ANNOTATION_UPDATED"})  # the same pose saved again
+    assert again.get_json()["status"] == "unchanged" and list(studio.stored) == [stored["id"]]
     ignored = client.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 1}], "project": {"id": 3}})
-    assert ignored.status_code == 201 and ignored.get_json()["status"] == "ignored" and len(stored) == 1
+    assert ignored.status_code == 201 and ignored.get_json()["status"] == "ignored" and len(studio.stored) == 1
+
+
+def test_webhook_corrects_a_projection_that_does_not_show_the_numbers(world, monkeypatch):
+    """An annotator accepted a prediction, then typed another azimuth: the stored Projection
+    and IoUs are the prediction's. The webhook redraws the Projection of the typed numbers,
+    drops iou_before and gives iou_after of the typed numbers; a consistent one is left alone."""
+    from ls_backend.studio import taskdata
+
+    studio = FakeStudio()
+    monkeypatch.setattr(world.resources, "client", lambda: studio)
+    client = create_app(world.resources).test_client()
+    task = world.task(task_id=6, pose=world.start_pose.to_dict(), reference=world.url("reference.png"))
+    [predicted] = predict(client, world, [task]).get_json()["results"]
+    typed = [dict(r) for r in predicted["result"]]
+    for item in typed:
+        if item["from_name"] == "azimuth":
+            item["value"] = {"number": round((item["value"]["number"] + 20.0) % 360, 1)}
+    annotation = {"id": 8, "result": typed, "was_cancelled": False}
+    body = {"action": "ANNOTATION_CREATED", "annotation": annotation, "task": task,
+            "project": {"id": 3, "label_config": world.label_config}}
+    response = client.post("/webhook", json=body)
+    assert response.get_json()["annotation_corrected"] is True
+    taskdata.flush()
+    fixed = studio.updated[8]
+    shown = pose_of({"result": fixed}, world)
+    projection = world.renderer.render(shown)
+    assert np.array_equal(brushes({"result": fixed}, fill=False)["Projection"], outline(projection))
+    assert "iou_before" not in numbers({"result": fixed})
+    assert numbers({"result": fixed})["iou_after"] == pytest.approx(iou(projection, world.reference), abs=0.0006)
+    assert numbers({"result": fixed})["iou_after"] < numbers(predicted)["iou_after"] - 0.05
+    consistent = client.post("/webhook", json={**body, "annotation": {**annotation, "id": 9, "result": fixed}})
+    assert consistent.get_json()["annotation_corrected"] is False
+
+
+def test_concurrent_predicts_of_a_task_share_one_refinement_and_one_stored_answer(world, monkeypatch):
+    """Label Studio asks for a task from several requests at once (a task opened while a
+    Retrieve runs): one refinement runs; the request that ran it answers the predictions and
+    the others nothing, so Label Studio stores them once. A repeat later gets the same answer."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ls_backend.pipeline.predict as pipeline
+
+    calls, real = [], pipeline.predict_task
+
+    def slow(request, resources):
+        calls.append(request.task["id"])
+        time.sleep(0.5)
+        return real(request, resources)
+
+    monkeypatch.setattr(pipeline, "predict_task", slow)
+    app = create_app(world.resources)
+    task = world.task(task_id=31, pose=world.start_pose.to_dict(), reference=world.url("reference.png"))
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: predict(app.test_client(), world, [task]).get_json()["results"], range(3)))
+    assert calls == [31]
+    answered = [a for a in answers if a != [[]]]
+    assert len(answered) == 1 and answers.count([[]]) == 2
+    assert predict(app.test_client(), world, [task]).get_json()["results"] == answered[0] and calls == [31]
+    edited = {**task, "data": {**task["data"], "editor": "https://finepose.example/editor/31?t=x"}}  # finepose's own field
+    assert predict(app.test_client(), world, [edited]).get_json()["results"] == answered[0] and calls == [31]
 
 
 def test_an_out_of_range_start_is_passed_over_and_said(client, world):

@@ -13,6 +13,9 @@ from urllib.parse import urlparse
 
 from ls_backend.studio.label_config import parse_label_config
 from ls_backend.pipeline.predict import PredictRequest, predict_shared
+from ls_backend.process import SharedRuns
+from ls_backend.studio.client import connection, replace_predictions, update_annotation
+from ls_backend.studio.predictions import same_pose
 from ls_backend.pipeline.smart import message_result
 from ls_backend.resources import Resources
 from geometry.errors import GeometryError
@@ -60,7 +63,7 @@ class FineposeModel:
         for task in tasks:
             request = PredictRequest(task, config, context, front_back_check=not context)
             try:
-                outcome = predict_shared(request, self.resources)
+                outcome, how = predict_shared(request, self.resources)
             except (FineposeError, GeometryError, ValueError) as exc:
                 logger.warning("task %s: %s", task.get("id") if isinstance(task, dict) else "?", exc)
                 if context and config.message is not None:  # say it on the labeling screen
@@ -80,39 +83,68 @@ class FineposeModel:
             if context:  # an interactive call: Label Studio reads one prediction
                 predictions.append(outcome.prediction)
                 continue
+            if how == SharedRuns.JOINED:  # a concurrent request for this task stores these predictions
+                logger.info("task %s: answered to a concurrent request already: nothing more to store", task.get("id"))
+                predictions.append([])
+                continue
             taskdata.report(self.resources.settings, task, outcome.notes or None)
             predictions.append(outcome.stored_order() if outcome.rivals else outcome.prediction)
         return {"model_version": self.model_version, "predictions": predictions}
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
-        """On a created/updated human annotation, refine its pose and store the refined pose as
-        a new prediction of that task (so the human and refined versions both stay)."""
+        """On a created/updated human annotation, refine its pose and make the refined pose the
+        task's one finepose prediction (the human and refined versions both stay; a repeated
+        save of the same pose stores nothing new). An annotation whose Projection or IoU no
+        longer belong to its numbers (typed after they were drawn) is corrected in Label
+        Studio; finepose's own correction comes back as ANNOTATION_UPDATED and is ignored."""
         if event not in REFINE_EVENTS:
             return {"status": "ignored", "event": event}
         annotation, task, project = validation.webhook_annotation_event(data)
         if annotation.get("was_cancelled"):
             return {"status": "ignored", "event": event, "reason": "the annotation was cancelled (skipped)"}
+        if event == "ANNOTATION_UPDATED" and self._made_by_finepose(annotation):
+            return {"status": "ignored", "event": event, "reason": "finepose's own correction of the annotation"}
         config = parse_label_config(project.get("label_config") or self.label_config)
-        request = PredictRequest({**task, "annotations": [annotation]}, config)
+        request = PredictRequest({**task, "annotations": [annotation]}, config, reconcile_annotation=True)
         try:
-            outcome = predict_shared(request, self.resources)
+            outcome, _ = predict_shared(request, self.resources)
         except (FineposeError, GeometryError, ValueError) as exc:
             taskdata.report(self.resources.settings, task, f"refining the submitted pose failed: {exc}")
             raise
         taskdata.report(self.resources.settings, task, outcome.notes or None)
         pred = outcome.prediction
         try:
-            stored = self.resources.client().predictions.create(
-                task=task["id"], result=pred["result"], score=pred["score"], model_version=pred["model_version"]
-            )
+            client = self.resources.client()
+            kept, what = replace_predictions(client, task["id"], pred, same_pose)
         except CredentialsError:
             raise
         except Exception as exc:  # noqa: BLE001 (requests', httpx's and the SDK's errors: unreachable, refused, timed out)
             logger.warning("task %s: storing the refined prediction failed: %r", task["id"], exc)
             raise UpstreamError(f"Label Studio at {urlparse(self.resources.settings.label_studio_url).netloc} did not "
                                 f"store the refined prediction of task {task['id']}: {_upstream_reason(exc)}") from None
-        logger.info("task %s: stored refined prediction %s (IoU %.4f)", task["id"], stored.id, pred["score"])
-        return {"status": "refined", "task": task["id"], "prediction": stored.id, "score": pred["score"]}
+        logger.info("task %s: refined prediction %s %s (IoU %.4f)", task["id"], kept, what, pred["score"])
+        corrected = outcome.annotation_fix is not None and isinstance(annotation.get("id"), int)
+        if corrected:
+            taskdata.in_background(self._correct_annotation, annotation["id"], outcome.annotation_fix)
+        return {"status": "refined" if what == "stored" else "unchanged", "task": task["id"], "prediction": kept,
+                "score": pred["score"], "annotation_corrected": corrected}
+
+    def _made_by_finepose(self, annotation: dict) -> bool:
+        """Whether the annotation was last updated by finepose's own Label Studio user."""
+        updated_by = annotation.get("updated_by")
+        if not isinstance(updated_by, int):
+            return False
+        try:
+            return connection(self.resources.settings).user_id == updated_by
+        except Exception:  # noqa: BLE001 (no credentials, Label Studio unreachable: not ours to tell)
+            return False
+
+    def _correct_annotation(self, annotation_id: int, result: list) -> None:
+        try:
+            update_annotation(self.resources.client(), annotation_id, result)
+            logger.info("annotation %s: Projection and IoU made those of its numbers", annotation_id)
+        except Exception as exc:  # noqa: BLE001 (logged; the next save corrects it again)
+            logger.warning("annotation %s: could not correct its Projection and IoU: %r", annotation_id, exc)
 
 
 def _upstream_reason(exc: Exception) -> str:

@@ -139,7 +139,7 @@ class TaskCache:
         self._runs = SharedRuns(ttl, size)
 
     def get(self, task_id: int, load) -> EditorTask:
-        return self._runs.run(task_id, load)
+        return self._runs.run(task_id, load)[0]
 
     def forget(self, task_id: int) -> None:
         self._runs.forget(task_id)

@@ -44,26 +44,30 @@ from ls_backend.pipeline.reference import reference_mask
 from ls_backend.pipeline.smart import (
     SmartRegions, fit_keypoints, guidance, keypoint_results, message_result, rectangle_mask,
 )
+from ls_backend.process import SharedRuns
 from ls_backend.resources import Resources
 from ls_backend.studio import media, validation
 from ls_backend.studio.download import Deadline
 from ls_backend.studio.label_config import PoseConfig
-from ls_backend.studio.predictions import pose_numbers, prediction, snapped
+from ls_backend.studio.predictions import consistent_annotation, pose_numbers, prediction, snapped
 from ls_backend.studio.resolve import Resolved, resolve_task
 from ls_backend.studio.taskdata import EDITOR_FIELD, ERROR_FIELD
-from ls_backend.studio.tasks import TaskInputs, read_task
+from ls_backend.studio.tasks import TaskInputs, newest_annotation, read_task
 
 
 @dataclass(frozen=True)
 class PredictRequest:
     """What to predict: a Label Studio task under a labeling config, with Label Studio's
     interactive ``context`` (smart regions; None for Retrieve Predictions, prelabel and the
-    webhook) and whether to run the front/back check (see the module docstring)."""
+    webhook), whether to run the front/back check (see the module docstring) and whether to
+    check that the newest annotation's Projection and IoU are those of its own numbers
+    (:attr:`Outcome.annotation_fix`)."""
 
     task: dict
     config: PoseConfig
     context: dict | None = None
     front_back_check: bool = False
+    reconcile_annotation: bool = False  # the webhook: say how to make the annotation show its own numbers
 
 
 @dataclass
@@ -74,6 +78,7 @@ class Outcome:
     seconds: float
     rivals: list[dict] = field(default_factory=list)  # further predictions: a far-apart hypothesis
     notes: str = ""  # starts passed over and why ("" when none)
+    annotation_fix: list | None = None  # the annotation's result made consistent; None: it is
 
     def stored_order(self) -> list[dict]:
         """The predictions in the order to store them: the rivals first, the best last.
@@ -118,14 +123,15 @@ def request_key(request: PredictRequest, model_version: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def predict_shared(request: PredictRequest, resources: Resources) -> Outcome:
+def predict_shared(request: PredictRequest, resources: Resources) -> tuple[Outcome, str]:
     """:func:`predict_task`, shared by the calls with the same :func:`request_key` in this
-    process: concurrent ones wait for one refinement, repeated ones within
-    :data:`~ls_backend.resources.SHARED_PREDICTION_S` get its answer (Label Studio asks again
-    while a task is open). Interactive calls are never shared: the clicks remembered so far
-    are inputs that the request does not show."""
+    process, and how this call got it (:class:`~ls_backend.process.SharedRuns`): concurrent
+    calls wait for one refinement (``"joined"``), repeated ones within
+    :data:`~ls_backend.resources.SHARED_PREDICTION_S` get its answer (``"kept"``).
+    Interactive calls are never shared: the clicks remembered so far are inputs that the
+    request does not show."""
     if request.context:
-        return predict_task(request, resources)
+        return predict_task(request, resources), SharedRuns.RAN
     key = request_key(request, resources.model_version)
     return resources.shared_predictions.run(key, lambda: predict_task(request, resources))
 
@@ -218,7 +224,13 @@ def _refine(work: _Work, resources: Resources) -> Outcome:
             messages.extend([said] if said else [])
     if messages:  # one message box per prediction
         pred["result"].extend(message_result(config, " ".join(messages)))
-    return Outcome(pred, start_source, reference.source, time.perf_counter() - work.started, rivals, passed_over)
+    fix = None
+    if work.request.reconcile_annotation and resolved.start is not None and resolved.start.by_a_person:
+        shown = renderer.render(resolved.start.pose)  # the annotation's own numbers, at the photo's size
+        annotation = newest_annotation(work.request.task.get("annotations") or [])
+        fix = consistent_annotation(config, annotation.get("result") or [], shown, iou(shown, reference.mask),
+                                    settings.max_image_pixels)
+    return Outcome(pred, start_source, reference.source, time.perf_counter() - work.started, rivals, passed_over, fix)
 
 
 def _start(work: _Work, resources: Resources, resolved: Resolved, width: int,

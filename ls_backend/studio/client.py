@@ -61,6 +61,7 @@ class Connection:
 
         self.url = url.rstrip("/")
         self._key = api_key.strip()
+        self.user_id: int | None = None  # the token's Label Studio user, once checked
         self._lock = threading.Lock()
         try:
             self.client = LabelStudio(base_url=self.url, api_key=self._key, timeout=timeout)
@@ -105,14 +106,17 @@ class Connection:
         return self.client
 
     def check(self) -> dict:
-        """Who the token belongs to (``/api/current-user/whoami``); CredentialsError if refused."""
+        """Who the token belongs to (``/api/current-user/whoami``, kept as :attr:`user_id`);
+        CredentialsError if refused."""
         import requests
 
         response = requests.get(self.url + "/api/current-user/whoami", headers=self.headers(), timeout=TIMEOUT_S)
         if response.status_code in (401, 403):
             raise self.refused(response.status_code, response.text)
         response.raise_for_status()
-        return response.json()
+        user = response.json()
+        self.user_id = user.get("id") if isinstance(user, dict) else None
+        return user
 
     def refused(self, status: int, detail: str = "") -> CredentialsError:
         """The error for a request Label Studio refused with ``status`` (401/403)."""
@@ -191,6 +195,31 @@ def merge_task_data(client, task_id: int, fields: dict, defaults: dict | None = 
         return False
     client.tasks.update(id=int(task_id), data=merged)
     return True
+
+
+def replace_predictions(client, task_id: int, prediction: dict, same) -> tuple[int, str]:
+    """Make ``prediction`` the task's one prediction of its ``model_version``: when the task
+    already holds one that ``same(stored, prediction)`` finds equal, keep it (``"unchanged"``),
+    else store this one (``"stored"``); then delete the task's other predictions of that
+    version (superseded). Returns (the kept prediction's id, what happened)."""
+    version = prediction["model_version"]
+    ours = [as_dict(p) for p in client.predictions.list(task=int(task_id))]
+    ours = [p for p in ours if p.get("model_version") == version]
+    kept = next((p["id"] for p in ours if same(p, prediction)), None)
+    what = "unchanged"
+    if kept is None:
+        kept = client.predictions.create(task=int(task_id), result=prediction["result"], score=prediction["score"],
+                                         model_version=version).id
+        what = "stored"
+    for stale in ours:
+        if stale["id"] != kept:
+            client.predictions.delete(id=stale["id"])
+    return kept, what
+
+
+def update_annotation(client, annotation_id: int, result: list) -> None:
+    """Replace an annotation's result; its author (``completed_by``) stays."""
+    client.annotations.update(id=int(annotation_id), result=result)
 
 
 def create_annotation(client, task_id: int, result: list, lead_time: float | None = None) -> int:

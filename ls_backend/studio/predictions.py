@@ -24,6 +24,7 @@ from geometry.masks import border_pixels, outline_thickness
 from geometry.pose import PARAMETER_NAMES, Pose, display_angles
 
 from ls_backend.studio.label_config import PROJECTION, REFERENCE, PoseConfig
+from ls_backend.studio.tasks import annotated_numbers, brush_mask, find_brush
 
 
 READ_ONLY = ("iou_before", "iou_after")
@@ -111,3 +112,42 @@ def prediction(
                        "type": "choices", "value": {"choices": [model_id]}})
     return {"result": result, "score": float(iou_after), "model_version": model_version}
 
+
+
+def consistent_annotation(config: PoseConfig, result: list, projection: np.ndarray, iou_of_numbers: float,
+                          max_pixels: int = 40_000_000) -> list | None:
+    """An annotation's ``result`` with its Projection and IoU made those of its own seven
+    numbers, or None when they already are (see README, "What Label Studio stores").
+
+    ``projection``: the silhouette of the annotation's numbers at the photo's size;
+    ``iou_of_numbers``: its IoU with the task's reference. A Projection region that is not
+    the outline of ``projection`` (the annotator typed other numbers after it was drawn) is
+    redrawn, and then ``iou_before`` (the IoU of a refinement's start, which no longer
+    applies) goes; ``iou_after`` becomes ``iou_of_numbers``. Regions the annotation does not
+    hold are not added."""
+    drawn = find_brush(result, config.brush, PROJECTION)
+    expected = outline(projection)
+    stale = drawn is not None and not np.array_equal(brush_mask(drawn, max_pixels), expected)
+    fixed, changed = [], False
+    for item in result:
+        name = item.get("from_name") if isinstance(item, dict) else None
+        if item is drawn and stale:
+            fixed.append({**brush_result(config, PROJECTION, expected, readonly=True), "id": item.get("id", "finepose-projection")})
+            changed = True
+        elif name == "iou_before" and item.get("type") == "number" and stale:
+            changed = True  # dropped
+        elif name == "iou_after" and item.get("type") == "number" and "iou_after" in config.numbers:
+            value = config.fit("iou_after", iou_of_numbers)
+            if (item.get("value") or {}).get("number") != value:
+                item = {**item, "value": {**(item.get("value") or {}), "number": value}}
+                changed = True
+            fixed.append(item)
+        else:
+            fixed.append(item)
+    return fixed if changed else None
+
+
+def same_pose(first: dict, second: dict) -> bool:
+    """Whether two predictions (or annotations) hold the same seven numbers."""
+    numbers = annotated_numbers(first.get("result"))
+    return numbers is not None and numbers == annotated_numbers(second.get("result"))
