@@ -28,9 +28,9 @@ import numpy as np  # noqa: E402
 
 from geometry.mesh import Mesh, load_mesh, save_mesh  # noqa: E402
 from geometry.pose import Pose  # noqa: E402
-from tests.conftest import DATA  # noqa: E402
-from tests.editor_browser import run_page  # noqa: E402
-from tests.editor_world import make_editor_world, serving_editor  # noqa: E402
+from tests.support.data import DATA  # noqa: E402
+from tests.support.editor_browser import run_page  # noqa: E402
+from tests.support.editor_world import make_editor_world, serving_editor  # noqa: E402
 
 PHOTO = (1200, 800)
 EDITOR = "window.fineposeEditor"

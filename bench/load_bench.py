@@ -1,5 +1,5 @@
 """Benchmark: ``/predict`` under load, served by ``finepose serve`` (gunicorn, 1 worker x 8
-threads by default) over a self-contained world (tests/backend_fixtures.py).
+threads by default) over a self-contained world (tests/support/world.py).
 
 Each request is one task with a start pose (``data.pose``) and a reference mask
 (``data.reference``, a local file): no segmentation model. For 1, 8 and 32 concurrent clients
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import requests  # noqa: E402
 
 from bench.served import memory_kb, served, worker_pids  # noqa: E402
-from tests.backend_fixtures import make_world  # noqa: E402
+from tests.support.world import make_world  # noqa: E402
 
 
 class Sampler(threading.Thread):

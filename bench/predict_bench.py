@@ -1,6 +1,6 @@
 """Benchmark: the ML backend's ``/predict`` latency, end to end but for the network.
 
-A self-contained world (tests/backend_fixtures.py: the procedural car, a synthetic photo, its
+A self-contained world (tests/support/world.py: the procedural car, a synthetic photo, its
 reference mask as a local file, the finepose labeling config) served by the Flask app through
 its test client. Each request is one task with a start pose (``data.pose``) and a reference
 (``data.reference``), so no segmentation model is involved; it covers reading the task,
@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ls_backend.server.app import create_app  # noqa: E402
-from tests.backend_fixtures import make_world  # noqa: E402
+from tests.support.world import make_world  # noqa: E402
 
 PHOTO_SIZES = ((480, 320), (1200, 800), (2400, 1600))
 

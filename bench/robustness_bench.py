@@ -1,7 +1,7 @@
 """Benchmark: the served backend (``finepose serve``, 1 worker x 8 threads by default) under
 hostile input, measured as the closing figures of issue 11 ask.
 
-- malformed request classes (tests/malformed.py): how many get a 4xx naming the field, how
+- malformed request classes (tests/support/malformed.py): how many get a 4xx naming the field, how
   many a 5xx;
 - N fuzzed requests with a fixed seed: the 5xx count (goal 0);
 - 60 concurrent cold fetches of one URL from a loopback server answering after 1 s: non-200
@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import requests  # noqa: E402
 
 from bench.served import memory_kb, served, worker_pids  # noqa: E402
-from tests.backend_fixtures import make_world  # noqa: E402
-from tests.hostile_media import HostileMediaServer, StubLabelStudio, rle_claiming  # noqa: E402
-from tests.malformed import HttpTarget, fuzzed_requests, malformed_cases, plant_files, predict_body, send, valid_task  # noqa: E402
+from tests.support.world import make_world  # noqa: E402
+from tests.support.hostile_media import HostileMediaServer, StubLabelStudio, rle_claiming  # noqa: E402
+from tests.support.malformed import HttpTarget, fuzzed_requests, malformed_cases, plant_files, predict_body, send, valid_task  # noqa: E402
 
 
 def catalogue(world, target, stub) -> None:

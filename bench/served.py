@@ -1,5 +1,5 @@
 """Shared by the serving benchmarks: ``finepose serve`` (gunicorn) on a free loopback port in a
-subprocess, over a self-contained world (tests/backend_fixtures.py), and the memory of its
+subprocess, over a self-contained world (tests/support/world.py), and the memory of its
 worker processes read from /proc (Linux)."""
 
 from __future__ import annotations

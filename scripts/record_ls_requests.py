@@ -4,7 +4,7 @@ Run with finepose's venv after ``bash scripts/setup_label_studio.sh``::
 
     .venv/bin/python scripts/record_ls_requests.py [--out tests/fixtures/ls_requests]
 
-It starts Label Studio (tests/label_studio.py), a recording server on 127.0.0.1, creates a
+It starts Label Studio (tests/support/label_studio.py), a recording server on 127.0.0.1, creates a
 project with a brush + number config, imports a task whose image is a local file, connects
 the recorder as ML backend (interactive), retrieves predictions through the Data Manager
 action, calls interactive annotating, registers a webhook and creates an annotation. Every
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tests.label_studio import RecordingBackend, start_label_studio  # noqa: E402
+from tests.support.label_studio import RecordingBackend, start_label_studio  # noqa: E402
 
 LABEL_CONFIG = """<View>
   <Image name="image" value="$image"/>

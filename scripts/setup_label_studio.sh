@@ -3,7 +3,7 @@
 #   * Label Studio (pinned) in its own virtualenv .venv-ls: its pins (Django, urllib3,
 #     label-studio-sdk, ...) clash with finepose's, so it never shares .venv;
 #   * playwright (Python) in the same .venv-ls, used only as a subprocess by
-#     tests/browser.py to drive the system Chromium (no browser download: playwright is
+#     tests/support/browser.py to drive the system Chromium (no browser download: playwright is
 #     pointed at /usr/bin/chromium through executable_path);
 #   * Debian's chromium (apt-get; sudo only when not root).
 # Safe to run again: every step is skipped when already done with the right version.
@@ -58,7 +58,7 @@ fi
 # starts a server on 0.0.0.0:8080. Importing the package is enough to check the install.
 "$VENV/bin/python" -c "import label_studio, sys; sys.exit(label_studio.__version__ != '$LS_VERSION')" \
   || { echo "Label Studio $LS_VERSION does not import from $VENV" >&2; exit 1; }
-# --- a migrated empty database, copied by tests/label_studio.py for each test session ------
+# --- a migrated empty database, copied by tests/support/label_studio.py for each test session ------
 # (first start of a fresh Label Studio migrates ~50 s on 2 cores; from this copy it starts in ~5 s)
 TEMPLATE="$VENV/finepose-template/$LS_VERSION/label_studio.sqlite3"
 if [ ! -f "$TEMPLATE" ]; then

@@ -1,22 +1,11 @@
-"""Shared fixtures. Data from ../shared/data is optional: tests that need it skip, saying why."""
+"""Fixtures every test folder shares. Tests mirror the packages (``geometry/``, ``studio/``,
+``backend/``, ``editor/``, ``tools/``, ``e2e/``); their helpers live in ``tests/support/``
+(data from ../shared/data: :mod:`tests.support.data`)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-DATA = Path(os.environ.get("FINEPOSE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def data_path(*parts: str) -> Path:
-    """A path under the shared data folder, or skip the test when it is absent."""
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared research data not found: {path} (tests on real data need ../shared/data)")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,10 @@ NOT_IN_THE_BACKEND = ("ls_backend.cli", "ls_backend.tools", "matplotlib", "panda
 
 
 def test_importing_the_app_loads_no_cli_tools_or_plotting():
-    code = "import json, sys; import ls_backend.backend.app; print(json.dumps(sorted(sys.modules)))"
+    code = "import json, sys; import ls_backend.server.app; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     modules = json.loads(out.stdout)
-    assert "ls_backend.backend.app" in modules
+    assert "ls_backend.server.app" in modules
     loaded = [m for m in modules if m.startswith(NOT_IN_THE_BACKEND)]
     assert loaded == [], f"importing the app loaded {loaded[:10]}"
 
@@ -38,3 +38,60 @@ def test_the_combination_rule_imports_no_torch():
     code = "import json, sys; import ls_backend.segmentation.combine; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert not [m for m in json.loads(out.stdout) if m.startswith(("torch", "torchvision"))]
+
+
+#: Who may not import whom: the layers from the bottom (studio: Label Studio's vocabulary;
+#: pipeline: one task -> one prediction) to the edges (backend, editor, tools, cli), with the
+#: composition root (server) the only place that knows both the backend and the editor.
+FORBIDDEN = {
+    "studio": ("pipeline", "backend", "editor", "tools", "cli", "server"),
+    "pipeline": ("backend", "editor", "tools", "cli", "server"),
+    "registry": ("backend", "editor", "tools", "cli", "server", "pipeline"),
+    "tools": ("backend", "editor", "server"),
+    "editor": ("backend", "tools", "cli", "server"),
+    "backend": ("editor", "tools", "cli", "server"),
+    "cli": ("backend",),
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports (``from a.b import c`` counts ``a.b`` and ``a.b.c``)."""
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def layer_violations(root: Path = ROOT / "ls_backend") -> list[str]:
+    wrong = []
+    for package, forbidden in FORBIDDEN.items():
+        for path in sorted((root / package).rglob("*.py")):
+            for module in imported_modules(path):
+                parts = module.split(".")
+                if parts[0] == "ls_backend" and len(parts) > 1 and parts[1] in forbidden:
+                    wrong.append(f"{path.relative_to(root.parent).as_posix()} imports {module}")
+    return sorted(set(wrong))
+
+
+def test_the_layers_import_only_downwards():
+    """No import of backend/ from tools/, editor/, registry/ or cli/; none between backend/
+    and editor/; the Label Studio layer (studio/) and the pipeline import neither."""
+    assert layer_violations() == []
+
+
+def test_the_layer_check_catches_a_forbidden_import(tmp_path):
+    """The check itself: an editor module importing the backend is reported."""
+    (tmp_path / "ls_backend" / "editor").mkdir(parents=True)
+    (tmp_path / "ls_backend" / "editor" / "page.py").write_text("from ls_backend.backend.model import FineposeModel\n")
+    (tmp_path / "ls_backend" / "tools").mkdir()
+    (tmp_path / "ls_backend" / "tools" / "job.py").write_text("import ls_backend.backend.app\n")
+    assert layer_violations(tmp_path / "ls_backend") == [
+        "ls_backend/editor/page.py imports ls_backend.backend.model",
+        "ls_backend/editor/page.py imports ls_backend.backend.model.FineposeModel",
+        "ls_backend/tools/job.py imports ls_backend.backend.app",
+    ]

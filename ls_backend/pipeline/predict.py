@@ -42,7 +42,7 @@ from geometry.refine import refine
 from ls_backend.errors import UnknownModelError
 from ls_backend.pipeline.reference import reference_mask
 from ls_backend.pipeline.smart import (
-    SmartRegions, fit_keypoints, guidance, keypoint_results, message_result, rectangle_mask,
+    SmartRegions, fit_keypoints, guidance, keypoint_results, message_result, rectangle_mask, require_keypoints,
 )
 from ls_backend.process import SharedRuns
 from ls_backend.resources import Resources
@@ -156,7 +156,7 @@ def predict_task(request: PredictRequest, resources: Resources) -> Outcome:
                                 "model list names it; list the registry's ids there)") from None
     renderer = registry.renderer(inputs.model_id)
     if smart.keypoints:  # a model without CAD keypoints is said on the first click, not the fourth
-        registry.keypoints(inputs.model_id)
+        require_keypoints(registry.keypoints(inputs.model_id))
     # Media first, outside the refinement slots: a slow server holds a connection, not a slot.
     deadline = Deadline.after(settings.fetch_total_s)  # for all media of this task
     image = media.load_image(inputs.image_url, settings, f"{inputs.where}: data.{config.image_key}", inputs.task_id,

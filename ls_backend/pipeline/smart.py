@@ -123,12 +123,17 @@ class KeypointPose:
     message: str
 
 
-def fit_keypoints(model_points: dict, clicks_percent: dict, width: int, height: int, frame) -> KeypointPose:
-    """The pose fitted to clicked keypoints (see :func:`geometry.keypoints.fit_pose_to_keypoints`),
-    the focal held at the default unless enough clicks fix it to a believable value."""
+def require_keypoints(model_points: dict) -> None:
+    """A :class:`TaskError` for a model without CAD keypoints (said on the first click)."""
     if not model_points:
         raise TaskError("this model has no CAD keypoints (no <mesh>_keypoints.json beside its mesh): "
                         "smart keypoints are unavailable for it; use the numbers or a box")
+
+
+def fit_keypoints(model_points: dict, clicks_percent: dict, width: int, height: int, frame) -> KeypointPose:
+    """The pose fitted to clicked keypoints (see :func:`geometry.keypoints.fit_pose_to_keypoints`),
+    the focal held at the default unless enough clicks fix it to a believable value."""
+    require_keypoints(model_points)
     clicks = {name: _to_pixels(xy, width, height) for name, xy in clicks_percent.items()}
     default = FOCAL_PER_WIDTH * width
     fit, held = None, True

@@ -54,6 +54,9 @@ def _pose_ranges(width: float, height: float) -> dict[str, tuple[float, float, s
 
 #: The physical range of each pose number for a photo of the default size (u, v scale with it).
 POSE_RANGES = _pose_ranges(1000, 1000)
+#: The widest range of each pose number, whatever the photo (u, v at the largest image side):
+#: the templates' ``Number`` min/max lie inside these (tests/studio/test_templates.py).
+POSE_LIMITS = {name: (low, high) for name, (low, high, _) in _pose_ranges(MAX_IMAGE_SIDE, MAX_IMAGE_SIDE).items()}
 
 
 # -- request bodies -----------------------------------------------------------------------------

@@ -1,0 +1,179 @@
+"""The editor's HTTP routes (Flask's test client): what the page reads, Refine, Auto,
+Keypoints, Save (numbers on the project's steps, the projection), bad input answered 4xx,
+and the backend's basic auth leaving the token-checked editor routes alone."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from flask import Flask
+from PIL import Image
+
+from geometry.camera import project
+from geometry.iou import iou
+from geometry.masks import resize_mask
+from geometry.pose import PARAMETER_NAMES
+from geometry.procedural_keypoints import car_keypoints
+from ls_backend.server.app import create_app, error_handler
+from ls_backend.studio.label_config import parse_label_config
+from ls_backend.studio.predictions import filled
+from ls_backend.studio.tasks import brush_mask
+from ls_backend.editor import create_editor_blueprint, links, meshdata
+from tests.support.world import make_world
+from tests.support.editor_world import LocalSource
+
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("editor-api"), editor_secret="api-secret")
+
+
+@pytest.fixture
+def source(world):
+    data = {"image": world.url("photo.png"), "model": "toy-car", "reference": world.url("reference.png"),
+            "pose": world.start_pose.to_dict(), "editor": "", "finepose_error": ""}  # fmt: skip
+    return LocalSource({1: {"data": dict(data)}, 2: {"data": dict(data)}}, world.label_config)
+
+
+@pytest.fixture
+def client(world, source):
+    app = Flask("editor-api-test")
+    app.register_blueprint(create_editor_blueprint(world.resources, source=source))
+    app.register_error_handler(Exception, error_handler(world.resources))
+    return app.test_client()
+
+
+def token(world, task=1):
+    return links.LinkSigner(world.settings).token(1, task)
+
+
+def numbers(pose) -> dict:
+    return {k: float(v) for k, v in zip(PARAMETER_NAMES, pose.vector())}
+
+
+def test_state_photo_reference_and_mesh(client, world):
+    t = token(world)
+    state = client.get(f"/editor/1/state?t={t}").get_json()
+    assert state["image"] == {"width": 480, "height": 320} and state["work"] == {"width": 300, "height": 200}
+    assert state["start"] == {"pose": pytest.approx(numbers(world.start_pose)), "source": "data.pose", "notes": ""}
+    assert state["reference"] == {"source": "data.reference", "available": True}
+    assert set(state["keypoints"]) == set(car_keypoints()) and state["min_keypoints"] == 4
+    assert state["steps"]["azimuth"] == "0.1" and state["nudges"]["azimuth"] == pytest.approx(180 / 100)
+    photo = client.get(f"/editor/1/photo?t={t}")
+    assert photo.mimetype == "image/png" and photo.data == (world.root / "photo.png").read_bytes()
+    work = np.asarray(Image.open(io.BytesIO(client.get(f"/editor/1/reference.png?size=work&t={t}").data))) > 127
+    assert np.array_equal(work, resize_mask(world.reference, 300, 200))
+    full = np.asarray(Image.open(io.BytesIO(client.get(f"/editor/1/reference.png?t={t}").data))) > 127
+    assert np.array_equal(full, world.reference)
+    mesh = meshdata.decode(client.get(f"/editor/1/mesh.bin?t={t}").data)
+    assert np.allclose(mesh.vertices, world.renderer.mesh.vertices, atol=1e-6)
+
+
+def test_refine_and_auto(client, world):
+    t = token(world)
+    refined = client.post(f"/editor/1/refine?t={t}", json={"pose": numbers(world.start_pose)}).get_json()
+    assert refined["iou_after"] > 0.97 > refined["iou_before"]
+    assert abs(refined["pose"]["azimuth"] - world.true_pose.azimuth) < 2
+    auto = client.post(f"/editor/1/auto?t={t}").get_json()
+    assert auto["hypotheses"] and auto["hypotheses"][0]["iou"] > 0.9
+    assert {h["iou"] for h in auto["hypotheses"]} == set(sorted({h["iou"] for h in auto["hypotheses"]}, reverse=True))
+
+
+def test_keypoints_fit(client, world):
+    keypoints = car_keypoints()
+    names = sorted(keypoints)[:6]
+    clicks = dict(zip(names, project(world.true_pose, np.array([keypoints[n] for n in names])).tolist()))
+    fitted = client.post(f"/editor/1/keypoints?t={token(world)}", json={"clicks": clicks}).get_json()
+    assert abs(fitted["pose"]["azimuth"] - world.true_pose.azimuth) < 0.5 and fitted["rms_px"] < 1.0
+    few = client.post(f"/editor/1/keypoints?t={token(world)}", json={"clicks": dict(list(clicks.items())[:3])})
+    assert few.status_code == 422 and "at least 4" in few.get_json()["error"]
+
+
+def test_save_stores_numbers_on_steps_and_the_projection(client, world, source):
+    pose = replace(world.true_pose, azimuth=world.true_pose.azimuth + 360.123456, u=246.004)
+    answer = client.post(f"/editor/1/save?t={token(world)}", json={"pose": numbers(pose), "lead_time": 42.5}).get_json()
+    [annotation] = source.tasks[1]["annotations"]
+    assert annotation["lead_time"] == 42.5 and answer["annotation"] == annotation["id"]
+    saved = {r["from_name"]: r["value"]["number"] for r in annotation["result"] if r["type"] == "number"}
+    config = parse_label_config(world.label_config)
+    assert saved["azimuth"] == config.fit("azimuth", (world.true_pose.azimuth + 0.123456) % 360)
+    assert saved["u"] == config.fit("u", 246.004)
+    for name, value in saved.items():  # every number on its Number's grid
+        step = config.specs[name].step
+        assert abs(value / step - round(value / step)) < 1e-6, name
+    [projection] = [r for r in annotation["result"] if r["type"] == "brushlabels"]
+    assert projection["value"]["brushlabels"] == ["Projection"]
+    assert iou(filled(brush_mask(projection)), world.reference) > 0.97  # an outline, as predictions draw it
+    # the next task without an annotation, with its own link
+    assert answer["next_task"] == 2 and "/editor/2?t=" in answer["next"]
+    next_token = answer["next"].split("?t=")[1]
+    assert links.LinkSigner(world.settings).for_task(next_token, 2).task == 2
+
+
+@pytest.mark.parametrize("bad, status, words", [
+    ({"pose": {"azimuth": 1}}, 422, "elevation"),
+    ({"pose": {**{k: 1.0 for k in PARAMETER_NAMES}, "distance": float("nan")}}, 422, "distance"),
+    ({"pose": {**{k: 1.0 for k in PARAMETER_NAMES}, "focal": -3.0}}, 422, "focal"),
+    ({"pose": "north"}, 422, "pose"),
+    (None, 400, "JSON object"),
+])  # fmt: skip
+def test_bad_input_answers_4xx(client, world, source, bad, status, words):
+    kwargs = {"json": bad} if bad is not None else {"data": "not json", "content_type": "text/plain"}
+    for action in ("refine", "save"):
+        response = client.post(f"/editor/1/{action}?t={token(world)}", **kwargs)
+        assert response.status_code == status and words in response.get_json()["error"], (action, response.get_json())
+    assert not source.tasks[1].get("annotations")  # nothing was saved
+
+
+def test_links_are_checked_on_every_route(client, world):
+    other = token(world, task=2)
+    for method, path in (("get", "state"), ("get", "photo"), ("get", "reference.png"), ("get", "mesh.bin"),
+                         ("post", "refine"), ("post", "auto"), ("post", "keypoints"), ("post", "save")):  # fmt: skip
+        for t in (other, "", "x.y"):
+            response = getattr(client, method)(f"/editor/1/{path}?t={t}", json={})
+            assert response.status_code == 403, (path, t)
+            assert "Content-Security-Policy" in response.headers
+    page = client.get(f"/editor/1?t={other}")
+    assert page.status_code == 403 and b"not for task 1" in page.data
+
+
+def test_basic_auth_leaves_the_editor_to_its_links(world):
+    resources = type(world.resources)(replace(world.settings, basic_auth=("user", "pw")))
+    app = create_app(resources).test_client()
+    assert app.post("/predict", json={}).status_code == 401
+    page = app.get(f"/editor/1?t={token(world)}")
+    assert page.status_code == 200 and b'data-task="1"' in page.data
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'self'")
+    assert app.get("/editor/1").status_code == 403
+    assert app.get("/editor/static/editor.js").status_code == 200
+
+
+def test_the_page_and_its_state_name_no_server_path(world, tmp_path, monkeypatch):
+    """A task without a reference on a machine without segmentation weights: the reason the
+    editor shows names the weight file, not the server's folders; a start passed over is said."""
+    import ls_backend.segmentation.models as segmentation
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv("FINEPOSE_MASKRCNN_WEIGHTS", raising=False)
+    segmentation._segmenter.forget()
+    data = {"image": world.url("photo.png"), "model": "toy-car", "editor": "", "finepose_error": "",
+            "pose": {**world.start_pose.to_dict(), "distance": -1}}
+    source = LocalSource({3: {"data": data}}, world.label_config)
+    app = Flask("editor-paths-test")
+    app.register_blueprint(create_editor_blueprint(world.resources, source=source))
+    app.register_error_handler(Exception, error_handler(world.resources))
+    client = app.test_client()
+    t = token(world, task=3)
+    page, state = client.get(f"/editor/3?t={t}"), client.get(f"/editor/3/state?t={t}")
+    assert page.status_code == 200 and state.status_code == 200, state.get_json()
+    answer = state.get_json()
+    assert answer["reference"]["available"] is False
+    assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in answer["reference"]["source"]
+    assert "data.pose not used" in answer["start"]["notes"] and answer["start"]["source"] == "default view"
+    for body in (page.get_data(as_text=True), state.get_data(as_text=True)):
+        assert str(tmp_path) not in body and str(world.root) not in body

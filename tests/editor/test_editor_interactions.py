@@ -1,0 +1,205 @@
+"""The editor's direct manipulation in headless Chromium, as a person works it: drag, the
+rotate gesture, the wheel, the dolly zoom, keys, flip, undo/redo, live IoU, Refine, and
+the keypoint tool; plus the README's screenshot (written to $FINEPOSE_SCREENSHOT_DIR)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geometry.camera import project
+from geometry.iou import iou
+from geometry.masks import resize_mask
+from geometry.mesh import save_mesh
+from geometry.pose import PARAMETER_NAMES, Pose
+from geometry.procedural import car_mesh
+from geometry.procedural_keypoints import car_keypoints
+from tests.support.browser import browser_available
+from tests.support.editor_browser import run_page
+from tests.support.editor_world import make_editor_world, serving_editor, unpack
+
+SCREENSHOT_DIR = os.environ.get("FINEPOSE_SCREENSHOT_DIR")
+TRUE = Pose(azimuth=35.0, elevation=12.0, theta=2.0, distance=2.6, focal=700.0, u=320.0, v=250.0, width=640, height=480)
+START = replace(TRUE, azimuth=44.0, elevation=8.0, distance=2.75, u=331.0, v=241.0)
+EDITOR = "window.fineposeEditor"
+POSE = f"() => {EDITOR}.getPose()"
+FRAME = {"op": "frame"}
+
+
+def numbers(pose: Pose) -> dict:
+    return {k: float(v) for k, v in zip(PARAMETER_NAMES, pose.vector())}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    reason = browser_available()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("editor-interactions")
+    save_mesh(root / "toy_car.ply", car_mesh())
+    (root / "toy_car_keypoints.json").write_text(json.dumps({k: v.tolist() for k, v in car_keypoints().items()}))
+    models = {"toy-car": {"mesh": str(root / "toy_car.ply"), "frame": "pascal3d", "category": "car"}}
+    return make_editor_world(root / "world", models, {"toy-car": START}, reference_poses={"toy-car": TRUE})
+
+
+@pytest.fixture(scope="module")
+def session(world):
+    """One scripted session; answers by name."""
+    u, v = START.u, START.v
+    steps = {
+        "view": {"op": "eval", "js": f"() => {{ {EDITOR}.editor.setView({{zoom: 1, x: 0, y: 0}}); return {EDITOR}.getPose(); }}"},
+        "mask0": {"op": "eval", "js": f"() => {EDITOR}.readCanvasMask()"},
+        "drag": {"op": "drag", "from": [u, v], "to": [u + 50, v + 30], "moves": 10, "per_frame": True,
+                 "probe": f"() => {EDITOR}.editor.iou"},
+        "after_drag": {"op": "eval", "js": POSE},
+        "mask1": {"op": "eval", "js": f"() => {EDITOR}.readCanvasMask()"},
+        "iou1": {"op": "eval", "js": f"() => {EDITOR}.renderNow()"},
+        "wheel": {"op": "wheel", "at": [320, 240], "dy": 100},
+        "after_wheel": {"op": "eval", "js": POSE},
+        "mask_dolly0": {"op": "eval", "js": f"() => {EDITOR}.readCanvasMask()"},
+        "dolly1": {"op": "wheel", "at": [320, 240], "dy": -100, "modifiers": ["Alt"]},
+        "dolly2": {"op": "wheel", "at": [320, 240], "dy": -100, "modifiers": ["Alt"]},
+        "after_dolly": {"op": "eval", "js": POSE},
+        "mask_dolly1": {"op": "eval", "js": f"() => {EDITOR}.readCanvasMask()"},
+        "key_e": {"op": "key", "key": "e"},
+        "after_e": {"op": "eval", "js": POSE},
+        "key_shift_q": {"op": "key", "key": "Shift+Q"},
+        "after_shift_q": {"op": "eval", "js": POSE},
+        "rotate": {"op": "drag", "from": [300, 300], "to": [340, 290], "modifiers": ["Shift"], "moves": 5},
+        "after_rotate": {"op": "eval", "js": POSE},
+        "key_b": {"op": "key", "key": "b"},
+        "after_b": {"op": "eval", "js": POSE},
+        "undo_once": {"op": "key", "key": "Control+z"},
+        "after_undo_once": {"op": "eval", "js": POSE},
+        "redo": {"op": "key", "key": "Control+y"},
+        "after_redo": {"op": "eval", "js": POSE},
+        "undo_all": {"op": "eval", "js": f"() => {{ const e = {EDITOR}.editor; let n = 0; while (e.undoStack.length) {{ e.undo(); n++; }} return n; }}"},
+        "after_undo_all": {"op": "eval", "js": POSE},
+        "refine": {"op": "key", "key": "r"},
+        "refined": {"op": "wait_for", "js": f"() => {EDITOR}.editor.lastRefine"},
+        "after_refine": {"op": "eval", "js": POSE},
+        "iou_refined": {"op": "eval", "js": f"() => {EDITOR}.renderNow()"},
+    }
+    with serving_editor(world) as base_url:
+        answers = run_page(world.url(base_url, 1), list(steps.values()))
+    assert answers[0] == {"status": 200, "ready": True}, answers[0]
+    return dict(zip(steps, answers[1:]))
+
+
+def test_page_starts_at_the_task_pose(session):
+    assert session["view"] == pytest.approx(numbers(START))
+
+
+def test_drag_moves_u_v_by_the_pointer_distance(session, world):
+    before, after = session["view"], session["after_drag"]
+    assert after["u"] - before["u"] == pytest.approx(50, abs=0.5)
+    assert after["v"] - before["v"] == pytest.approx(30, abs=0.5)
+    for name in ("azimuth", "elevation", "theta", "distance", "focal"):
+        assert after[name] == before[name]
+    # the drawn silhouette moved with it
+    m0, m1 = unpack(session["mask0"]), unpack(session["mask1"])
+    shift = np.argwhere(m1).mean(axis=0) - np.argwhere(m0).mean(axis=0)
+    assert shift == pytest.approx([30, 50], abs=0.5)
+
+
+def test_live_iou_follows_the_drag(session, world):
+    probes = session["drag"]["probes"]
+    assert len(set(round(p, 6) for p in probes)) >= 8  # a new IoU for every move
+    assert probes[-1] < probes[0]  # moved away from the reference
+    # the page's IoU is the refiner's: at the working size
+    start = Pose(**session["after_drag"], width=640, height=480)
+    work = start.rescaled(300, 225)
+    expected = iou(world.renderer(1).render(work), resize_mask(world.references[1], 300, 225))
+    assert session["iou1"] == pytest.approx(expected, abs=0.01)
+
+
+def test_wheel_changes_distance_only(session):
+    before, after = session["after_drag"], session["after_wheel"]
+    assert after["distance"] == pytest.approx(before["distance"] * np.exp(0.1), rel=1e-6)
+    assert {k: after[k] for k in after if k != "distance"} == {k: before[k] for k in before if k != "distance"}
+
+
+def test_dolly_zoom_keeps_the_apparent_size(session):
+    before, after = session["after_wheel"], session["after_dolly"]
+    assert after["focal"] / before["focal"] == pytest.approx(np.exp(0.2), rel=1e-6)
+    assert after["focal"] / after["distance"] == pytest.approx(before["focal"] / before["distance"], rel=1e-9)
+    a0, a1 = unpack(session["mask_dolly0"]).sum(), unpack(session["mask_dolly1"]).sum()
+    print("dolly zoom: focal x%.3f, silhouette area %d -> %d px (%+.2f%%)" % (np.exp(0.2), a0, a1, 100 * (a1 / a0 - 1)))
+    assert abs(a1 / a0 - 1) <= 0.02
+
+
+def test_keys_nudge_theta(session):
+    before, after_e, after_q = session["after_dolly"], session["after_e"], session["after_shift_q"]
+    assert after_e["theta"] - before["theta"] == pytest.approx(1.8)
+    assert after_q["theta"] - after_e["theta"] == pytest.approx(-18.0)  # Shift: 10 steps
+
+
+def test_rotate_gesture_turns_about_the_origin(session):
+    before, after = session["after_shift_q"], session["after_rotate"]
+    assert after["azimuth"] == pytest.approx(before["azimuth"] - 40 * 0.4)
+    assert after["elevation"] == pytest.approx(before["elevation"] - 10 * 0.4)
+    for name in ("theta", "distance", "focal", "u", "v"):
+        assert after[name] == before[name]
+    assert session["after_b"]["azimuth"] == pytest.approx(after["azimuth"] + 180)
+
+
+def test_undo_and_redo_restore_poses_exactly(session):
+    assert session["after_undo_once"] == session["after_rotate"]
+    assert session["after_redo"] == session["after_b"]
+    assert session["undo_all"] >= 6
+    assert session["after_undo_all"] == session["view"]
+
+
+def test_refine_moves_the_model_to_the_result(session):
+    refined = session["refined"]
+    assert refined["iou_after"] > 0.97 and refined["iou_after"] > refined["iou_before"]
+    assert session["after_refine"] == pytest.approx(refined["pose"])
+    assert session["iou_refined"] == pytest.approx(refined["iou_after"], abs=0.01)
+    assert abs(session["after_refine"]["azimuth"] - TRUE.azimuth) < 2.0
+
+
+def test_keypoint_tool_fits_the_clicked_pairs(world, tmp_path):
+    """K, then click each model keypoint and where it is in the photo; F fits the pose."""
+    keypoints = car_keypoints()
+    names = ["left_front_wheel", "left_back_wheel", "right_front_wheel", "left_front_light", "right_front_light",
+             "upper_left_windshield"]  # fmt: skip
+    names = [n for n in names if n in keypoints][:6]
+    points = np.array([keypoints[n] for n in names])
+    at_start, at_true = project(START, points), project(TRUE, points)
+    steps = [{"op": "eval", "js": f"() => {EDITOR}.editor.setView({{zoom: 1, x: 0, y: 0}})"}, {"op": "key", "key": "k"}, FRAME]
+    for (sx, sy), (tx, ty) in zip(at_start, at_true):
+        steps += [{"op": "click", "at": [sx + 0.5, sy + 0.5]}, FRAME, {"op": "click", "at": [tx + 0.5, ty + 0.5]}, FRAME]
+    if SCREENSHOT_DIR:
+        steps.append({"op": "screenshot", "path": str(Path(SCREENSHOT_DIR) / "editor_keypoints.png")})
+    steps += [{"op": "eval", "js": f"() => {EDITOR}.editor.pairs"}, {"op": "key", "key": "f"},
+              {"op": "wait_for", "js": f"() => document.getElementById('status').textContent.startsWith('Keypoints')"},
+              {"op": "eval", "js": POSE}]  # fmt: skip
+    with serving_editor(world) as base_url:
+        answers = run_page(world.url(base_url, 1), steps)
+    pairs, fitted = answers[len(steps) - 3], answers[len(steps)]  # answers[0] is the page's readiness
+    assert set(pairs) == set(names)
+    for name, (tx, ty) in zip(names, at_true):
+        assert pairs[name] == pytest.approx([tx, ty], abs=0.51)
+    assert abs(fitted["azimuth"] - TRUE.azimuth) < 1.0 and abs(fitted["u"] - TRUE.u) < 2.0
+
+
+def test_screenshot_of_the_editor(world):
+    """The README's picture: shaded model a little off the reference (orange outline)."""
+    out = Path(SCREENSHOT_DIR or world.root) / "editor.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    steps = [{"op": "eval", "js": f"() => {{ {EDITOR}.editor.setDisplay({{mode: 'shaded', opacity: 0.75}}); return true; }}"},
+             FRAME, {"op": "screenshot", "path": str(out)}]  # fmt: skip
+    with serving_editor(world) as base_url:
+        run_page(world.url(base_url, 1), steps)
+    from PIL import Image
+
+    shot = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    orange = (shot[..., 0] > 220) & (shot[..., 1] > 110) & (shot[..., 1] < 170) & (shot[..., 2] < 60)
+    assert orange.sum() > 200  # the reference outline is drawn
+    grey = (abs(shot[..., 0] - shot[..., 1]) < 12) & (abs(shot[..., 1] - shot[..., 2]) < 12) & (shot[..., 0] > 120)
+    assert grey[:, :900].sum() > 2000  # the shaded model over the photo

@@ -1,0 +1,347 @@
+"""Screenshots of Label Studio's labeling screen in headless Chromium (no display needed).
+
+The browser is driven by Playwright (Python) from ``.venv-ls`` (installed by
+``scripts/setup_label_studio.sh``, so finepose's own .venv needs nothing) and runs Debian's
+``/usr/bin/chromium`` (``executable_path``; no Playwright browser download). From tests::
+
+    from tests.support.browser import browser_available, screenshot_task
+
+    info = screenshot_task(ls, project_id, task_id, tmp_path / "labeling.png")
+    # info: {"png", "width", "height", "seconds", "url", "regions", "image_size"}
+
+This module is also the script that the subprocess runs (``python tests/support/browser.py JSON``);
+that half uses only the standard library and playwright.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LS_VENV = Path(os.environ.get("FINEPOSE_LS_VENV", REPO / ".venv-ls"))
+LS_PYTHON = LS_VENV / "bin" / "python"
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("FINEPOSE_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium",
+                      shutil.which("chromium-browser"), shutil.which("google-chrome")):  # fmt: skip
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def browser_available() -> str | None:
+    """None when screenshots can be taken, else the reason why not (for pytest.skip)."""
+    if not LS_PYTHON.exists():
+        return f"{LS_VENV} is missing (run: bash scripts/setup_label_studio.sh)"
+    if chromium_path() is None:
+        return "Chromium is not installed (run: bash scripts/setup_label_studio.sh, or apt-get install chromium)"
+    r = subprocess.run([str(LS_PYTHON), "-c", "import playwright"], capture_output=True)
+    if r.returncode:
+        return f"playwright is not installed in {LS_VENV} (run: bash scripts/setup_label_studio.sh)"
+    return None
+
+
+def screenshot_task(
+    ls,
+    project_id: int,
+    task_id: int,
+    out_png: Path | str,
+    *,
+    annotation_id: int | None = None,
+    email: str | None = None,
+    password: str | None = None,
+    min_regions: int = 1,
+    viewport: tuple[int, int] = (1280, 800),
+    timeout: float = 120,
+) -> dict:
+    """Log in (form), open the labeling screen of ``task_id``, wait for image + regions, save a PNG.
+
+    ``ls`` is the ``LabelStudioServer`` of tests/support/label_studio.py (``url``, ``username``,
+    ``password``). The labeling screen is ``/projects/{project}/data?task={task}`` (Data
+    Manager with the task open; ``annotation_id`` selects an annotation or prediction tab).
+    Waits until the task's image has loaded (``naturalWidth > 0``) and at least
+    ``min_regions`` regions are listed in the outliner, then until the network is idle.
+    Raises RuntimeError with the browser's log on failure.
+    """
+    reason = browser_available()
+    if reason:
+        raise RuntimeError(reason)
+    out_png = Path(out_png).resolve()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    url = f"{ls.url}/projects/{project_id}/data?task={task_id}"
+    if annotation_id is not None:
+        url += f"&annotation={annotation_id}"
+    job = {
+        "base_url": ls.url, "url": url, "email": email or ls.username, "password": password or ls.password,
+        "out": str(out_png), "min_regions": min_regions, "viewport": list(viewport),
+        "timeout_ms": int(timeout * 1000), "chromium": chromium_path(),
+    }  # fmt: skip
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [str(LS_PYTHON), __file__, json.dumps(job)],
+        capture_output=True, text=True, timeout=timeout + 60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if r.returncode or not out_png.exists():
+        raise RuntimeError(f"screenshot of {url} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    info["seconds"] = round(time.monotonic() - t0, 2)
+    return info
+
+
+def annotate_stream(ls, project_id: int, out_dir: Path | str, *, email: str | None = None,
+                    password: str | None = None, viewport: tuple[int, int] = (1600, 1000),
+                    timeout: float = 120) -> dict:
+    """As an annotator: log in, open the project's labeling stream (Label All Tasks), wait for
+    the first task's image and the prediction's regions, save ``stream.png``, read the side
+    panel's fields, click Submit and record every warning Label Studio shows; then open the
+    Data Manager and save ``data_manager.png``. Returns what was seen (``fields``: name ->
+    [value, disabled, bottom px, text fits], ``warnings``, ``submit_seconds``, ...)."""
+    return _subprocess({
+        "mode": "stream", "base_url": ls.url, "project": project_id, "email": email or ls.username,
+        "password": password or ls.password, "out_dir": str(Path(out_dir).resolve()), "viewport": list(viewport),
+        "timeout_ms": int(timeout * 1000), "chromium": chromium_path(),
+    }, timeout)  # fmt: skip
+
+
+def task_view(ls, project_id: int, out_dir: Path | str, *, alternatives_task: int | None = None,
+              keypoints_task: int | None = None, clicks=(), email: str | None = None,
+              password: str | None = None, viewport: tuple[int, int] = (1600, 1000), timeout: float = 180) -> dict:
+    """As an annotator in the Data Manager's task view (a task opened from the table):
+
+    - ``alternatives_task``: read the predictions listed above the photo (name, score), the
+      azimuth the opened annotation shows, click the other finepose prediction and read the
+      azimuth again (``alternatives``; ``alternatives.png``, ``alternative_clicked.png``);
+    - ``keypoints_task``: switch on Auto-Annotation, pick the smart keypoint tool
+      (Auto-Detect -> key point), then per ``(label text, x px, y px)`` of ``clicks`` select
+      the label and click the photo there, waiting for the interactive call's answer
+      (``keypoints``: per click the seconds, HTTP status and finepose's message; the last
+      answer's results; the fields afterwards; ``keypoints.png``).
+    """
+    return _subprocess({
+        "mode": "task_view", "base_url": ls.url, "project": project_id, "email": email or ls.username,
+        "password": password or ls.password, "out_dir": str(Path(out_dir).resolve()), "viewport": list(viewport),
+        "timeout_ms": int(timeout * 1000), "chromium": chromium_path(), "alternatives_task": alternatives_task,
+        "keypoints_task": keypoints_task, "clicks": [list(c) for c in clicks],
+    }, timeout)  # fmt: skip
+
+
+def _subprocess(job: dict, timeout: float) -> dict:
+    reason = browser_available()
+    if reason:
+        raise RuntimeError(reason)
+    Path(job["out_dir"]).mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [str(LS_PYTHON), __file__, json.dumps(job)],
+        capture_output=True, text=True, timeout=timeout + 120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if r.returncode:
+        raise RuntimeError(f"browser job {job['mode']} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    info["seconds"] = round(time.monotonic() - t0, 2)
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# the subprocess half (runs with .venv-ls/bin/python)
+
+_FIELDS_JS = """() => Object.fromEntries(Array.from(document.querySelectorAll('.lsf-number input')).map(i =>
+    [i.name, [i.value, i.disabled, Math.round(i.getBoundingClientRect().bottom), i.scrollWidth <= i.clientWidth]]))"""
+_WARNINGS_JS = """() => Array.from(document.querySelectorAll('.ant-modal, .lsf-modal, [role=dialog], .ant-message, .lsf-toast'))
+    .map(m => m.textContent.trim()).filter(t => t.length > 0)"""
+
+
+def login_label_studio(page, base_url: str, email: str, password: str) -> None:
+    """Log in through Label Studio's own form (email + password; the CSRF token rides in a
+    hidden input); RuntimeError when the login page comes back."""
+    page.goto(base_url + "/user/login/")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    with page.expect_navigation():
+        page.click("button[type=submit], input[type=submit]")
+    if "/user/login" in page.url:
+        raise RuntimeError(f"login as {email} failed (still on {page.url})")
+
+
+def _login(page, job):
+    login_label_studio(page, job["base_url"], job["email"], job["password"])
+
+
+def _stream(page, job) -> dict:
+    out = Path(job["out_dir"])
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    _login(page, job)
+    page.goto(f"{job['base_url']}/projects/{job['project']}/data?labeling=1")
+    page.wait_for_selector(".lsf-outliner-item", timeout=job["timeout_ms"])
+    page.wait_for_function("() => document.querySelectorAll('.lsf-number input').length > 0 && "
+                           "Array.from(document.querySelectorAll('.lsf-number input')).some(i => i.value !== '')")
+    page.wait_for_timeout(1500)  # Konva draws brush masks asynchronously
+    page.screenshot(path=str(out / "stream.png"))
+    image = page.evaluate("""() => { const i = Array.from(document.querySelectorAll('img')).filter(i => i.naturalWidth > 0)
+        .sort((a, b) => b.getBoundingClientRect().width - a.getBoundingClientRect().width)[0];
+        const r = i.getBoundingClientRect(); return [r.x, r.y, r.width, r.height, i.naturalWidth, i.naturalHeight]; }""")
+    fields = page.evaluate(_FIELDS_JS)
+    task_before = page.evaluate("() => window.location.search")
+    t0 = time.monotonic()
+    with page.expect_response(lambda r: "/annotations" in r.url and r.request.method == "POST", timeout=job["timeout_ms"]) as saved:
+        page.click("[aria-label='Submit current annotation']")
+    submit_seconds = time.monotonic() - t0
+    page.wait_for_timeout(1500)
+    warnings = dialogs + page.evaluate(_WARNINGS_JS)
+    page.screenshot(path=str(out / "after_submit.png"))
+    annotation = saved.value.json()
+    page.goto(f"{job['base_url']}/projects/{job['project']}/data")
+    page.wait_for_selector("text=finepose_error", timeout=job["timeout_ms"])
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / "data_manager.png"))
+    table = page.evaluate("() => document.body.innerText")
+    return {"fields": fields, "image_box": image, "warnings": warnings, "submit_seconds": round(submit_seconds, 3),
+            "annotation_id": annotation.get("id"), "task_url_before": task_before, "data_manager_text": table}
+
+
+
+_IMAGE_BOX_JS = """() => { const i = Array.from(document.querySelectorAll('img')).filter(i => i.naturalWidth > 0)
+    .sort((a, b) => b.getBoundingClientRect().width - a.getBoundingClientRect().width)[0];
+    const r = i.getBoundingClientRect(); return [r.x, r.y, r.width, r.height, i.naturalWidth, i.naturalHeight]; }"""
+_MESSAGE_JS = """() => Array.from(document.querySelectorAll('[class*=textarea], [class*=text-area]'))
+    .map(e => e.innerText.trim()).filter(t => t && !t.includes('submissions') && !t.includes('characters'))[0] || ''"""
+
+
+def _open_task(page, job, task_id):
+    page.goto(f"{job['base_url']}/projects/{job['project']}/data?task={task_id}")
+    page.wait_for_selector(".lsf-outliner-item", timeout=job["timeout_ms"])
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.lsf-number input')).some(i => i.value !== '')")
+    page.wait_for_timeout(1500)  # Konva draws brush masks asynchronously
+
+
+def _carousel(page):
+    return page.evaluate("""() => Array.from(document.querySelectorAll('.lsf-annotations-carousel .lsf-annotation-button'))
+        .map((b, i) => ({index: i, text: b.innerText.replace(/\\s+/g, ' ').trim(), selected: b.className.includes('_selected')}))""")
+
+
+def _task_view(page, job) -> dict:
+    out = Path(job["out_dir"])
+    _login(page, job)
+    seen = {}
+    if job.get("alternatives_task"):
+        _open_task(page, job, job["alternatives_task"])
+        fields = page.evaluate(_FIELDS_JS)
+        buttons = _carousel(page)
+        page.screenshot(path=str(out / "alternatives.png"))
+        predictions = [b for b in buttons if "%" in b["text"]]  # predictions show their score
+        opened, opened_message = fields["azimuth"][0], page.evaluate(_MESSAGE_JS)
+        clicked = []  # one click on each listed prediction: the numbers and message it shows
+        for b in predictions:
+            page.locator(".lsf-annotations-carousel .lsf-annotation-button").nth(b["index"]).click()
+            page.wait_for_timeout(1200)
+            clicked.append({"button": b["text"], "azimuth": page.evaluate(_FIELDS_JS)["azimuth"][0],
+                            "message": page.evaluate(_MESSAGE_JS)})
+        page.screenshot(path=str(out / "alternative_clicked.png"))
+        seen["alternatives"] = {"buttons": buttons, "opened_azimuth": opened, "opened_message": opened_message,
+                                "clicked": clicked}
+    if job.get("keypoints_task"):
+        _open_task(page, job, job["keypoints_task"])
+        page.get_by_text("Auto-Annotation", exact=True).click()  # the editor's bottom bar switch
+        page.locator(".lsf-tool_smart").first.hover()  # Auto-Detect: the smart tools
+        page.locator(".lsf-tool__extra button[aria-label=key-point-tool]").click()
+        x0, y0, bw, bh, nw, nh = page.evaluate(_IMAGE_BOX_JS)
+        clicks, last = [], None
+        for label, x, y in job["clicks"]:
+            page.locator(".lsf-label", has_text=label).first.click()
+            t0 = time.monotonic()
+            with page.expect_response(lambda r: "interactive-annotating" in r.url, timeout=job["timeout_ms"]) as answer:
+                page.mouse.click(x0 + (x + 0.5) / nw * bw, y0 + (y + 0.5) / nh * bh)
+            response = answer.value
+            seconds = time.monotonic() - t0
+            body = response.json()
+            last = body.get("data", {}).get("result", [])
+            message = [r["value"]["text"][0] for r in last if r.get("type") == "textarea"]
+            page.wait_for_timeout(600)
+            clicks.append({"label": label, "seconds": round(seconds, 3), "status": response.status,
+                           "message": message[0] if message else "", "shown": page.evaluate(_MESSAGE_JS)})
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "keypoints.png"))
+        seen["keypoints"] = {"clicks": clicks, "result": last, "fields": page.evaluate(_FIELDS_JS)}
+    return seen
+
+
+def _run(job: dict) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    if job.get("mode") in ("stream", "task_view"):
+        work = _stream if job["mode"] == "stream" else _task_view
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=job["chromium"], headless=True,
+                                        args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--hide-scrollbars"])
+            try:
+                w, h = job["viewport"]
+                page = browser.new_page(viewport={"width": w, "height": h}, device_scale_factor=1)
+                page.set_default_timeout(job["timeout_ms"])
+                return work(page, job)
+            finally:
+                browser.close()
+    timeout = job["timeout_ms"]
+    console: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=job["chromium"], headless=True,
+            # --no-sandbox: CI containers run as root, where Chromium's sandbox cannot start
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--hide-scrollbars"],
+        )  # fmt: skip
+        try:
+            w, h = job["viewport"]
+            page = browser.new_page(viewport={"width": w, "height": h}, device_scale_factor=1)
+            page.set_default_timeout(timeout)
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text[:300]}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+
+            _login(page, job)  # Label Studio's login form: email + password, CSRF token in a hidden input
+
+            page.goto(job["url"])
+            # the task image: an <img> that has loaded (LS draws it and a Konva canvas over it)
+            page.wait_for_function(
+                """() => Array.from(document.querySelectorAll('.lsf-main-view img, .lsf-image img, img'))
+                      .some(i => i.complete && i.naturalWidth > 0 && /local-files|\\/data\\/|^blob:|^http/.test(i.src)
+                                 && i.getBoundingClientRect().width > 50)""",
+                timeout=timeout,
+            )
+            if job["min_regions"] > 0:
+                page.wait_for_function(
+                    "n => document.querySelectorAll('.lsf-outliner-item').length >= n",
+                    arg=job["min_regions"], timeout=timeout,
+                )  # fmt: skip
+            try:
+                page.wait_for_load_state("networkidle", timeout=15000)
+            except Exception:  # long-polling pages never go idle; the drawing is what matters
+                pass
+            page.wait_for_timeout(1000)  # Konva draws brush masks asynchronously
+            info = page.evaluate(
+                """() => {
+                    const img = Array.from(document.querySelectorAll('.lsf-main-view img, img'))
+                        .find(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 50);
+                    return {regions: document.querySelectorAll('.lsf-outliner-item').length,
+                            image_size: img ? [img.naturalWidth, img.naturalHeight] : null};
+                }"""
+            )
+            page.screenshot(path=job["out"], full_page=False)
+            info.update(png=job["out"], width=w, height=h, url=page.url)
+            return info
+        except Exception as exc:
+            raise RuntimeError(f"{exc}\nbrowser console:\n" + "\n".join(console[-30:])) from exc
+        finally:
+            browser.close()
+
+
+if __name__ == "__main__":
+    # sys.path[0] is tests/, where label_studio.py would shadow the label_studio package
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    result = _run(json.loads(sys.argv[1]))
+    print(json.dumps(result))
