@@ -1,7 +1,8 @@
 """Process-wide state, made one way: :func:`per_process` for objects built once per key (the
-Label Studio connections, media caches, the segmenter, the shared resources), and
+Label Studio connections, media caches, the segmenter, the shared resources),
 :class:`SharedRuns` for work that callers with the same key share (one refinement per task
-and inputs, one load per editor task).
+and inputs, one load per editor task) and :class:`Recent` for a bounded memory (the
+annotations finepose corrected).
 
 Each gunicorn worker process holds its own; nothing here crosses processes.
 """
@@ -91,3 +92,23 @@ class SharedRuns:
             del self._done[key]
             return None
         return found
+
+
+class Recent:
+    """A bounded, thread-safe memory of the last ``size`` (key, value) pairs."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: Hashable, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def get(self, key: Hashable, default=None):
+        with self._lock:
+            return self._items.get(key, default)

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ls_backend import __version__
-from ls_backend.process import SharedRuns, per_process
+from ls_backend.process import Recent, SharedRuns, per_process
 from ls_backend.settings import Settings
 from ls_backend.errors import ConfigError
 from ls_backend.registry import Registry
@@ -63,6 +63,12 @@ class Resources:
         """Predictions by request, shared by concurrent and repeated calls for
         :data:`SHARED_PREDICTION_S` seconds (:func:`ls_backend.pipeline.predict.predict_shared`)."""
         return SharedRuns(ttl=SHARED_PREDICTION_S, size=512)
+
+    @cached_property
+    def corrected_annotations(self) -> Recent:
+        """Annotation id -> the digest of the result finepose wrote into it (its own
+        correction comes back as ANNOTATION_UPDATED: :meth:`FineposeModel.fit` skips it)."""
+        return Recent(size=4096)
 
     @cached_property
     def media_cache(self):

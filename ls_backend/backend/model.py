@@ -8,14 +8,16 @@ the process-wide :class:`~ls_backend.resources.Resources`, so a model object is 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from urllib.parse import urlparse
 
 from ls_backend.studio.label_config import parse_label_config
 from ls_backend.pipeline.predict import PredictRequest, predict_shared
 from ls_backend.process import SharedRuns
-from ls_backend.studio.client import connection, replace_predictions, update_annotation
-from ls_backend.studio.predictions import same_pose
+from ls_backend.studio.client import replace_predictions, update_annotation
+from ls_backend.studio.predictions import same_prediction
 from ls_backend.pipeline.smart import message_result
 from ls_backend.resources import Resources
 from geometry.errors import GeometryError
@@ -96,7 +98,7 @@ class FineposeModel:
         task's one finepose prediction (the human and refined versions both stay; a repeated
         save of the same pose stores nothing new). An annotation whose Projection or IoU no
         longer belong to its numbers (typed after they were drawn) is corrected in Label
-        Studio; finepose's own correction comes back as ANNOTATION_UPDATED and is ignored."""
+        Studio; finepose's own correction comes back as ANNOTATION_UPDATED and is skipped."""
         if event not in REFINE_EVENTS:
             return {"status": "ignored", "event": event}
         annotation, task, project = validation.webhook_annotation_event(data)
@@ -115,7 +117,7 @@ class FineposeModel:
         pred = outcome.prediction
         try:
             client = self.resources.client()
-            kept, what = replace_predictions(client, task["id"], pred, same_pose)
+            kept, what = replace_predictions(client, task["id"], pred, same_prediction)
         except CredentialsError:
             raise
         except Exception as exc:  # noqa: BLE001 (requests', httpx's and the SDK's errors: unreachable, refused, timed out)
@@ -130,21 +132,26 @@ class FineposeModel:
                 "score": pred["score"], "annotation_corrected": corrected}
 
     def _made_by_finepose(self, annotation: dict) -> bool:
-        """Whether the annotation was last updated by finepose's own Label Studio user."""
-        updated_by = annotation.get("updated_by")
-        if not isinstance(updated_by, int):
-            return False
-        try:
-            return connection(self.resources.settings).user_id == updated_by
-        except Exception:  # noqa: BLE001 (no credentials, Label Studio unreachable: not ours to tell)
-            return False
+        """Whether the annotation holds exactly the result finepose last wrote into it (its
+        own correction, come back as ANNOTATION_UPDATED). Told by content, not by user: a
+        small team may annotate with the account whose token the backend holds. (Another
+        worker process does not know it; it then finds the pose unchanged and the
+        annotation consistent, and writes nothing.)"""
+        return (isinstance(annotation.get("id"), int)
+                and self.resources.corrected_annotations.get(annotation["id"]) == _digest(annotation.get("result")))
 
     def _correct_annotation(self, annotation_id: int, result: list) -> None:
         try:
+            self.resources.corrected_annotations.put(annotation_id, _digest(result))
             update_annotation(self.resources.client(), annotation_id, result)
             logger.info("annotation %s: Projection and IoU made those of its numbers", annotation_id)
         except Exception as exc:  # noqa: BLE001 (logged; the next save corrects it again)
             logger.warning("annotation %s: could not correct its Projection and IoU: %r", annotation_id, exc)
+
+
+def _digest(result) -> str:
+    """A digest of an annotation's result, whatever the order of its keys."""
+    return hashlib.sha256(json.dumps(result, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _upstream_reason(exc: Exception) -> str:

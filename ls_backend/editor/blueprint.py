@@ -38,6 +38,7 @@ from geometry.search import RELEASE_STEPS
 
 from ls_backend.studio.predictions import PROJECTION, brush_result, number_result, outline, pose_numbers, snapped
 from ls_backend.editor import links, meshdata
+from ls_backend.process import per_process
 from ls_backend.redact import scrubber
 from ls_backend.editor.source import LabelStudioSource
 from ls_backend.editor.task import EditorTask, TaskCache, load_task
@@ -59,20 +60,17 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
     source = source or LabelStudioSource(resources)
     cache = TaskCache()
     scrub = scrubber(resources.settings)  # no server paths in what the page shows
-    meshes: dict[str, tuple[bytes, int]] = {}
-    signer_box: list = []
 
-    def signer() -> links.LinkSigner:
-        if not signer_box:
-            signer_box.append(links.LinkSigner(resources.settings))
-        return signer_box[0]
+    @per_process
+    def signer() -> links.LinkSigner:  # made on first use: a backend without a key still serves /predict
+        return links.LinkSigner(resources.settings)
 
     def base_url() -> str:
         return resources.settings.editor_url or request.host_url.rstrip("/")
 
     def editor_task(task_id: int) -> EditorTask:
-        signer().for_task(request.args.get("t") or request.headers.get("X-Editor-Token"), task_id)
-        return cache.get(task_id, lambda: load_task(resources, source, task_id))
+        claims = signer().for_task(request.args.get("t") or request.headers.get("X-Editor-Token"), task_id)
+        return cache.get(task_id, lambda: load_task(resources, source, task_id, claims.project))
 
     def body() -> dict:
         data = request.get_json(silent=True)
@@ -133,11 +131,10 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
             nudges=NUDGES, keypoints=keypoints, min_keypoints=MIN_POINTS,
         )
 
+    @per_process
     def mesh_payload(model_id: str) -> tuple[bytes, int]:
-        if model_id not in meshes:
-            shown = meshdata.display_mesh(resources.require_registry().renderer(model_id).mesh)
-            meshes[model_id] = (meshdata.encode(shown), len(shown.triangles))
-        return meshes[model_id]
+        shown = meshdata.display_mesh(resources.require_registry().renderer(model_id).mesh)
+        return meshdata.encode(shown), len(shown.triangles)
 
     @bp.get("/<int:task_id>/photo")
     def photo(task_id: int):

@@ -144,7 +144,7 @@ def fill_task_link(client, task: dict, signer: LinkSigner, base_url: str) -> boo
     if not needs_link(task.get("data") or {}, signer, task["id"], base_url):
         return False
     fields = {EDITOR_FIELD: task_url(base_url, signer, task["project"], task["id"])}
-    return labelstudio.merge_task_data(client, task["id"], fields, defaults={ERROR_FIELD: ""})
+    return labelstudio.merge_task_data(client, task["id"], fields, defaults={ERROR_FIELD: ""}, project_id=task["project"])
 
 
 def fill_project_links(client, project_id: int, settings: Settings, base_url: str | None = None) -> dict:

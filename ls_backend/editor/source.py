@@ -18,8 +18,9 @@ class LabelStudioSource:
         renewed by :mod:`ls_backend.studio.client`; every call has its timeout)."""
         return self.resources.client()
 
-    def task(self, task_id: int) -> dict:
-        return labelstudio.get_task(self.client, task_id)
+    def task(self, task_id: int, project_id: int | None = None) -> dict:
+        """The task (read without asking for a prediction when ``project_id`` is given)."""
+        return labelstudio.get_task(self.client, task_id, project_id)
 
     def label_config(self, project_id: int) -> str:
         return labelstudio.project_label_config(self.client, project_id)

@@ -71,11 +71,11 @@ class EditorTask:
         return resize_mask(self.reference, self.work_width, self.work_height)
 
 
-def load_task(resources, source, task_id: int) -> EditorTask:
-    """Read task ``task_id`` from ``source`` (:class:`~.source.LabelStudioSource`) and prepare
-    it for the editor."""
+def load_task(resources, source, task_id: int, project_id: int | None = None) -> EditorTask:
+    """Read task ``task_id`` (of project ``project_id``, the link's) from ``source``
+    (:class:`~.source.LabelStudioSource`) and prepare it for the editor."""
     settings = resources.settings
-    task = source.task(task_id)
+    task = source.task(task_id, project_id)
     project_id = int(task.get("project") or 0)
     config = parse_label_config(source.label_config(project_id))
     inputs = read_task(task, config)

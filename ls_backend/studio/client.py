@@ -166,17 +166,32 @@ def project_tasks(client, project_id: int) -> Iterator[dict]:
 # --- single tasks and annotations (the pose editor) ------------------------------------------
 
 
-def get_task(client, task_id: int) -> dict:
+def get_task(client, task_id: int, project_id: int | None = None) -> dict:
     """One task with its annotations and predictions; :class:`TaskError` (422) when Label
-    Studio has no such task."""
+    Studio has no such task.
+
+    With its ``project_id`` the task is read through the Data Manager's task list (filtered
+    by id), which leaves predictions alone: Label Studio 1.23's ``GET /api/tasks/<id>`` asks
+    the ML backend for a prediction of any task that has none yet, so reading a task there
+    while it is being predicted stores a second copy."""
+    import json
+
     from label_studio_sdk.core.api_error import ApiError
 
     from ls_backend.errors import TaskError
 
     try:
-        return as_dict(client.tasks.get(id=int(task_id)))
+        if project_id is None:
+            return as_dict(client.tasks.get(id=int(task_id)))
+        query = {"filters": {"conjunction": "and", "items": [
+            {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(task_id)}]}}
+        for task in client.tasks.list(project=int(project_id), query=json.dumps(query), fields="all"):
+            found = as_dict(task)
+            if int(found.get("id", -1)) == int(task_id):
+                return {**found, "project": found.get("project") or int(project_id)}
     except ApiError as exc:
         raise TaskError(f"Label Studio has no task {task_id} (HTTP {exc.status_code})") from None
+    raise TaskError(f"Label Studio has no task {task_id} in project {project_id}")
 
 
 def project_label_config(client, project_id: int) -> str:
@@ -184,12 +199,14 @@ def project_label_config(client, project_id: int) -> str:
     return client.projects.get(id=int(project_id)).label_config
 
 
-def merge_task_data(client, task_id: int, fields: dict, defaults: dict | None = None) -> bool:
+def merge_task_data(client, task_id: int, fields: dict, defaults: dict | None = None,
+                    project_id: int | None = None) -> bool:
     """Set ``fields`` (and ``defaults`` where the task has no such key) in a task's data,
     keeping the rest as Label Studio holds it now (read just before the write, not a
-    request's older copy); False when nothing changed. Label Studio checks the data against
-    the project's config."""
-    current = dict(client.tasks.get(id=int(task_id)).data or {})
+    request's older copy, through :func:`get_task` with the ``project_id``, which triggers no
+    prediction); False when nothing changed. Label Studio checks the data against the
+    project's config."""
+    current = dict(get_task(client, task_id, project_id).get("data") or {})
     merged = {**{k: v for k, v in (defaults or {}).items() if k not in current}, **current, **fields}
     if merged == current:
         return False

@@ -147,7 +147,13 @@ def consistent_annotation(config: PoseConfig, result: list, projection: np.ndarr
     return fixed if changed else None
 
 
-def same_pose(first: dict, second: dict) -> bool:
-    """Whether two predictions (or annotations) hold the same seven numbers."""
+def same_prediction(first: dict, second: dict) -> bool:
+    """Whether two predictions hold the same seven numbers and say the same in the message box."""
     numbers = annotated_numbers(first.get("result"))
-    return numbers is not None and numbers == annotated_numbers(second.get("result"))
+    return (numbers is not None and numbers == annotated_numbers(second.get("result"))
+            and _messages(first) == _messages(second))
+
+
+def _messages(prediction: dict) -> list:
+    return [(item.get("value") or {}).get("text") for item in prediction.get("result") or []
+            if isinstance(item, dict) and item.get("type") == "textarea"]

@@ -56,12 +56,13 @@ def report(settings: Settings, task: dict, error: str | None) -> Future | None:
     if not settings.label_studio_url or not settings.api_key:
         return None
     key = (settings.label_studio_url, task["id"])
+    project = task.get("project") if isinstance(task.get("project"), int) else None
     with _waiting_lock:
         queued = key in _waiting
         _waiting[key] = text
     if queued:  # the write already waiting takes this newer status
         return None
-    return in_background(_write_newest, settings, key)
+    return in_background(_write_newest, settings, key, project)
 
 
 def status_text(settings: Settings, error: str) -> str:
@@ -93,17 +94,17 @@ def flush(timeout: float = 60.0) -> None:
         future.result(timeout=timeout)
 
 
-def _write_newest(settings: Settings, key: tuple) -> None:
+def _write_newest(settings: Settings, key: tuple, project: int | None = None) -> None:
     with _waiting_lock:
         text = _waiting.pop(key)
-    _write(settings, key[1], text)
+    _write(settings, key[1], text, project)
 
 
-def _write(settings: Settings, task_id: int, text: str) -> None:
+def _write(settings: Settings, task_id: int, text: str, project: int | None = None) -> None:
     from ls_backend.studio.client import connection, merge_task_data
 
     try:
-        if not merge_task_data(connection(settings).sdk(), task_id, {ERROR_FIELD: text}):
+        if not merge_task_data(connection(settings).sdk(), task_id, {ERROR_FIELD: text}, project_id=project):
             return
         logger.info("task %s: %s %s", task_id, ERROR_FIELD, repr(text) if text else "cleared")
     except Exception as exc:  # a status that cannot be written must not fail the prediction

@@ -196,6 +196,8 @@ def test_webhook_corrects_a_projection_that_does_not_show_the_numbers(world, mon
     assert numbers({"result": fixed})["iou_after"] < numbers(predicted)["iou_after"] - 0.05
     consistent = client.post("/webhook", json={**body, "annotation": {**annotation, "id": 9, "result": fixed}})
     assert consistent.get_json()["annotation_corrected"] is False
+    echo = client.post("/webhook", json={**body, "action": "ANNOTATION_UPDATED", "annotation": {**annotation, "result": fixed}})
+    assert echo.get_json()["status"] == "ignored"  # finepose's own correction, come back
 
 
 def test_concurrent_predicts_of_a_task_share_one_refinement_and_one_stored_answer(world, monkeypatch):

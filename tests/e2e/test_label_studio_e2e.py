@@ -107,16 +107,15 @@ def test_screenshot_of_the_refined_projection(pose_project, tmp_path):
 
 def test_webhook_stores_the_refined_human_pose(pose_project):
     client, task_id, world = pose_project["client"], pose_project["task"], pose_project["world"]
-    before = len(client.predictions.list(task=task_id))
     human = replace(world.start_pose, azimuth=world.start_pose.azimuth - 9.0)
     result = [{"from_name": k, "to_name": "image", "type": "number", "value": {"number": float(v)}}
               for k, v in zip(PARAMETER_NAMES, human.vector())]
     client.annotations.create(id=task_id, result=result)
-    predictions = wait_until(lambda: (p := client.predictions.list(task=task_id)) and len(p) > before and p,
-                             what="the webhook's prediction")
-    newest = max(predictions, key=lambda p: p.id)
+    # it started from the human pose, not data.pose, and replaced Retrieve's prediction
+    newest = wait_until(lambda: next((p for p in client.predictions.list(task=task_id)
+                                      if numbers(p.result)["iou_before"] < 0.9), None), what="the webhook's prediction")
     assert newest.score > 0.97
-    assert numbers(newest.result)["iou_before"] < 0.9  # it started from the human pose, not data.pose
+    assert [p.id for p in client.predictions.list(task=task_id)] == [newest.id]
     annotations = client.annotations.list(id=task_id)
     assert len(annotations) == 1 and numbers(annotations[0].result)["azimuth"] == pytest.approx(human.azimuth)
 

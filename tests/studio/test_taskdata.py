@@ -14,7 +14,7 @@ def test_a_slow_label_studio_gets_one_write_per_task_with_the_newest_status(monk
     another task keeps its own write."""
     started, release, written = threading.Event(), threading.Event(), []
 
-    def slow_write(settings, task_id, text):
+    def slow_write(settings, task_id, text, project=None):
         started.set()
         release.wait(10)
         written.append((task_id, text))

@@ -132,6 +132,26 @@ def task_view(ls, project_id: int, out_dir: Path | str, *, alternatives_task: in
     }, timeout)  # fmt: skip
 
 
+def walk_steps(ls, project_id: int, out_dir: Path | str, steps: list[dict], *, email: str | None = None,
+               password: str | None = None, viewport: tuple[int, int] = (1600, 1000), timeout: float = 240) -> dict:
+    """As an annotator, in one logged-in browser session, the ``steps`` in order; each is a
+    dict with ``do`` and returns what was seen (in ``steps``, in order):
+
+    - ``{"do": "open", "task": id}``: the task view (Data Manager -> the task); waits for the
+      photo and, when the task gets one, the prediction's fields; ``fields``, ``screen``
+      (the labeling screen's text) and ``open_<id>.png``;
+    - ``{"do": "submit", "task": id, "type": {name: value}}``: open the task, type the values
+      into the Number fields, click Submit; ``posted`` (whether an annotation was saved, and
+      its id), Label Studio's ``warnings``, ``submit_<id>.png``;
+    - ``{"do": "data_manager"}``: the Data Manager's text and ``data_manager.png``.
+    """
+    return _subprocess({
+        "mode": "steps", "base_url": ls.url, "project": project_id, "email": email or ls.username,
+        "password": password or ls.password, "out_dir": str(Path(out_dir).resolve()), "viewport": list(viewport),
+        "timeout_ms": int(timeout * 1000), "chromium": chromium_path(), "steps": steps,
+    }, timeout)  # fmt: skip
+
+
 def _subprocess(job: dict, timeout: float) -> dict:
     reason = browser_available()
     if reason:
@@ -273,11 +293,67 @@ def _task_view(page, job) -> dict:
     return seen
 
 
+_SCREEN_JS = "() => (document.querySelector('.lsf-main-content, .lsf-main-view, [class*=main-content]') || document.body).innerText"
+
+
+def _open_any(page, job, task_id) -> None:
+    """The task view of ``task_id``: the photo loaded, then the prediction's fields when the
+    task gets a prediction (a failed task has none: a few seconds' wait instead)."""
+    page.goto(f"{job['base_url']}/projects/{job['project']}/data?task={task_id}")
+    page.wait_for_function("""() => Array.from(document.querySelectorAll('img'))
+        .some(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 50)""", timeout=job["timeout_ms"])
+    try:
+        page.wait_for_function("() => Array.from(document.querySelectorAll('.lsf-number input')).some(i => i.value !== '')",
+                               timeout=15000)
+    except Exception:  # no prediction for this task (it failed): its reason is what we look for
+        pass
+    page.wait_for_timeout(1500)  # Konva draws brush masks asynchronously
+
+
+def _steps(page, job) -> dict:
+    out = Path(job["out_dir"])
+    _login(page, job)
+    seen = []
+    for step in job["steps"]:
+        if step["do"] == "open":
+            _open_any(page, job, step["task"])
+            page.screenshot(path=str(out / f"open_{step['task']}.png"))
+            seen.append({"fields": page.evaluate(_FIELDS_JS), "screen": page.evaluate(_SCREEN_JS)})
+        elif step["do"] == "submit":
+            _open_any(page, job, step["task"])
+            for name, value in step["type"].items():
+                field = page.locator(f".lsf-number input[name={name}]")
+                field.fill(str(value))
+                field.press("Tab")
+            posted = []
+
+            def saving(response, posted=posted):
+                if "/annotations" in response.url and response.request.method == "POST":
+                    posted.append(response)
+
+            page.on("response", saving)
+            page.click("[aria-label='Submit current annotation']")
+            page.wait_for_timeout(3000)
+            page.remove_listener("response", saving)
+            warnings = page.evaluate(_WARNINGS_JS)
+            page.screenshot(path=str(out / f"submit_{step['task']}.png"))
+            saved = [r.json().get("id") for r in posted if r.status in (200, 201)]
+            seen.append({"posted": saved, "warnings": warnings, "fields": page.evaluate(_FIELDS_JS)})
+            page.keyboard.press("Escape")  # close a warning before the next step
+        elif step["do"] == "data_manager":
+            page.goto(f"{job['base_url']}/projects/{job['project']}/data")
+            page.wait_for_selector("text=finepose_error", timeout=job["timeout_ms"])
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "data_manager.png"))
+            seen.append({"text": page.evaluate("() => document.body.innerText")})
+    return {"steps": seen}
+
+
 def _run(job: dict) -> dict:
     from playwright.sync_api import sync_playwright
 
-    if job.get("mode") in ("stream", "task_view"):
-        work = _stream if job["mode"] == "stream" else _task_view
+    if job.get("mode") in ("stream", "task_view", "steps"):
+        work = {"stream": _stream, "task_view": _task_view, "steps": _steps}[job["mode"]]
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=job["chromium"], headless=True,
                                         args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--hide-scrollbars"])

@@ -37,7 +37,7 @@ class LocalSource:
         self.config = label_config
         self.project = project
 
-    def task(self, task_id: int) -> dict:
+    def task(self, task_id: int, project_id: int | None = None) -> dict:
         if int(task_id) not in self.tasks:
             raise TaskError(f"no task {task_id}")
         return copy.deepcopy({**self.tasks[int(task_id)], "id": int(task_id), "project": self.project})
