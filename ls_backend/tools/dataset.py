@@ -12,7 +12,9 @@ imported into a project through label-studio-sdk.
 
 ``export``: a project's final poses -> the ``finepose-poses`` JSON (:mod:`.posesets`) and,
 optionally, the release pickle format. The final pose of a task is its newest human
-annotation's 7 numbers, else its imported ``data.pose`` (kept exactly). The split is the
+annotation's 7 numbers, else its imported ``data.pose`` (kept exactly): the backend's rule
+(:func:`ls_backend.studio.resolve.resolve_task`), so an annotation holding an unusable number
+is passed over, and the summary's ``passed_over`` says which and why. The split is the
 imported standard split when every task has one; otherwise a seeded random 2/3 : 1/3 split,
 recorded in the file.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +33,15 @@ from geometry.conventions import seed
 from geometry.pose import Pose
 from geometry.pose_io import pose_from_dict, read_pose
 
-from ls_backend.errors import DataError
-from ls_backend.templates import POSE_ANNOTATION, read_template
-from ls_backend.studio.label_config import parse_label_config
 from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
-from ls_backend.studio.predictions import number_result, pose_numbers
+from ls_backend.errors import DataError, FineposeError
 from ls_backend.studio.client import project_tasks
+from ls_backend.studio.label_config import PoseConfig, parse_label_config
+from ls_backend.studio.predictions import number_result, pose_numbers
+from ls_backend.studio.resolve import resolve_task
 from ls_backend.studio.taskdata import import_fields
-from ls_backend.studio.tasks import newest_annotation, pose_from_numbers
-from ls_backend.studio.tasks import annotated_numbers
+from ls_backend.studio.tasks import annotated_numbers, newest_annotation, read_task
+from ls_backend.templates import POSE_ANNOTATION, read_template
 
 RELEASE_VERSION = "release-refined"
 TEST_FRACTION = 1.0 / 3.0
@@ -125,26 +128,38 @@ def import_into_project(client, project_id: int, tasks: list[dict], batch: int =
     return created
 
 
-def final_pose(task: dict, model_frame=None) -> tuple[Pose, str]:
-    """The task's final canonical pose, at the image's size, and where it came from
-    (``annotation``/``data.pose``). ``model_frame``: the frame of the task's model (its
-    registry entry's), which annotated numbers are in and ``data.pose`` is expressed in (the
-    frame rule, as in the backend); None: ``data.pose``'s own frame."""
+@dataclass(frozen=True)
+class _ModelFrame:
+    """What :func:`ls_backend.studio.resolve.resolve_task` reads of a registry entry."""
+
+    frame: str | None
+    frame_matrix: np.ndarray
+
+
+def final_pose(task: dict, model_frame=None, config: PoseConfig | None = None) -> tuple[Pose, str, str]:
+    """The task's final canonical pose at the image's size, where it came from
+    (``annotation``/``data.pose``) and which start was passed over and why ("" if none), by
+    the one rule of :func:`ls_backend.studio.resolve.resolve_task`. ``model_frame``: the frame
+    of the task's model (its registry entry's), which annotated numbers are in and
+    ``data.pose`` is expressed in (the frame rule, as in the backend); None: ``data.pose``'s own
+    frame. ``config``: the project's labeling config (default: finepose's template)."""
     data = task.get("data") or {}
     imported = data.get("pose")
-    annotation = newest_annotation(task.get("annotations") or [])
-    numbers = annotated_numbers(annotation.get("result")) if annotation else None
     if not isinstance(imported, dict):
-        if numbers is not None:
+        if annotated_numbers((newest_annotation(task.get("annotations") or []) or {}).get("result")) is not None:
             raise DatasetError(f"task {task.get('id')}: annotated, but data.pose (the image size) is missing")
         raise DatasetError(f"task {task.get('id')}: no annotated pose and no data.pose")
-    pose = read_pose(imported, model_frame=model_frame)
-    width, height = int(imported["image_width"]), int(imported["image_height"])
-    if numbers is not None:
-        return pose_from_numbers(numbers, width, height, pose.mesh_frame), "annotation"
-    if (pose.width, pose.height) != (width, height):  # a release record refers to the 300-px copy
-        pose = pose.rescaled(width, height)
-    return pose, "data.pose"
+    config = config or parse_label_config(read_template(POSE_ANNOTATION))
+    try:
+        frame = _ModelFrame(model_frame, read_pose(imported, model_frame=model_frame).mesh_frame)
+        width, height = int(imported["image_width"]), int(imported["image_height"])
+        inputs = read_task({**task, "data": {"model": "-", **data}}, config)
+        found = resolve_task(task, inputs, config, frame, width, height)
+    except (FineposeError, ValueError, KeyError) as exc:
+        raise DatasetError(f"task {task.get('id')}: {exc}") from None
+    if found.start is None:
+        raise DatasetError(f"task {task.get('id')}: no usable pose ({found.note()})")
+    return found.start.pose, found.start.source, found.note()
 
 
 def export_project(client, project_id: int, out: Path, pickle_out: Path | None = None, seed_value: int = 0,
@@ -154,10 +169,13 @@ def export_project(client, project_id: int, out: Path, pickle_out: Path | None =
     tasks = list(project_tasks(client, project_id))
     if not tasks:
         raise DatasetError(f"project {project_id} has no tasks")
-    rows = []
+    config = parse_label_config(client.projects.get(id=project_id).label_config)
+    rows, passed_over = [], {}
     for task in tqdm(tasks, desc=f"export project {project_id}", unit="task"):
         model_frame = registry.entry(task["data"].get("model")).frame if registry is not None else None
-        pose, origin = final_pose(task, model_frame)
+        pose, origin, note = final_pose(task, model_frame, config)
+        if note:
+            passed_over[task["id"]] = note
         source = task["data"].get("source") or {}
         name = source.get("key") or f"task-{task['id']}"
         rows.append((name, task["data"].get("model"), source.get("split"), pose, origin, task["data"].get("pose")))
@@ -167,7 +185,7 @@ def export_project(client, project_id: int, out: Path, pickle_out: Path | None =
     if pickle_out is not None:
         write_release_pickle(pickle_out, rows)
     return {"project": project_id, "tasks": len(rows), "annotated": sum(r[4] == "annotation" for r in rows),
-            "split": split_info, "out": str(out), "pickle": str(pickle_out) if pickle_out else None}
+            "passed_over": passed_over, "split": split_info, "out": str(out), "pickle": str(pickle_out) if pickle_out else None}
 
 
 def write_release_pickle(path: Path, rows) -> None:

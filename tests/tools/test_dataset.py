@@ -12,6 +12,7 @@ from PIL import Image
 
 from geometry.conventions import seed
 from geometry.pose_io import pose_from_dict
+from ls_backend.templates import POSE_ANNOTATION, read_template
 from ls_backend.tools.dataset import DatasetError, export_project, final_pose, pascal3d_tasks, seed_tasks
 from ls_backend.datasets.posesets import load_pose_set
 from tests.support.data import data_path
@@ -41,14 +42,18 @@ def dataset(tmp_path, rng):
 
 
 class FakeClient:
-    """Just enough of label-studio-sdk's client: ``tasks.list`` returns stored tasks."""
+    """Just enough of label-studio-sdk's client: ``tasks.list`` returns stored tasks,
+    ``projects.get`` a project with finepose's labeling config."""
 
     def __init__(self, tasks):
-        self.tasks = self
+        self.tasks = self.projects = self
         self._tasks = tasks
 
     def list(self, project, fields):
         return [{**t, "id": i + 1} for i, t in enumerate(self._tasks)]
+
+    def get(self, id):
+        return type("Project", (), {"label_config": read_template(POSE_ANNOTATION)})()
 
 
 def test_seed_tasks_keep_the_records_and_predict_the_refined_poses(dataset):
@@ -89,6 +94,23 @@ def test_export_round_trips_imported_and_annotated_poses(dataset, tmp_path):
         assert np.allclose(pose.vector(), seed.to_pose(human[name], *SIZES[name]).rescaled(*SIZES[name]).vector(), atol=1e-9)
     back = seed.to_pose(records["00002.jpg"], *SIZES["00002.jpg"]).rescaled(*SIZES["00002.jpg"])
     assert np.allclose(back.vector(), list(numbers.values()), atol=1e-6)
+    assert summary["passed_over"] == {}
+
+
+def test_export_passes_over_an_unusable_annotation_as_the_backend_does(dataset, tmp_path):
+    """An annotation holding distance = 99999999999 (Label Studio's API checks no range):
+    the export keeps the imported pose for that task and says why, instead of failing."""
+    root, images, human, _ = dataset
+    tasks, _ = seed_tasks(root / "test_anno.pkl", images, "/data/local-files/?d={name}")
+    moved = pose_from_dict(tasks[1]["data"]["pose"]).rescaled(*SIZES["00002.jpg"])
+    numbers = dict(zip(("azimuth", "elevation", "theta", "distance", "focal", "u", "v"), moved.vector()))
+    numbers["distance"] = 99999999999
+    tasks[1]["annotations"] = [{"id": 1, "result": [
+        {"from_name": k, "to_name": "image", "type": "number", "value": {"number": v}} for k, v in numbers.items()]}]
+    summary = export_project(FakeClient(tasks), 1, tmp_path / "export.json")
+    assert summary["annotated"] == 0 and list(summary["passed_over"]) == [2]
+    assert "the annotation's numbers not used" in summary["passed_over"][2] and "distance" in summary["passed_over"][2]
+    assert np.allclose(load_pose_set(tmp_path / "export.json")["00002.jpg"].pose.vector(), moved.vector(), atol=1e-9)
 
 
 def test_random_split_is_seeded_and_recorded(dataset, tmp_path):
@@ -113,7 +135,7 @@ def test_pascal3d_viewpoints(tmp_path):
     (tmp_path / "vp.json").write_text(json.dumps({"2008_000027.jpg": viewpoint, "missing.jpg": viewpoint}))
     tasks, missing = pascal3d_tasks(tmp_path / "vp.json", images, "/data/local-files/?d={name}")
     assert missing == ["missing.jpg"] and tasks[0]["data"]["model"] == "car01"
-    pose, origin = final_pose(tasks[0])
+    pose, origin, _ = final_pose(tasks[0])
     assert origin == "data.pose" and pose.focal == pytest.approx(3000.0) and pose.u == pytest.approx(249.0)
 
 
