@@ -95,3 +95,11 @@ def test_the_layer_check_catches_a_forbidden_import(tmp_path):
         "ls_backend/editor/page.py imports ls_backend.backend.model.FineposeModel",
         "ls_backend/tools/job.py imports ls_backend.backend.app",
     ]
+
+
+def test_every_package_is_a_regular_package():
+    """Each folder of Python modules has an ``__init__.py``: setuptools' find_packages (the
+    wheel, Docker) ships only those."""
+    missing = [p.relative_to(ROOT).as_posix() for p in (ROOT / "ls_backend").rglob("*")
+               if p.is_dir() and any(p.glob("*.py")) and not (p / "__init__.py").exists()]
+    assert missing == []

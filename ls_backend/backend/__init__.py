@@ -1,9 +1,4 @@
-"""The Label Studio ML backend: HTTP protocol (:mod:`.app`), the model class (:mod:`.model`),
-one task -> one prediction (:mod:`.pipeline`), task reading and prediction writing
-(:mod:`.tasks`, :mod:`.predictions`), the label config (:mod:`.label_config`), interactive
-regions (:mod:`.smart`), the media policy (:mod:`.media`), process-wide state
-(:mod:`.resources`) and the server entry points (:mod:`.wsgi`, :mod:`.serve`).
-
-Nothing here implements an offline tool; the tools (:mod:`ls_backend.tools`) call
-:func:`.pipeline.predict_task` for their per-task work.
-"""
+"""The Label Studio ML backend: its HTTP protocol as a blueprint (:mod:`.app`) and the model
+class (:mod:`.model`). The work itself is :mod:`ls_backend.pipeline`'s, Label Studio's
+vocabulary :mod:`ls_backend.studio`'s; the WSGI app that mounts this beside the pose editor is
+:mod:`ls_backend.server.app`. Nothing else imports this package."""

@@ -62,3 +62,28 @@ def test_as_rgb_makes_uint8_rgb_of_any_image():
     assert as_rgb(np.array([[True, False]]))[0, :, 0].tolist() == [255, 0]
     with pytest.raises(ImageError, match="HxW, HxWx3 or HxWx4"):
         as_rgb(np.zeros((2, 3, 2)))
+
+
+def test_one_binarisation_rule_for_every_mask_image():
+    """Over half brightness in any colour channel; 0/1 label images count 1 as inside; alpha
+    is ignored. The CLI (read_mask) and the backend (data.reference) read a mask alike."""
+    from geometry.masks import binarize
+
+    grey = np.array([[0, 100, 128, 255]], np.uint8)
+    assert binarize(grey).tolist() == [[False, False, True, True]]
+    assert binarize(np.array([[0, 1]], np.uint8)).tolist() == [[False, True]]  # a label image
+    assert binarize(np.array([[0.2, 0.7]])).tolist() == [[False, True]]
+    rgba = np.zeros((1, 2, 4), np.uint8)
+    rgba[0, 0, 3] = 255  # alpha only: outside
+    rgba[0, 1, 1] = 200
+    assert binarize(rgba).tolist() == [[False, True]]
+    assert binarize(np.array([[0, 40000]], np.uint16)).tolist() == [[False, True]]
+
+
+def test_work_size_and_outline_thickness():
+    from geometry.masks import outline_thickness, work_size
+
+    assert work_size(1200, 800, 300) == (300, 200)
+    assert work_size(200, 100, 300) == (200, 100)  # never wider than the photo
+    assert outline_thickness(800, 600) == 2 and outline_thickness(200, 100) == 1
+    assert outline_thickness(200, 100, minimum=2) == 2
