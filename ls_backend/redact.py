@@ -48,7 +48,8 @@ def _roots(settings: Settings) -> tuple[str, ...]:
 def _scrubber(roots: tuple[str, ...]) -> Callable[[str], str]:
     if not roots:
         return lambda message: message
-    pattern = re.compile("(?:" + "|".join(re.escape(r) for r in roots) + r")(?:/[^\s'\",;()<>]*)?")
+    # a root that starts a path: not the tail of a longer one or of a URL ("https://ls/data/..")
+    pattern = re.compile(r"(?<![\w:/.-])(?:" + "|".join(re.escape(r) for r in roots) + r")(?![\w.-])(?:/[^\s'\",;()<>]*)?")
 
     def scrub_text(message: str) -> str:
         return pattern.sub(lambda m: Path(m.group(0)).name or "<server path>", str(message))

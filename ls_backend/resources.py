@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ls_backend import __version__
-from ls_backend.process import Recent, SharedRuns, per_process
+from ls_backend.process import KeyedLocks, Recent, SharedRuns, made_once
 from ls_backend.settings import Settings
 from ls_backend.errors import ConfigError
 from ls_backend.registry import Registry
@@ -27,6 +27,16 @@ SHARED_PREDICTION_S = 600.0
 class Resources:
     def __init__(self, settings: Settings):
         self.settings = settings
+        #: Refinements running at once in this process: at most ``FINEPOSE_THREADS``.
+        self.slots = threading.BoundedSemaphore(settings.threads)
+        #: Predictions by request, shared by concurrent and repeated calls for
+        #: :data:`SHARED_PREDICTION_S` seconds (:func:`ls_backend.pipeline.predict.predict_shared`).
+        self.shared_predictions = SharedRuns(ttl=SHARED_PREDICTION_S, size=512)
+        #: Annotation id -> the digest of the result finepose wrote into it (its own correction
+        #: comes back as ANNOTATION_UPDATED: :meth:`FineposeModel.fit` skips it).
+        self.corrected_annotations = Recent(size=4096)
+        #: One writer of a task's predictions at a time (the webhook replaces them).
+        self.task_predictions = KeyedLocks()
 
     @staticmethod
     def shared() -> "Resources":
@@ -49,26 +59,10 @@ class Resources:
     def work_dir_persistent(self) -> bool:
         return self._work[1]
 
-    @cached_property
-    def _slots(self) -> threading.BoundedSemaphore:
-        return threading.BoundedSemaphore(self.settings.threads)
-
     def refinement_slot(self) -> threading.BoundedSemaphore:
         """One of the process's ``FINEPOSE_THREADS`` refinement slots (``with``: wait for one):
         bounds the CPU and memory of concurrent refinements; media are fetched outside them."""
-        return self._slots
-
-    @cached_property
-    def shared_predictions(self) -> SharedRuns:
-        """Predictions by request, shared by concurrent and repeated calls for
-        :data:`SHARED_PREDICTION_S` seconds (:func:`ls_backend.pipeline.predict.predict_shared`)."""
-        return SharedRuns(ttl=SHARED_PREDICTION_S, size=512)
-
-    @cached_property
-    def corrected_annotations(self) -> Recent:
-        """Annotation id -> the digest of the result finepose wrote into it (its own
-        correction comes back as ANNOTATION_UPDATED: :meth:`FineposeModel.fit` skips it)."""
-        return Recent(size=4096)
+        return self.slots
 
     @cached_property
     def media_cache(self):
@@ -118,6 +112,6 @@ class Resources:
         return connection(self.settings).sdk()
 
 
-@per_process
+@made_once
 def _shared_resources() -> Resources:
     return Resources(Settings.from_env())

@@ -117,7 +117,8 @@ class FineposeModel:
         pred = outcome.prediction
         try:
             client = self.resources.client()
-            kept, what = replace_predictions(client, task["id"], pred, same_prediction)
+            with self.resources.task_predictions.hold(task["id"]):
+                kept, what = replace_predictions(client, task["id"], pred, same_prediction)
         except CredentialsError:
             raise
         except Exception as exc:  # noqa: BLE001 (requests', httpx's and the SDK's errors: unreachable, refused, timed out)
@@ -125,11 +126,12 @@ class FineposeModel:
             raise UpstreamError(f"Label Studio at {urlparse(self.resources.settings.label_studio_url).netloc} did not "
                                 f"store the refined prediction of task {task['id']}: {_upstream_reason(exc)}") from None
         logger.info("task %s: refined prediction %s %s (IoU %.4f)", task["id"], kept, what, pred["score"])
-        corrected = outcome.annotation_fix is not None and isinstance(annotation.get("id"), int)
-        if corrected:
-            taskdata.in_background(self._correct_annotation, annotation["id"], outcome.annotation_fix)
+        correcting = outcome.annotation_fix is not None and isinstance(annotation.get("id"), int)
+        if correcting:
+            taskdata.in_background(self._correct_annotation, annotation["id"], annotation.get("result"),
+                                   outcome.annotation_fix)
         return {"status": "refined" if what == "stored" else "unchanged", "task": task["id"], "prediction": kept,
-                "score": pred["score"], "annotation_corrected": corrected}
+                "score": pred["score"], "correcting_annotation": correcting}
 
     def _made_by_finepose(self, annotation: dict) -> bool:
         """Whether the annotation holds exactly the result finepose last wrote into it (its
@@ -140,11 +142,16 @@ class FineposeModel:
         return (isinstance(annotation.get("id"), int)
                 and self.resources.corrected_annotations.get(annotation["id"]) == _digest(annotation.get("result")))
 
-    def _correct_annotation(self, annotation_id: int, result: list) -> None:
+    def _correct_annotation(self, annotation_id: int, seen: list, result: list) -> None:
+        """Write ``result`` into the annotation, unless a person saved it again since the
+        webhook ``seen`` it (their newer save then has its own webhook)."""
+        seen_digest = _digest(seen)
         try:
             self.resources.corrected_annotations.put(annotation_id, _digest(result))
-            update_annotation(self.resources.client(), annotation_id, result)
-            logger.info("annotation %s: Projection and IoU made those of its numbers", annotation_id)
+            written = update_annotation(self.resources.client(), annotation_id, result,
+                                        unless_changed_from=lambda current: _digest(current) != seen_digest)
+            logger.info("annotation %s: %s", annotation_id, "Projection and IoU made those of its numbers" if written
+                        else "saved again meanwhile: left as it is")
         except Exception as exc:  # noqa: BLE001 (logged; the next save corrects it again)
             logger.warning("annotation %s: could not correct its Projection and IoU: %r", annotation_id, exc)
 

@@ -4,7 +4,8 @@ Every command prints JSON on stdout (``evaluate`` and ``study report`` also a ta
 input (a :class:`~ls_backend.errors.FineposeError` or :class:`~geometry.errors.GeometryError`)
 is printed on stderr as ``finepose <command>: error: <message>`` with exit status 2; argparse's
 own usage errors exit 2 as well. A command that did its work but some items failed
-(``prelabel``) exits :data:`SOME_FAILED` (3), its failures grouped by reason on stderr. Each command group lives in its own module and registers its
+(``prelabel``) exits :data:`ls_backend.cli.output.SOME_FAILED` (3), its failures grouped by
+reason on stderr. Each command group lives in its own module and registers its
 subcommands with ``register(subparsers)``; a command parses its arguments and calls a tool
 function with typed arguments.
 """
@@ -17,7 +18,6 @@ import sys
 
 from geometry.errors import GeometryError
 
-from ls_backend.cli.output import SOME_FAILED  # noqa: F401 (documented here)
 from ls_backend.cli import backend, batch, dataset, editor, evaluate, pose, registry, stats, study
 from ls_backend.errors import FineposeError
 

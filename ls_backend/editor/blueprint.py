@@ -38,7 +38,7 @@ from geometry.search import RELEASE_STEPS
 
 from ls_backend.studio.predictions import PROJECTION, brush_result, number_result, outline, pose_numbers, snapped
 from ls_backend.editor import links, meshdata
-from ls_backend.process import per_process
+from ls_backend.process import made_once
 from ls_backend.redact import scrubber
 from ls_backend.editor.source import LabelStudioSource
 from ls_backend.editor.task import EditorTask, TaskCache, load_task
@@ -61,7 +61,7 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
     cache = TaskCache()
     scrub = scrubber(resources.settings)  # no server paths in what the page shows
 
-    @per_process
+    @made_once
     def signer() -> links.LinkSigner:  # made on first use: a backend without a key still serves /predict
         return links.LinkSigner(resources.settings)
 
@@ -131,7 +131,7 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
             nudges=NUDGES, keypoints=keypoints, min_keypoints=MIN_POINTS,
         )
 
-    @per_process
+    @made_once
     def mesh_payload(model_id: str) -> tuple[bytes, int]:
         shown = meshdata.display_mesh(resources.require_registry().renderer(model_id).mesh)
         return meshdata.encode(shown), len(shown.triangles)

@@ -123,10 +123,16 @@ def link_in(value) -> str | None:
 
 
 def needs_link(data: dict, signer: LinkSigner, task_id: int, base_url: str) -> bool:
-    """Whether a task's ``editor`` field lacks a link to ``base_url`` valid for at least half
-    a lifetime more (so links are renewed well before they expire)."""
-    url = link_in((data or {}).get(EDITOR_FIELD))
-    if not url or not url.startswith(f"{base_url.rstrip('/')}/editor/{int(task_id)}?t="):
+    """Whether a task's ``editor`` field lacks a plain link to ``base_url`` valid for at least
+    half a lifetime more (so links are renewed well before they expire), or the task lacks
+    ``finepose_error`` (which the template shows beside it). An HTML link (finepose 0.2 and
+    earlier) is replaced by its URL."""
+    data = data or {}
+    value = data.get(EDITOR_FIELD)
+    url = link_in(value)
+    if not url or url != value or ERROR_FIELD not in data:
+        return True
+    if not url.startswith(f"{base_url.rstrip('/')}/editor/{int(task_id)}?t="):
         return True
     try:
         claims = signer.for_task(url.split("?t=", 1)[1], task_id)

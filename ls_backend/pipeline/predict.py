@@ -112,14 +112,15 @@ OWN_FIELDS = (EDITOR_FIELD, ERROR_FIELD)
 
 def request_key(request: PredictRequest, model_version: str) -> str:
     """What makes two requests the same prediction: the task's id, data (less finepose's own
-    fields) and annotations, the labeling config, the context, the front/back check and the
-    backend's ``model_version``."""
+    fields) and annotations, and every other field of the request, and the backend's
+    ``model_version``."""
     task = request.task if isinstance(request.task, dict) else {"task": request.task}
     data = task.get("data")
     if isinstance(data, dict):
         data = {key: value for key, value in data.items() if key not in OWN_FIELDS}
     text = json.dumps([task.get("id"), data, task.get("annotations"), request.config, request.context,
-                       request.front_back_check, model_version], sort_keys=True, default=repr)
+                       request.front_back_check, request.reconcile_annotation, model_version], sort_keys=True,
+                      default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -209,7 +210,7 @@ def _refine(work: _Work, resources: Resources) -> Outcome:
     pred = prediction(config, refined, projection, reference.mask, result.iou_initial, iou_after,
                       resources.model_version, inputs.model_id)
     pred["result"].extend(clicked)
-    passed_over = resolved.note()
+    passed_over = "" if smart.keypoints else resolved.note()  # clicked keypoints came before any task start
     messages = []
     if work.request.context or passed_over:
         said = "; ".join(part for part in (passed_over, note) if part) or start_source

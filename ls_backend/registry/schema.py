@@ -21,9 +21,11 @@ one mesh.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -114,19 +116,35 @@ class Registry:
             raise RegistryError(f"keypoints of model {model_id!r}: {exc}") from None
 
     def fingerprint(self, model_id: str) -> str:
-        """A short digest of what a model's predictions depend on: its mesh file (path, size,
-        modification time), frame and category. ``finepose prelabel`` re-predicts the tasks of
-        a model whose fingerprint changed (a new mesh or frame); other models are untouched."""
-        import hashlib
-
+        """A short digest of what a model's predictions depend on: its mesh file's content,
+        its frame and its category (not where the file lies: a fresh checkout or another host
+        changes nothing). ``finepose prelabel`` re-predicts the tasks of a model whose
+        fingerprint changed (a new mesh or frame); other models are untouched."""
         entry = self.entry(model_id)
-        try:
-            stat = Path(entry.mesh).stat()
-            file = [stat.st_size, stat.st_mtime_ns]
-        except OSError:
-            file = None
-        text = json.dumps([str(entry.mesh), file, entry.frame, entry.category])
+        text = json.dumps([_file_digest(Path(entry.mesh)), entry.frame, entry.category])
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _file_digest(path: Path) -> str | None:
+    """The SHA-256 of a file's content (None when it cannot be read), cached by path, size and
+    modification time."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _content_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _entry(model_id: str, value, root: Path) -> ModelEntry:

@@ -22,7 +22,7 @@ from geometry.images import as_rgb
 from geometry.masks import resize_mask
 
 from ls_backend.errors import MissingWeightsError, WeightsError
-from ls_backend.process import per_process
+from ls_backend.process import made_once
 from ls_backend.segmentation.combine import category, combine_masks
 from ls_backend.segmentation.weights import WEIGHTS, WeightsConfig, default_device, load_model
 
@@ -181,6 +181,6 @@ def get_segmenter(config: WeightsConfig | None = None) -> Segmenter:
     return _segmenter(config or WeightsConfig())
 
 
-@per_process
+@made_once
 def _segmenter(config: WeightsConfig) -> Segmenter:
     return Segmenter(config)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 
 from ls_backend.errors import CredentialsError
-from ls_backend.process import per_process
+from ls_backend.process import made_once
 
 REFRESH_MARGIN_S = 60.0  # exchange the PAT again when the access token has less left than this
 TIMEOUT_S = 30.0  # every request to Label Studio (the SDK's and finepose's own)
@@ -44,7 +44,7 @@ def connection(settings) -> "Connection":
     return _checked_connection(url, key)
 
 
-@per_process
+@made_once
 def _checked_connection(url: str, key: str) -> "Connection":
     """Checked once per process: a refused token is named at once (and not kept)."""
     found = Connection(url, key)
@@ -61,7 +61,6 @@ class Connection:
 
         self.url = url.rstrip("/")
         self._key = api_key.strip()
-        self.user_id: int | None = None  # the token's Label Studio user, once checked
         self._lock = threading.Lock()
         try:
             self.client = LabelStudio(base_url=self.url, api_key=self._key, timeout=timeout)
@@ -106,17 +105,14 @@ class Connection:
         return self.client
 
     def check(self) -> dict:
-        """Who the token belongs to (``/api/current-user/whoami``, kept as :attr:`user_id`);
-        CredentialsError if refused."""
+        """Who the token belongs to (``/api/current-user/whoami``); CredentialsError if refused."""
         import requests
 
         response = requests.get(self.url + "/api/current-user/whoami", headers=self.headers(), timeout=TIMEOUT_S)
         if response.status_code in (401, 403):
             raise self.refused(response.status_code, response.text)
         response.raise_for_status()
-        user = response.json()
-        self.user_id = user.get("id") if isinstance(user, dict) else None
-        return user
+        return response.json()
 
     def refused(self, status: int, detail: str = "") -> CredentialsError:
         """The error for a request Label Studio refused with ``status`` (401/403)."""
@@ -218,7 +214,8 @@ def replace_predictions(client, task_id: int, prediction: dict, same) -> tuple[i
     """Make ``prediction`` the task's one prediction of its ``model_version``: when the task
     already holds one that ``same(stored, prediction)`` finds equal, keep it (``"unchanged"``),
     else store this one (``"stored"``); then delete the task's other predictions of that
-    version (superseded). Returns (the kept prediction's id, what happened)."""
+    version (superseded: :func:`delete_predictions`). Returns (the kept prediction's id, what
+    happened). Callers hold the task's lock (two replacements of one task must not overlap)."""
     version = prediction["model_version"]
     ours = [as_dict(p) for p in client.predictions.list(task=int(task_id))]
     ours = [p for p in ours if p.get("model_version") == version]
@@ -228,15 +225,35 @@ def replace_predictions(client, task_id: int, prediction: dict, same) -> tuple[i
         kept = client.predictions.create(task=int(task_id), result=prediction["result"], score=prediction["score"],
                                          model_version=version).id
         what = "stored"
-    for stale in ours:
-        if stale["id"] != kept:
-            client.predictions.delete(id=stale["id"])
+    delete_predictions(client, [p["id"] for p in ours if p["id"] != kept])
     return kept, what
 
 
-def update_annotation(client, annotation_id: int, result: list) -> None:
-    """Replace an annotation's result; its author (``completed_by``) stays."""
+def delete_predictions(client, ids) -> list[int]:
+    """Delete predictions one by one, after their replacement is stored; one already gone
+    (404) or refused is logged and the rest go on. Returns the ids deleted."""
+    import logging
+
+    deleted = []
+    for prediction_id in ids:
+        try:
+            client.predictions.delete(id=int(prediction_id))
+            deleted.append(int(prediction_id))
+        except Exception as exc:  # noqa: BLE001 (the SDK's ApiError, transport errors: logged, never fatal)
+            logging.getLogger(__name__).warning("prediction %s was not deleted: %r", prediction_id, exc)
+    return deleted
+
+
+def update_annotation(client, annotation_id: int, result: list, unless_changed_from=None) -> bool:
+    """Replace an annotation's result; its author (``completed_by``) stays. With
+    ``unless_changed_from(result) -> bool``, the annotation is read first and left alone
+    (False) when that finds its result changed since (a person saved again meanwhile)."""
+    if unless_changed_from is not None:
+        current = as_dict(client.annotations.get(id=int(annotation_id))).get("result")
+        if unless_changed_from(current):
+            return False
     client.annotations.update(id=int(annotation_id), result=result)
+    return True
 
 
 def create_annotation(client, task_id: int, result: list, lead_time: float | None = None) -> int:

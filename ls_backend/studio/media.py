@@ -32,7 +32,7 @@ import numpy as np
 import requests
 
 from geometry.masks import binarize, resize_mask
-from ls_backend.process import per_process
+from ls_backend.process import made_once
 from ls_backend.studio import client as labelstudio
 from ls_backend.studio.download import BoundedSession, Deadline, Limits, host_of
 from ls_backend.studio.media_cache import MediaCache
@@ -289,7 +289,7 @@ def _checked_size(path: Path, settings: Settings, field: str = "media") -> Path:
     return path
 
 
-@per_process
+@made_once
 def cache_in(folder: Path, max_bytes: int) -> MediaCache:
     """The process's one :class:`MediaCache` of ``folder`` and bound (downloads of one URL are
     shared only within one cache object)."""

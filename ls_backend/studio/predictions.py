@@ -127,7 +127,7 @@ def consistent_annotation(config: PoseConfig, result: list, projection: np.ndarr
     hold are not added."""
     drawn = find_brush(result, config.brush, PROJECTION)
     expected = outline(projection)
-    stale = drawn is not None and not np.array_equal(brush_mask(drawn, max_pixels), expected)
+    stale = drawn is not None and not _shows(drawn, expected, max_pixels)
     fixed, changed = [], False
     for item in result:
         name = item.get("from_name") if isinstance(item, dict) else None
@@ -145,6 +145,16 @@ def consistent_annotation(config: PoseConfig, result: list, projection: np.ndarr
         else:
             fixed.append(item)
     return fixed if changed else None
+
+
+def _shows(brush: dict, mask: np.ndarray, max_pixels: int) -> bool:
+    """Whether a brush region draws exactly ``mask`` (an undecodable one does not)."""
+    from ls_backend.errors import TaskError
+
+    try:
+        return np.array_equal(brush_mask(brush, max_pixels), mask)
+    except TaskError:
+        return False
 
 
 def same_prediction(first: dict, second: dict) -> bool:

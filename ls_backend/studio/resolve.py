@@ -125,21 +125,25 @@ def _start_pose(source: str, task: dict, inputs: TaskInputs, entry, width: int, 
         if inputs.human_numbers is None:
             return None
         return pose_from_numbers(inputs.human_numbers, width, height, frame, inputs.where)
-    if source == "prediction":
-        numbers = newest_prediction_numbers(task)
-        return None if numbers is None else pose_from_numbers(numbers, width, height, frame, inputs.where)
+    if source == "prediction":  # the newest prediction whose numbers make a pose
+        first_error = None
+        for numbers in prediction_numbers(task):
+            try:
+                return pose_from_numbers(numbers, width, height, frame, inputs.where)
+            except (FineposeError, GeometryError, ValueError) as exc:
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+        return None
     if inputs.data_pose is None:
         return None
     return pose_from_task_data(inputs.data_pose, width, height, entry, inputs.where)
 
 
-def newest_prediction_numbers(task: dict) -> dict | None:
-    """The seven numbers of the task's newest prediction that holds them all, or None."""
-    for prediction in _newest_first(task.get("predictions")):
-        numbers = annotated_numbers(prediction.get("result"))
-        if numbers is not None:
-            return numbers
-    return None
+def prediction_numbers(task: dict) -> list[dict]:
+    """The seven numbers of each of the task's predictions that holds them all, newest first."""
+    found = (annotated_numbers(prediction.get("result")) for prediction in _newest_first(task.get("predictions")))
+    return [numbers for numbers in found if numbers is not None]
 
 
 def _newest_first(predictions) -> list[dict]:

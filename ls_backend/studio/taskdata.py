@@ -5,8 +5,9 @@
   shows every task data key as a Data Manager column, so a project manager sees it (and can
   filter or sort by it) without reading the backend's log; the templates show it on the
   labeling screen beside the editor link. The next clean prediction sets it back to ``""``. A
-  failed task holds no prediction of the backend's version, so "Retrieve Predictions" tries
-  it again once the cause is fixed. The text carries no server paths (:mod:`ls_backend.redact`)
+  task that failed on Retrieve Predictions holds no prediction of the backend's version, so
+  Retrieve tries it again once the cause is fixed (a task ``prelabel`` failed to predict
+  again keeps its earlier prediction). The text carries no server paths (:mod:`ls_backend.redact`)
   and no ``<``/``>`` (the labeling screen reads it as HTML).
 - ``editor`` (:data:`EDITOR_FIELD`): the pose editor's link, a plain URL
   (:mod:`ls_backend.editor.links` makes it).

@@ -127,10 +127,12 @@ def pose_from_numbers(numbers: dict, width: int, height: int, model_frame, where
     values = {}
     for name in PARAMETER_NAMES:
         value = numbers.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PoseError(f"annotated pose {name} is not a number: {str(value)[:40]!r}")
         try:
             value = float(value)
-        except (TypeError, ValueError):
-            raise PoseError(f"annotated pose {name} is not a number: {value!r}") from None
+        except OverflowError:  # an integer of hundreds of digits
+            raise PoseError(f"annotated pose {name} is too large a number") from None
         if not math.isfinite(value):
             raise PoseError(f"annotated pose {name} must be finite, got {value}")
         values[name] = value

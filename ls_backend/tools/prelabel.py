@@ -4,7 +4,8 @@ Which tasks: those without a prediction of the backend's ``model_version``, and 
 CAD model changed since this project's last prelabel (a new mesh file or frame: the model's
 :meth:`~ls_backend.registry.Registry.fingerprint` differs from the one the state file
 recorded) or named by ``redo_models``; their earlier predictions of this version are
-deleted first, so a task holds one best prediction (plus at most one front/back rival).
+deleted once the new ones are stored, so a task holds one best prediction (plus at most one
+front/back rival).
 Adding or removing a registry model changes no other model's tasks.
 
 Tasks are refined in parallel processes (:class:`~.executors.ProcessExecutor`; each loads
@@ -32,7 +33,7 @@ from geometry.errors import GeometryError
 from ls_backend.errors import FineposeError
 from ls_backend.resources import Resources
 from ls_backend.studio import taskdata
-from ls_backend.studio.client import as_dict, project_tasks
+from ls_backend.studio.client import as_dict, delete_predictions, project_tasks
 from ls_backend.studio.label_config import PoseConfig, parse_label_config
 from ls_backend.studio.tasks import read_task
 from ls_backend.tools.executors import ProcessExecutor
@@ -119,12 +120,11 @@ def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resou
                 failures[reason_group(outcome["error"])].append(item["id"])
                 taskdata.report(settings, by_id[item["id"]], outcome["error"])
             else:
-                for stale in item["stale"]:  # a changed model: its earlier predictions go
-                    client.predictions.delete(id=stale)
-                counts["replaced"] += bool(item["stale"])
                 stored = [client.predictions.create(task=item["id"], result=pred["result"], score=pred["score"],
                                                     model_version=pred["model_version"])
                           for pred in outcome["predictions"]]  # see Outcome.stored_order: the best last
+                # a changed model: its earlier predictions go, once their replacements are stored
+                counts["replaced"] += bool(delete_predictions(client, item["stale"]))
                 record.update(status="done", prediction=stored[-1].id, score=outcome["predictions"][-1]["score"])
                 if len(stored) > 1:
                     record["rival"] = stored[0].id

@@ -16,7 +16,6 @@ from geometry.iou import iou
 from geometry.pose import PARAMETER_NAMES
 from ls_backend.server.app import create_app
 from ls_backend.studio.predictions import brush_result, filled, outline
-from ls_backend.studio.tasks import brush_mask
 from tests.support.world import make_world
 from tests.support.backend_client import FakeStudio, brushes, numbers, pose_of, predict
 
@@ -182,10 +181,11 @@ def test_webhook_corrects_a_projection_that_does_not_show_the_numbers(world, mon
         if item["from_name"] == "azimuth":
             item["value"] = {"number": round((item["value"]["number"] + 20.0) % 360, 1)}
     annotation = {"id": 8, "result": typed, "was_cancelled": False}
+    studio.annotation_results[8] = typed
     body = {"action": "ANNOTATION_CREATED", "annotation": annotation, "task": task,
             "project": {"id": 3, "label_config": world.label_config}}
     response = client.post("/webhook", json=body)
-    assert response.get_json()["annotation_corrected"] is True
+    assert response.get_json()["correcting_annotation"] is True
     taskdata.flush()
     fixed = studio.updated[8]
     shown = pose_of({"result": fixed}, world)
@@ -195,7 +195,7 @@ def test_webhook_corrects_a_projection_that_does_not_show_the_numbers(world, mon
     assert numbers({"result": fixed})["iou_after"] == pytest.approx(iou(projection, world.reference), abs=0.0006)
     assert numbers({"result": fixed})["iou_after"] < numbers(predicted)["iou_after"] - 0.05
     consistent = client.post("/webhook", json={**body, "annotation": {**annotation, "id": 9, "result": fixed}})
-    assert consistent.get_json()["annotation_corrected"] is False
+    assert consistent.get_json()["correcting_annotation"] is False
     echo = client.post("/webhook", json={**body, "action": "ANNOTATION_UPDATED", "annotation": {**annotation, "result": fixed}})
     assert echo.get_json()["status"] == "ignored"  # finepose's own correction, come back
 
@@ -374,3 +374,24 @@ def test_the_first_smart_click_says_what_is_wrong_with_the_models_keypoints(worl
     [answer] = response.get_json()["results"]
     [message] = [r["value"]["text"][0] for r in answer["result"] if r["type"] == "textarea"]
     assert said in message and str(tmp_path) not in response.get_data(as_text=True)
+
+
+def test_a_correction_never_overwrites_a_newer_save(world, monkeypatch):
+    """The annotator saved again between the webhook and its correction: the newer save stays
+    (its own webhook sees to it)."""
+    from ls_backend.studio import taskdata
+
+    studio = FakeStudio()
+    monkeypatch.setattr(world.resources, "client", lambda: studio)
+    client = create_app(world.resources).test_client()
+    task = world.task(task_id=16, pose=world.start_pose.to_dict(), reference=world.url("reference.png"))
+    [predicted] = predict(client, world, [task]).get_json()["results"]
+    typed = [dict(r, value={"number": 123.4}) if r["from_name"] == "azimuth" else r for r in predicted["result"]]
+    newer = [dict(r, value={"number": 200.0}) if r["from_name"] == "azimuth" else r for r in predicted["result"]]
+    studio.annotation_results[18] = newer  # what Label Studio holds by the time the correction is written
+    body = {"action": "ANNOTATION_CREATED", "annotation": {"id": 18, "result": typed, "was_cancelled": False},
+            "task": task, "project": {"id": 3, "label_config": world.label_config}}
+    assert client.post("/webhook", json=body).get_json()["correcting_annotation"] is True
+    taskdata.flush()
+    assert 18 not in studio.updated and studio.annotation_results[18] == newer
+

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
 import requests
 from flask import Flask, redirect, send_file
-from werkzeug.serving import make_server
 
 from ls_backend.server.app import create_app
 from ls_backend.resources import Resources
@@ -111,6 +108,7 @@ def test_twenty_concurrent_predictions_equal_serial_ones(world):
             return response.json()["results"][0]
 
         serial = [post(task) for task in tasks]
+    with serving(create_app(Resources(world.settings))) as base:  # a fresh process state: nothing kept
         with ThreadPoolExecutor(max_workers=20) as pool:
             concurrent = list(pool.map(post, tasks))
     assert concurrent == serial

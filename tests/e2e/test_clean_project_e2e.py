@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -162,7 +161,8 @@ def test_a_project_stays_clean_as_a_team_works_in_it(label_studio, tmp_path):  #
         figures["predictions_per_task_at_the_end"] = {
             task: len(finepose_predictions(client, task, version))
             for task in (opened, ambiguous, typed_badly, stored_badly, edited)}
-        assert all(n <= 2 for n in figures["predictions_per_task_at_the_end"].values())
+        # the webhooks replaced the submitted tasks' predictions: still one each (two for the front view)
+        assert figures["predictions_per_task_at_the_end"] == counts, figures
 
     # 5. prelabel on a project (no ML backend attached) with a broken task.
     second, data2 = template_project(ls, world, "prelabel project")

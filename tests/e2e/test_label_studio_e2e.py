@@ -31,7 +31,6 @@ from ls_backend.resources import Resources
 from ls_backend.tools.study import RATINGS, create_study, rating_table, report_study, unblind
 from ls_backend.studio.predictions import filled
 from ls_backend.studio.tasks import brush_mask
-from ls_backend.studio.taskdata import import_fields
 from tests.support.world import make_world
 from tests.support.browser import browser_available, screenshot_task
 from tests.support.label_studio import label_studio  # noqa: F401

@@ -95,8 +95,10 @@ def test_link_field_round_trip_and_renewal():
     signer = links.LinkSigner(SETTINGS, now=clock)
     url = links.task_url("http://b:9090", signer, 1, 5)
     assert links.link_in(url) == url and links.link_in(links.link_html(url)) == url
-    data = {"editor": url}
+    data = {"editor": url, "finepose_error": ""}
     assert not links.needs_link(data, signer, 5, "http://b:9090")
+    assert links.needs_link({"editor": links.link_html(url), "finepose_error": ""}, signer, 5, "http://b:9090")  # old HTML
+    assert links.needs_link({"editor": url}, signer, 5, "http://b:9090")  # the field the template shows beside it
     assert links.needs_link(data, signer, 6, "http://b:9090")  # another task's link
     assert links.needs_link(data, signer, 5, "http://other:9090")  # another backend URL
     assert links.needs_link({"editor": ""}, signer, 5, "http://b:9090")

@@ -55,6 +55,7 @@ class FakeStudio:
         self.stored: dict[int, dict] = {}
         self.deleted: list[int] = []
         self.updated: dict[int, list] = {}
+        self.annotation_results: dict[int, list] = {}  # what annotations.get answers
         self.predictions, self.annotations = self, self  # client.predictions.*, client.annotations.*
 
     def create(self, **kwargs):
@@ -69,5 +70,8 @@ class FakeStudio:
         self.stored.pop(id)
         self.deleted.append(id)
 
+    def get(self, id):
+        return {"id": id, "result": self.annotation_results.get(id)}
+
     def update(self, id, result):
-        self.updated[id] = result
+        self.updated[id] = self.annotation_results[id] = result

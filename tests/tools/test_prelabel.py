@@ -50,8 +50,12 @@ def test_plan_redoes_only_the_tasks_of_a_changed_model(world):
              world.task(task_id=3, model="other-car")]  # never predicted
     recorded = {1: registry.fingerprint("toy-car"), 2: registry.fingerprint("other-car")}
     assert [t["id"] for t in plan(tasks, config, version, registry, recorded)] == [3]
-    # other-car's mesh file changes (a new export): its tasks are redone, their old predictions replaced
+    # other-car's mesh file is touched or moved: nothing to redo
     os.utime(world.root / "other_car.ply", ns=(1, 1))
+    assert [t["id"] for t in plan(tasks, config, version, Registry.load(world.root / "registry.json"), recorded)] == [3]
+    # its content changes (a new export): its tasks are redone, their old predictions replaced
+    with open(world.root / "other_car.ply", "ab") as f:
+        f.write(b"\n")
     todo = plan(tasks, config, version, Registry.load(world.root / "registry.json"), recorded)
     assert [(t["id"], t["stale"]) for t in todo] == [(2, [51]), (3, [])]
     # a frame change too; and --redo-model names a model outright
