@@ -56,7 +56,9 @@ class FineposeModel:
         Predictions" tries it again) and its reason in the task's ``finepose_error`` data
         field (:mod:`ls_backend.studio.taskdata`); a single-task request also raises, so the
         client sees the 4xx. A success clears the field, or says which start was passed over.
-        Calls with the same task and inputs share one refinement (:func:`predict_shared`).
+        Calls with the same task and inputs share one refinement (:func:`predict_shared`); a
+        call that joined another one in flight answers nothing for that task, so Label Studio
+        stores the predictions once (the other call's answer holds them).
         """
         config = parse_label_config(self.label_config)
         if self.on_tasks is not None:
