@@ -94,7 +94,7 @@ def resolve_task(task: dict, inputs: TaskInputs, config: PoseConfig, entry, widt
             continue
         try:
             pose = _start_pose(source, task, inputs, entry, width, height)
-        except (FineposeError, GeometryError, ValueError) as exc:
+        except (FineposeError, GeometryError, ValueError, OverflowError) as exc:
             notes.append(f"{_NAMES[source]} not used ({_reason(exc, inputs.where, source)})")
             continue
         if pose is not None:

@@ -100,3 +100,11 @@ def test_a_brush_over_the_pixel_limit_is_refused_before_decoding(world):
     image = np.zeros((world.true_pose.height, world.true_pose.width, 3), np.uint8)
     with pytest.raises(TaskError, match="FINEPOSE_MAX_IMAGE_PIXELS"):
         reference_mask(choice, read_task(task, config), Resources(small), image, "car")
+
+
+@pytest.mark.parametrize("bad", [True, "12", 10**400, None])
+def test_numbers_that_are_not_numbers_are_passed_over(world, bad):
+    numbers = {**dict(zip(PARAMETER_NAMES, world.true_pose.vector())), "focal": bad}
+    task = {**world.task(pose=world.start_pose.to_dict()), "annotations": [annotation(numbers=numbers)]}
+    found = resolved(world, task)
+    assert found.start.source == "data.pose" and "focal" in found.note()
