@@ -102,7 +102,7 @@ def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resou
     recorded = {int(r["task"]): r.get("fingerprint") for r in resume(state, "task") if r.get("status") == "done"}
     tasks = list(project_tasks(client, project_id))
     todo = plan(tasks, config, resources.model_version, registry, recorded, set(redo_models))
-    by_id = {task["id"]: task for task in tasks}
+    by_id = {task["id"]: {**task, "project": project_id} for task in tasks}  # its status is written by project
     counts = {"done": 0, "failed": 0, "replaced": 0}
     failures: dict[str, list[int]] = defaultdict(list)
     start = time.perf_counter()
