@@ -33,7 +33,6 @@ TIMEOUT_S = 30.0  # every request to Label Studio (the SDK's and finepose's own)
 KEY_VARIABLE = "LABEL_STUDIO_API_KEY"
 
 
-
 def connection(settings) -> "Connection":
     """The process-wide :class:`Connection` for ``settings.label_studio_url`` and
     ``settings.api_key``; :class:`CredentialsError` when either is missing."""
@@ -170,8 +169,6 @@ def get_task(client, task_id: int, project_id: int | None = None) -> dict:
     by id), which leaves predictions alone: Label Studio 1.23's ``GET /api/tasks/<id>`` asks
     the ML backend for a prediction of any task that has none yet, so reading a task there
     while it is being predicted stores a second copy."""
-    import json
-
     from label_studio_sdk.core.api_error import ApiError
 
     from ls_backend.errors import TaskError
@@ -179,9 +176,8 @@ def get_task(client, task_id: int, project_id: int | None = None) -> dict:
     try:
         if project_id is None:
             return as_dict(client.tasks.get(id=int(task_id)))
-        query = {"filters": {"conjunction": "and", "items": [
-            {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(task_id)}]}}
-        for task in client.tasks.list(project=int(project_id), query=json.dumps(query), fields="all"):
+        query = _task_query("id", int(task_id))
+        for task in client.tasks.list(project=int(project_id), query=query, fields="all"):
             found = as_dict(task)
             if int(found.get("id", -1)) == int(task_id):
                 return {**found, "project": found.get("project") or int(project_id)}
@@ -262,14 +258,18 @@ def create_annotation(client, task_id: int, result: list, lead_time: float | Non
     return client.annotations.create(id=int(task_id), result=result, **kwargs).id
 
 
-def unannotated_task_ids(client, project_id: int):
-    """Ids of a project's tasks without an annotation, in id order (the Data Manager's filter)."""
+def _task_query(column: str, value: int) -> str:
+    """A Data Manager task-list query: tasks whose number ``column`` equals ``value``, in id order."""
     import json
 
-    query = {"filters": {"conjunction": "and", "items": [
-        {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]},
-        "ordering": ["tasks:id"]}  # fmt: skip
-    for task in client.tasks.list(project=int(project_id), query=json.dumps(query), fields="task_only"):
+    item = {"filter": f"filter:tasks:{column}", "operator": "equal", "type": "Number", "value": value}
+    return json.dumps({"filters": {"conjunction": "and", "items": [item]}, "ordering": ["tasks:id"]})
+
+
+def unannotated_task_ids(client, project_id: int):
+    """Ids of a project's tasks without an annotation, in id order (the Data Manager's filter)."""
+    query = _task_query("total_annotations", 0)
+    for task in client.tasks.list(project=int(project_id), query=query, fields="task_only"):
         yield int(task.id)
 
 

@@ -23,6 +23,7 @@ from scipy import ndimage
 from geometry.masks import border_pixels, outline_thickness
 from geometry.pose import PARAMETER_NAMES, Pose, display_angles
 
+from ls_backend.errors import TaskError
 from ls_backend.studio.label_config import PROJECTION, REFERENCE, PoseConfig
 from ls_backend.studio.tasks import annotated_numbers, brush_mask, find_brush
 
@@ -149,8 +150,6 @@ def consistent_annotation(config: PoseConfig, result: list, projection: np.ndarr
 
 def _shows(brush: dict, mask: np.ndarray, max_pixels: int) -> bool:
     """Whether a brush region draws exactly ``mask`` (an undecodable one does not)."""
-    from ls_backend.errors import TaskError
-
     try:
         return np.array_equal(brush_mask(brush, max_pixels), mask)
     except TaskError:

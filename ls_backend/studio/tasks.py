@@ -8,7 +8,6 @@ the seven ``Number`` results of an annotation, in px of the original photo.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,18 +123,8 @@ def pose_from_numbers(numbers: dict, width: int, height: int, model_frame, where
     in the model's frame (``model_frame``: its registry entry's frame, a name or a matrix):
     the frame rule, :func:`geometry.frames.pose_in_model_frame`; within
     :data:`~ls_backend.studio.validation.POSE_RANGES`."""
-    values = {}
-    for name in PARAMETER_NAMES:
-        value = numbers.get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PoseError(f"annotated pose {name} is not a number: {str(value)[:40]!r}")
-        try:
-            value = float(value)
-        except OverflowError:  # an integer of hundreds of digits
-            raise PoseError(f"annotated pose {name} is too large a number") from None
-        if not math.isfinite(value):
-            raise PoseError(f"annotated pose {name} must be finite, got {value}")
-        values[name] = value
+    values = {name: validation.finite(numbers.get(name), f"{where}: the annotation's {name}")
+              for name in PARAMETER_NAMES}
     try:
         pose = pose_in_model_frame(Pose(**values, width=width, height=height), model_frame, names_frame=False)
     except PoseError as exc:

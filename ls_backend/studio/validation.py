@@ -347,9 +347,14 @@ def webhook_annotation_event(data: dict) -> tuple[dict, dict, dict]:
 
 # -- helpers ------------------------------------------------------------------------------------
 def finite(value, where: str) -> float:
+    """``value`` as a finite float; :class:`TaskError` naming ``where`` for anything else
+    (bools, strings, NaN, infinities, integers too large for a float)."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TaskError(f"{where} must be a number, got {_short(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise TaskError(f"{where} is too large a number") from None
     if not math.isfinite(number):
         raise TaskError(f"{where} must be a finite number, got {number}")
     return number
