@@ -98,6 +98,7 @@ class _Work:
     image: np.ndarray
     entry: object  # the registry's ModelEntry
     renderer: object  # its SilhouetteRenderer
+    model_points: dict  # its CAD keypoints (read only for smart keypoint clicks)
     deadline: Deadline
     started: float
 
@@ -156,8 +157,9 @@ def predict_task(request: PredictRequest, resources: Resources) -> Outcome:
         raise UnknownModelError(f"{exc} (the model came from the {inputs.model_source}: the labeling config's "
                                 "model list names it; list the registry's ids there)") from None
     renderer = registry.renderer(inputs.model_id)
+    model_points = registry.keypoints(inputs.model_id) if smart.keypoints else {}
     if smart.keypoints:  # a model without CAD keypoints is said on the first click, not the fourth
-        require_keypoints(registry.keypoints(inputs.model_id))
+        require_keypoints(model_points)
     # Media first, outside the refinement slots: a slow server holds a connection, not a slot.
     deadline = Deadline.after(settings.fetch_total_s)  # for all media of this task
     image = media.load_image(inputs.image_url, settings, f"{inputs.where}: data.{config.image_key}", inputs.task_id,
@@ -165,7 +167,7 @@ def predict_task(request: PredictRequest, resources: Resources) -> Outcome:
     if inputs.reference_url is not None and inputs.human_reference is None:
         media.fetch(inputs.reference_url, settings, inputs.task_id, deadline, resources.media_cache,
                     f"{inputs.where}: data.reference")  # into the cache; read below
-    work = _Work(request, inputs, smart, image, entry, renderer, deadline, started)
+    work = _Work(request, inputs, smart, image, entry, renderer, model_points, deadline, started)
     with resources.refinement_slot():
         return _refine(work, resources)
 
@@ -182,7 +184,7 @@ def _refine(work: _Work, resources: Resources) -> Outcome:
         return Outcome(pred, "keypoints (too few)", "none", time.perf_counter() - work.started)
 
     resolved = resolve_task(work.request.task, inputs, config, work.entry, width, height)
-    start, start_source, by_a_person, extra_starts, note = _start(work, resources, resolved, width, height)
+    start, start_source, by_a_person, extra_starts, note = _start(work, resolved, width, height)
     box = rectangle_mask(smart.rectangle, width, height) if smart.rectangle is not None else None
     reference = reference_mask(resolved.reference, inputs, resources, work.image, work.entry.category,
                                renderer.render(start) if start is not None else None, work.deadline, box)
@@ -234,14 +236,12 @@ def _refine(work: _Work, resources: Resources) -> Outcome:
     return Outcome(pred, start_source, reference.source, time.perf_counter() - work.started, rivals, passed_over, fix)
 
 
-def _start(work: _Work, resources: Resources, resolved: Resolved, width: int,
+def _start(work: _Work, resolved: Resolved, width: int,
            height: int) -> tuple[Pose | None, str, bool, list[Pose], str]:
     """(start pose or None for the automatic one, where from, set by a person, extra starts,
     a note for the annotator)."""
     if work.smart.keypoints:
-        registry = resources.require_registry()
-        found = fit_keypoints(registry.keypoints(work.inputs.model_id), work.smart.keypoints, width, height,
-                              work.entry.frame_matrix)
+        found = fit_keypoints(work.model_points, work.smart.keypoints, width, height, work.entry.frame_matrix)
         rival = [found.fit.alternative] if found.fit.alternative is not None else []
         return found.fit.pose, "keypoints", True, rival, found.message
     if resolved.start is None:
