@@ -30,7 +30,7 @@ from ls_backend.pipeline.reference import reference_mask
 from ls_backend.process import SharedRuns
 from ls_backend.studio import media
 from ls_backend.studio.label_config import PoseConfig, parse_label_config
-from ls_backend.studio.resolve import prediction_numbers, resolve_task
+from ls_backend.studio.resolve import prediction_pose, resolve_task
 from ls_backend.studio.tasks import pose_from_numbers, read_task
 
 logger = logging.getLogger(__name__)
@@ -122,12 +122,10 @@ def default_pose(radius: float, width: int, height: int, frame) -> Pose:
 
 def _prediction_pose(task: dict, width: int, height: int, frame) -> Pose | None:
     """The newest usable prediction's pose ("reset" returns to it), or None."""
-    for numbers in prediction_numbers(task):
-        try:
-            return pose_from_numbers(numbers, width, height, frame)
-        except ValueError:
-            continue
-    return None
+    try:
+        return prediction_pose(task, frame, width, height)
+    except ValueError:
+        return None
 
 
 class TaskCache:

@@ -125,19 +125,26 @@ def _start_pose(source: str, task: dict, inputs: TaskInputs, entry, width: int, 
         if inputs.human_numbers is None:
             return None
         return pose_from_numbers(inputs.human_numbers, width, height, frame, inputs.where)
-    if source == "prediction":  # the newest prediction whose numbers make a pose
-        first_error = None
-        for numbers in prediction_numbers(task):
-            try:
-                return pose_from_numbers(numbers, width, height, frame, inputs.where)
-            except (FineposeError, GeometryError, ValueError) as exc:
-                first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
-        return None
+    if source == "prediction":
+        return prediction_pose(task, frame, width, height, inputs.where)
     if inputs.data_pose is None:
         return None
     return pose_from_task_data(inputs.data_pose, width, height, entry, inputs.where)
+
+
+def prediction_pose(task: dict, frame, width: int, height: int, where: str = "task") -> Pose | None:
+    """The pose of the task's newest prediction whose numbers make one (in the model's
+    ``frame``, at the photo's size); None without such numbers; the newest one's error when
+    none of them is usable."""
+    first_error = None
+    for numbers in prediction_numbers(task):
+        try:
+            return pose_from_numbers(numbers, width, height, frame, where)
+        except (FineposeError, GeometryError, ValueError) as exc:
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+    return None
 
 
 def prediction_numbers(task: dict) -> list[dict]:
