@@ -51,7 +51,7 @@ from ls_backend.studio.download import Deadline
 from ls_backend.studio.label_config import PoseConfig
 from ls_backend.studio.predictions import consistent_annotation, pose_numbers, prediction, snapped
 from ls_backend.studio.resolve import Resolved, resolve_task
-from ls_backend.studio.taskdata import EDITOR_FIELD, ERROR_FIELD
+from ls_backend.studio.taskdata import FINEPOSE_FIELDS
 from ls_backend.studio.tasks import TaskInputs, newest_annotation, read_task
 
 
@@ -107,10 +107,6 @@ class _Work:
         return self.request.config
 
 
-#: Task data fields finepose writes itself (the editor's link, the status): not inputs.
-OWN_FIELDS = (EDITOR_FIELD, ERROR_FIELD)
-
-
 def request_key(request: PredictRequest, model_version: str) -> str:
     """What makes two requests the same prediction: the task's id, data (less finepose's own
     fields) and annotations, and every other field of the request, and the backend's
@@ -118,7 +114,7 @@ def request_key(request: PredictRequest, model_version: str) -> str:
     task = request.task if isinstance(request.task, dict) else {"task": request.task}
     data = task.get("data")
     if isinstance(data, dict):
-        data = {key: value for key, value in data.items() if key not in OWN_FIELDS}
+        data = {key: value for key, value in data.items() if key not in FINEPOSE_FIELDS}
     text = json.dumps([task.get("id"), data, task.get("annotations"), request.config, request.context,
                        request.front_back_check, request.reconcile_annotation, model_version], sort_keys=True,
                       default=repr)

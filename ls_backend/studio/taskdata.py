@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 ERROR_FIELD = "finepose_error"
 EDITOR_FIELD = "editor"
+#: The task data fields finepose writes itself: outputs, never inputs of a prediction.
+FINEPOSE_FIELDS = (ERROR_FIELD, EDITOR_FIELD)
 MAX_CHARS = 500
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finepose-status")
 _pending: list[Future] = []
