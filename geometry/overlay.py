@@ -38,3 +38,11 @@ def save_overlay(path: str | Path, image, masks: dict, size=None) -> None:
     from skimage.io import imsave
 
     imsave(Path(path), draw_overlay(image, masks, size), check_contrast=False)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 16, fill: int = 255) -> np.ndarray:
+    """Two RGB pictures of one size next to each other, ``gap`` px of ``fill`` between them."""
+    if left.shape != right.shape:
+        raise ValueError(f"side_by_side needs pictures of one size, got {left.shape} and {right.shape}")
+    spacer = np.full((left.shape[0], gap, *left.shape[2:]), fill, dtype=left.dtype)
+    return np.concatenate([left, spacer, right], axis=1)

@@ -102,6 +102,12 @@ class UpstreamError(FineposeError):
     status = 502
 
 
+class NotInStudio(FineposeError, ValueError):
+    """Label Studio has no such project, task or user (or the token may not see it)."""
+
+    status = 404
+
+
 class StorageError(FineposeError):
     """The backend's own folder (``MODEL_DIR``) cannot be written: full or read-only."""
 

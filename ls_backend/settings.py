@@ -3,6 +3,9 @@
 Label Studio's own names:
 
 - ``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``: where task media and the API live.
+- ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` (or ``LOCAL_FILES_DOCUMENT_ROOT``): the folder Label
+  Studio serves ``/data/local-files/?d=`` from, where it does (the tools' ``--media-root``
+  route: files there are given to a project as Local Files storage instead of uploaded).
 - ``BASIC_AUTH_USER`` / ``BASIC_AUTH_PASS``: when both are set, every endpoint but ``/health``
   asks for them; one without the other is refused (the backend does not start).
 - ``MODEL_DIR``: a writable folder (download cache, smart-keypoint memory); when it is not
@@ -59,6 +62,11 @@ from urllib.parse import urlparse
 from ls_backend.errors import ConfigError
 
 MB = 1 << 20
+
+
+def _document_root(env) -> Path | None:
+    text = env.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or env.get("LOCAL_FILES_DOCUMENT_ROOT")
+    return Path(text).resolve() if text else None
 
 
 def _int(env, name: str, default: int) -> int:
@@ -124,6 +132,7 @@ class Settings:
     registry: Path | None = None
     allowed_hosts: tuple[str, ...] = ()
     local_files_roots: tuple[Path, ...] = ()
+    local_files_document_root: Path | None = None
     max_image_bytes: int = 25 * MB
     max_image_pixels: int = 40_000_000
     max_mesh_bytes: int = 200 * MB
@@ -170,6 +179,7 @@ class Settings:
             registry=Path(registry) if registry else None,
             allowed_hosts=_list(env, "FINEPOSE_ALLOWED_HOSTS"),
             local_files_roots=tuple(Path(p).resolve() for p in _list(env, "FINEPOSE_LOCAL_FILES_ROOTS")),
+            local_files_document_root=_document_root(env),
             max_image_bytes=_int(env, "FINEPOSE_MAX_IMAGE_BYTES", cls.max_image_bytes),
             max_image_pixels=_int(env, "FINEPOSE_MAX_IMAGE_PIXELS", cls.max_image_pixels),
             max_mesh_bytes=_int(env, "FINEPOSE_MAX_MESH_BYTES", cls.max_mesh_bytes),

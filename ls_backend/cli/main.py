@@ -43,7 +43,25 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # the reader (e.g. `| head`) stopped early: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        refusal = label_studio_refusal(exc)
+        if refusal is None:
+            raise
+        print(f"finepose {args.command}: error: {refusal}", file=sys.stderr)
+        return 2
     return status or 0
+
+
+def label_studio_refusal(exc: BaseException) -> str | None:
+    """One line for an API error of label-studio-sdk that no command turned into a finepose
+    error (its own message prints every HTTP header, session cookies included); None for
+    any other exception."""
+    from ls_backend.studio.client import one_line
+
+    status = getattr(exc, "status_code", None)
+    if not type(exc).__module__.startswith("label_studio_sdk") or status is None:
+        return None
+    return f"Label Studio answered HTTP {status}: {one_line(getattr(exc, 'body', ''))}"
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
-from ls_backend.errors import CredentialsError
+from ls_backend.errors import CredentialsError, NotInStudio, UpstreamError
 from ls_backend.process import made_once
 
 REFRESH_MARGIN_S = 60.0  # exchange the PAT again when the access token has less left than this
@@ -122,7 +123,7 @@ class Connection:
             hint = "copy a valid Personal Access Token from Account & Settings -> Personal Access Token"
         return CredentialsError(
             f"Label Studio at {self.url} refused {KEY_VARIABLE} ({self.kind}): HTTP {status} "
-            f"{_short(detail)}; {hint}"
+            f"{one_line(detail)}; {hint}"
         )
 
     def _exchange(self) -> None:
@@ -136,11 +137,11 @@ class Connection:
         status = getattr(exc, "status_code", None)
         body = getattr(exc, "body", None) or str(exc)
         if status is None:  # not an answer from Label Studio: unreachable, timeout, ...
-            return CredentialsError(f"cannot reach Label Studio at {self.url} to exchange {KEY_VARIABLE}: {_short(str(exc))}")
+            return CredentialsError(f"cannot reach Label Studio at {self.url} to exchange {KEY_VARIABLE}: {one_line(str(exc))}")
         return self.refused(status, str(body))
 
 
-def _short(text: str, limit: int = 200) -> str:
+def one_line(text: str, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -150,6 +151,33 @@ def as_dict(item) -> dict:
     if isinstance(item, dict):
         return item
     return item.model_dump() if hasattr(item, "model_dump") else item.dict()
+
+
+@contextmanager
+def answered(what: str):
+    """Label Studio's refusal of ``what`` (e.g. "project 7") as a one-line finepose error: 404
+    :class:`NotInStudio`, anything else :class:`UpstreamError` with the status and Label
+    Studio's words (the SDK's own message carries every HTTP header, cookies included)."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status_code == 404:
+            raise NotInStudio(f"Label Studio has no {what} (HTTP 404), or this token may not see it") from None
+        raise UpstreamError(f"Label Studio refused {what}: HTTP {exc.status_code} {one_line(exc.body)}") from None
+
+
+def get_project(client, project_id: int):
+    """A project (the SDK's object); :class:`NotInStudio` when there is none."""
+    with answered(f"project {project_id}"):
+        return client.projects.get(id=int(project_id))
+
+
+def users_by_email(client) -> dict[str, int]:
+    """The organization's users: lower-case email -> user id."""
+    with answered("the user list"):
+        return {str(u.email).lower(): int(u.id) for u in client.users.list() if getattr(u, "email", None)}
 
 
 def project_tasks(client, project_id: int) -> Iterator[dict]:
@@ -188,7 +216,7 @@ def get_task(client, task_id: int, project_id: int | None = None) -> dict:
 
 def project_label_config(client, project_id: int) -> str:
     """A project's labeling config (XML)."""
-    return client.projects.get(id=int(project_id)).label_config
+    return get_project(client, project_id).label_config
 
 
 def merge_task_data(client, task_id: int, fields: dict, defaults: dict | None = None,
@@ -290,7 +318,7 @@ def set_instructions_block(client, project_id: int, key: str, html_text: str) ->
     markers (replacing an earlier block, keeping the rest) and show the instructions."""
     import re
 
-    project = client.projects.get(id=int(project_id))
+    project = get_project(client, project_id)
     current = project.expert_instruction or ""
     block = f"<!-- {key} --><p>{html_text}</p><!-- /{key} -->"
     pattern = re.compile(rf"<!-- {re.escape(key)} -->.*?<!-- /{re.escape(key)} -->", re.S)

@@ -93,7 +93,7 @@ def resolve_task(task: dict, inputs: TaskInputs, config: PoseConfig, entry, widt
         if source == "prediction" and not predictions:
             continue
         try:
-            pose = _start_pose(source, task, inputs, entry, width, height)
+            pose = start_pose(source, task, inputs, entry, width, height)
         except (FineposeError, GeometryError, ValueError, OverflowError) as exc:
             notes.append(f"{_NAMES[source]} not used ({_reason(exc, inputs.where, source)})")
             continue
@@ -119,7 +119,9 @@ def _reason(exc: Exception, where: str, source: str) -> str:
     return text
 
 
-def _start_pose(source: str, task: dict, inputs: TaskInputs, entry, width: int, height: int) -> Pose | None:
+def start_pose(source: str, task: dict, inputs: TaskInputs, entry, width: int, height: int) -> Pose | None:
+    """The pose ``source`` (one of :data:`START_ORDER`) gives for ``task``, or None when the
+    task holds none; an unusable one raises (the caller decides whether to pass it over)."""
     frame = entry.frame_matrix
     if source == "annotation":
         if inputs.human_numbers is None:

@@ -1,7 +1,7 @@
 """finepose against a real Label Studio 1.23.2 on 127.0.0.1 (tests/support/label_studio.py):
 the backend connected to a project made from templates/pose_annotation.xml, predictions,
 the webhook round trip, interactive keypoints, a browser screenshot; a dataset imported
-and exported; the satisfaction study created, rated by several users and reported."""
+and exported (the satisfaction study: test_study_e2e.py)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,9 @@ from geometry.conventions import seed
 from ls_backend.templates import POSE_ANNOTATION, SEGMENTATION_GT, read_template
 from ls_backend.server.app import create_app
 from ls_backend.tools.dataset import export_project, import_into_project, seed_tasks
-from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
+from ls_backend.datasets.posesets import PoseRecord, load_pose_set
 from ls_backend.registry import Registry
 from ls_backend.resources import Resources
-from ls_backend.tools.study import RATINGS, create_study, rating_table, report_study, unblind
 from ls_backend.studio.predictions import filled
 from ls_backend.studio.tasks import brush_mask
 from tests.support.world import make_world
@@ -164,60 +163,6 @@ def test_dataset_import_export_round_trip(label_studio, tmp_path, rng):  # noqa:
         expected = seed.to_pose(record, *size).rescaled(*size)
         assert exported[name].pose.vector().tolist() == expected.vector().tolist()
         assert exported[name].split == "test" and exported[name].model == record["model_id"]
-
-
-def test_study_end_to_end_with_three_raters(label_studio, tmp_path):  # noqa: F811
-    ls = label_studio
-    (tmp_path / "world").mkdir()
-    world = make_world(tmp_path / "world")
-    images = tmp_path / "images"
-    images.mkdir()
-    human, refined = [], []
-    for i in range(4):
-        name = f"img{i}.png"
-        shutil.copy(world.root / "photo.png", images / name)
-        human.append(PoseRecord(image=name, model="toy-car", split=None, pose=replace(world.true_pose, azimuth=30.0 + i)))
-        refined.append(PoseRecord(image=name, model="toy-car", split=None, pose=world.true_pose))
-    write_pose_set(tmp_path / "human.json", human, None)
-    write_pose_set(tmp_path / "refined.json", refined, None)
-    media = ls.local_files_root / "study"
-    media.mkdir()
-    client = ls.client()
-    created = create_study(client, tmp_path / "human.json", tmp_path / "refined.json", images,
-                           Registry.load(world.root / "registry.json"), media, "", sample=4, raters=3, seed_value=3)
-    project_id = created["project"]
-    ls.local_storage(project_id, "study")
-    prefix = ls.local_file_url(media / "x").removesuffix("x")
-    for task in client.tasks.list(project=project_id):  # point the tasks at Label Studio's local files
-        client.tasks.update(id=task.id, data={**task.data, "left": prefix + task.data["left"], "right": prefix + task.data["right"]})
-    key = json.loads(Path(created["key"]).read_text())
-    assert key["project"] == project_id and len(key["items"]) == 4
-    tasks = sorted(client.tasks.list(project=project_id), key=lambda t: t.data["item"])
-    assert all("refined" not in json.dumps(t.data) and "human" not in json.dumps(t.data) for t in tasks)
-    # Three raters; each says, for refined vs human: Better, Better, Equal, Worse (in item order).
-    plan = {"rater-a": ["Better", "Better", "Equal", "Worse"], "rater-b": ["Better", "Equal", "Equal", "Worse"],
-            "rater-c": ["Better", "Better", "Better", "Better"]}
-    users = {}
-    for rater, wanted in plan.items():
-        user = ls.create_user(f"{rater}@finepose.test")
-        users[user.id] = rater
-        for task, rating in zip(tasks, wanted):
-            side = key["items"][task.data["item"]]["refined_side"]
-            shown = unblind(rating, side)  # un-blinding is its own inverse: what the rater clicks
-            user.client().annotations.create(id=task.id, result=[
-                {"from_name": "rating", "to_name": "right", "type": "choices", "value": {"choices": [shown]}}])
-    summary = report_study(client, Path(created["key"]), tmp_path / "report")
-    everything = [r for wanted in plan.values() for r in wanted]
-    assert summary["overall"] == {r: everything.count(r) / 12 for r in RATINGS}
-    for user_id, rater in users.items():
-        assert summary["per_rater"][str(user_id)] == {r: plan[rater].count(r) / 4 for r in RATINGS}
-    # Fleiss' kappa by hand: items (W, E, B counts) = (0,0,3), (0,1,2), (0,2,1), (2,0,1).
-    p_items = [1.0, 1 / 3, 1 / 3, 1 / 3]
-    p_cat = np.array([2, 3, 7]) / 12
-    expected = (np.mean(p_items) - (p_cat**2).sum()) / (1 - (p_cat**2).sum())
-    assert summary["fleiss_kappa"] == pytest.approx(expected)
-    assert (tmp_path / "report" / "ratings.png").is_file() and (tmp_path / "report" / "ratings.csv").is_file()
-    assert "Fleiss' kappa" in rating_table(summary)
 
 
 def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monkeypatch):  # noqa: F811

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,24 @@ def walk_steps(ls, project_id: int, out_dir: Path | str, steps: list[dict], *, e
         "mode": "steps", "base_url": ls.url, "project": project_id, "email": email or ls.username,
         "password": password or ls.password, "out_dir": str(Path(out_dir).resolve()), "viewport": list(viewport),
         "timeout_ms": int(timeout * 1000), "chromium": chromium_path(), "steps": steps,
+    }, timeout)  # fmt: skip
+
+
+def rate_study(ls, project_id: int, out_dir: Path | str, choices: dict[int, str], *, email: str, password: str,
+               probes=(), viewport: tuple[int, int] = (1400, 900), timeout: float = 240) -> dict:
+    """As a study rater: log in, open the project's labeling stream and, per task it serves,
+    wait for the picture, click the choice ``choices[task id]`` and Submit, until the stream
+    runs out. Then GET each of ``probes`` (paths on Label Studio) with the rater's session.
+
+    Returns ``rated`` (task, choice, saved annotation id), ``texts`` (each labeling screen's
+    text), ``images`` (every picture's ``src`` shown: Label Studio shows blobs), ``media``
+    (the URL of every image the browser downloaded, Label Studio's own icons aside),
+    ``responses`` (every JSON or HTML response the browser received: url, status, body) and ``probes`` (path, status, body); screenshots
+    ``rate_<n>.png``."""
+    return _subprocess({
+        "mode": "rate", "base_url": ls.url, "project": project_id, "email": email, "password": password,
+        "out_dir": str(Path(out_dir).resolve()), "viewport": list(viewport), "timeout_ms": int(timeout * 1000),
+        "chromium": chromium_path(), "choices": {str(k): v for k, v in choices.items()}, "probes": list(probes),
     }, timeout)  # fmt: skip
 
 
@@ -349,11 +368,63 @@ def _steps(page, job) -> dict:
     return {"steps": seen}
 
 
+_NEXT = re.compile(r"/api/projects/\d+/next|/api/dm/actions\?id=next_task")  # the stream's next task
+_PICTURES_JS = """() => Array.from(document.querySelectorAll('img'))
+    .filter(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 50).map(i => i.src)"""
+
+
+def _rate(page, job) -> dict:
+    out = Path(job["out_dir"])
+    received = []
+    page.on("response", lambda r: received.append(r))
+    _login(page, job)
+    with page.expect_response(lambda r: _NEXT.search(r.url)) as first:
+        page.goto(f"{job['base_url']}/projects/{job['project']}/data?labeling=1")
+    task = first.value.json() if first.value.status == 200 else None
+    rated, texts, images = [], [], []
+    while task is not None and len(rated) <= len(job["choices"]):
+        page.wait_for_function(f"() => ({_PICTURES_JS})().length >= 1")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(out / f"rate_{len(rated) + 1}.png"))
+        instructions = page.locator(".lsf-modal-ls_visible")
+        if instructions.count():  # the project's instructions, shown on opening: read, then closed
+            texts.append(instructions.first.inner_text())
+            instructions.first.locator("[class*=close], button").first.click()
+            page.wait_for_function("() => !document.querySelector('.lsf-modal-ls_visible')")
+        texts.append(page.evaluate(_SCREEN_JS))
+        images += page.evaluate(_PICTURES_JS)
+        choice = job["choices"][str(task["id"])]
+        page.locator(".lsf-choice__checkbox", has=page.locator(f"input[name={choice}]")).click()
+        with page.expect_response(lambda r: _NEXT.search(r.url)) as following:
+            with page.expect_response(lambda r: "/annotations" in r.url and r.request.method == "POST") as saved:
+                page.click("[aria-label='Submit current annotation']")
+        rated.append({"task": task["id"], "choice": choice, "annotation": saved.value.json().get("id")})
+        task = following.value.json() if following.value.status == 200 else None
+    page.wait_for_timeout(1000)
+    probes = []
+    for path in job["probes"]:
+        response = page.request.get(job["base_url"] + path)
+        probes.append({"path": path, "status": response.status, "body": response.text()[:2000]})
+    responses, media = [], []
+    for response in received:
+        kind = response.headers.get("content-type", "")
+        if kind.startswith("image/") and not response.url.startswith(("blob:", "data:")) and "/static/" not in response.url:
+            media.append(response.url)
+        if "json" not in kind and "html" not in kind:
+            continue
+        try:
+            body = response.text()[:200000]
+        except Exception:  # a body the browser no longer holds (e.g. a redirect's)
+            body = ""
+        responses.append({"url": response.url, "status": response.status, "body": body})
+    return {"rated": rated, "texts": texts, "images": images, "media": media, "responses": responses, "probes": probes}
+
+
 def _run(job: dict) -> dict:
     from playwright.sync_api import sync_playwright
 
-    if job.get("mode") in ("stream", "task_view", "steps"):
-        work = {"stream": _stream, "task_view": _task_view, "steps": _steps}[job["mode"]]
+    if job.get("mode") in ("stream", "task_view", "steps", "rate"):
+        work = {"stream": _stream, "task_view": _task_view, "steps": _steps, "rate": _rate}[job["mode"]]
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=job["chromium"], headless=True,
                                         args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--hide-scrollbars"])

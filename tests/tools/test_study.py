@@ -1,12 +1,15 @@
-"""The study's arithmetic, checked against hand-computed numbers (the end-to-end flow with a
-real Label Studio is in test_label_studio_e2e.py)."""
+"""The study without Label Studio: its arithmetic against hand-computed numbers, its folder
+and key rules, and its items (the whole flow with a real Label Studio and browsers is in
+tests/e2e/test_study_e2e.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ls_backend.tools.study import StudyError, fleiss_kappa, rating_summary, shares, unblind
+from ls_backend.tools.study import (
+    StudyError, StudyFolder, fleiss_kappa, items_from_pose_sets, rating_summary, rating_table, shares, unblind,
+)
 
 
 def test_unblind_swaps_only_when_refined_is_on_the_left():
@@ -14,7 +17,7 @@ def test_unblind_swaps_only_when_refined_is_on_the_left():
     assert [unblind(r, "left") for r in ("Worse", "Equal", "Better")] == ["Better", "Equal", "Worse"]
     with pytest.raises(StudyError, match="unknown rating"):
         unblind("Great", "left")
-    with pytest.raises(StudyError, match="left' or 'right"):
+    with pytest.raises(StudyError, match="'left' or 'right'"):
         unblind("Equal", "top")
 
 
@@ -33,33 +36,65 @@ def test_summary_by_hand():
     raw = [("i1", "a", "Better", "right"), ("i1", "b", "Better", "right"),
            ("i2", "a", "Worse", "left"), ("i2", "b", "Equal", "left"),
            ("i3", "a", "Better", "left"), ("i3", "b", "Better", "left")]
-    rows = [{"item": i, "rater": r, "rating_right_vs_left": x, "refined_side": s, "refined_vs_human": unblind(x, s)}
+    rows = [{"item": i, "rater": r, "rating_right_vs_left": x, "candidate_side": s, "verdict": unblind(x, s)}
             for i, r, x, s in raw]
     summary = rating_summary(rows)
     # Un-blinded: i1 Better, Better; i2 Better, Equal; i3 Worse, Worse.
     assert summary["overall"] == {"Worse": 2 / 6, "Equal": 1 / 6, "Better": 3 / 6}
-    assert summary["per_rater"]["a"] == {"Worse": 1 / 3, "Equal": 0.0, "Better": 2 / 3}
-    assert summary["per_rater"]["b"] == {"Worse": 1 / 3, "Equal": 1 / 3, "Better": 1 / 3}
+    assert summary["per_rater"]["a"]["shares"] == {"Worse": 1 / 3, "Equal": 0.0, "Better": 2 / 3}
+    assert summary["per_rater"]["b"]["shares"] == {"Worse": 1 / 3, "Equal": 1 / 3, "Better": 1 / 3}
     # Kappa by hand: P_i = 1, 0, 1 -> P_bar = 2/3; p = (2/6, 1/6, 3/6) -> P_e = 14/36.
     assert summary["fleiss_kappa"] == pytest.approx((2 / 3 - 14 / 36) / (1 - 14 / 36))
     low, high = summary["overall_ci95"]["Better"]
-    assert low <= 0.5 <= high
+    assert low <= 0.5 <= high and high - low > 0.1
+    a_low, a_high = summary["per_rater"]["a"]["ci95"]["Better"]
+    assert a_low <= 2 / 3 <= a_high
+    # the printed table shows every share with its interval, and kappa with its own
+    table = rating_table(summary)
+    assert f"50.0% [{100 * low:.0f}-{100 * high:.0f}]" in table
+    assert "66.7% [" in table and "Fleiss' kappa: " in table
+    k_low, k_high = summary["fleiss_kappa_ci95"]
+    assert f"[{k_low:.3f}, {k_high:.3f}]" in table
     assert shares([]) == pytest.approx({"Worse": np.nan, "Equal": np.nan, "Better": np.nan}, nan_ok=True)
 
 
-def test_overlays_draw_poses_in_the_registry_frame(tmp_path, car, car_renderer, monkeypatch):
-    """The study draws poses by the same frame rule as the backend and evaluate: a pose naming
-    none is read in the model's frame; one naming another frame a rotation apart is converted
-    (the same picture); one a reflection apart is refused."""
+def test_a_study_folder_outside_what_label_studio_serves_and_never_overwritten(tmp_path):
+    served = tmp_path / "ls-files"
+    (served / "media").mkdir(parents=True)
+    for inside in (served, served / "media", served / "media" / "x"):
+        with pytest.raises(StudyError, match="may serve"):
+            StudyFolder.create(inside, "s1", [served / "media", served])
+    assert not (served / "s1").exists() and not (served / "media" / "s1").exists()
+    folder = StudyFolder.create(tmp_path / "studies", None, [served])
+    assert folder.id.startswith("study-") and folder.root.is_dir()
+    folder.write_key({"study": folder.id, "items": {"item-0001": {"candidate_side": "left"}}, "projects": []})
+    assert oct(folder.key_path.stat().st_mode & 0o777) == "0o600"
+    before = folder.key_path.read_bytes()
+    with pytest.raises(StudyError, match="already exists"):
+        StudyFolder.create(tmp_path / "studies", folder.id, [served])
+    with pytest.raises(StudyError, match="already has a key"):
+        folder.write_key({"items": {}, "projects": []})
+    assert folder.key_path.read_bytes() == before
+    assert StudyFolder.find(tmp_path / "studies", folder.id).read_key()["items"]["item-0001"]["candidate_side"] == "left"
+    with pytest.raises(StudyError, match=f"no study nope in .*there are: {folder.id}"):
+        StudyFolder.find(tmp_path / "studies", "nope")
+    with pytest.raises(StudyError, match="study id"):
+        StudyFolder(tmp_path, "../escape")
+
+
+def test_pose_set_items_draw_poses_in_the_registry_frame(tmp_path, car, car_renderer):
+    """Pose-set items are read by the same frame rule as the backend and evaluate: a pose
+    naming no frame is read in the model's frame; one naming another frame a rotation apart is
+    converted (the same picture); one a reflection apart is refused."""
     import json
     from dataclasses import replace
 
     from geometry.conventions import seed
     from geometry.frames import frame_matrix
+    from geometry.iou import iou
     from geometry.mesh import save_mesh
     from geometry.pose import Pose
-    from ls_backend.tools import study
-    from ls_backend.datasets.posesets import PoseRecord
+    from ls_backend.datasets.posesets import PoseRecord, write_pose_set
     from ls_backend.registry import Registry
 
     save_mesh(tmp_path / "car.ply", car)
@@ -67,21 +102,29 @@ def test_overlays_draw_poses_in_the_registry_frame(tmp_path, car, car_renderer, 
         json.dumps({"car": {"mesh": "car.ply", "frame": "shapenet_seed", "category": "car"}}))
     registry = Registry.load(tmp_path / "registry.json")
     pose = Pose(azimuth=35, elevation=12, theta=3, distance=1.7, focal=330, u=150, v=105, width=300, height=200)
-    drawn = []
-    monkeypatch.setattr(study, "save_overlay", lambda out, rgb, masks: drawn.append(masks["model"]))
-    photo = np.zeros((200, 300, 3), np.uint8)
     in_seed = replace(pose, mesh_frame=seed.MESH_FRAME)
-    study._render_overlay(photo, PoseRecord("a.jpg", "car", None, pose=pose), registry, tmp_path / "a.png")
-    np.testing.assert_array_equal(drawn[0], car_renderer.render(in_seed))
-    # the seed frame turned by 90 degrees about z: a rotation apart, converted, same silhouette
     turned = replace(in_seed, mesh_frame=frame_matrix(np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]) @ seed.MESH_FRAME))
-    turned_pose = replace(turned, azimuth=in_seed.azimuth + 90.0)
-    assert car_renderer.render(turned_pose).sum() > 0
-    study._render_overlay(photo, PoseRecord("a.jpg", "car", None, pose=turned_pose, names_frame=True), registry,
-                          tmp_path / "b.png")
-    from geometry.iou import iou
-    assert iou(drawn[1], car_renderer.render(turned_pose)) > 0.999
-    named = replace(pose, mesh_frame=np.eye(3))
+    turned = replace(turned, azimuth=in_seed.azimuth + 90.0)
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(images / name)
+    write_pose_set(tmp_path / "human.json", [PoseRecord("a.png", "car", None, pose=pose),
+                                             PoseRecord("b.png", "car", None, pose=pose),
+                                             PoseRecord("c.png", "car", None, pose=pose),
+                                             PoseRecord("gone.png", "car", None, pose=pose)], None)
+    write_pose_set(tmp_path / "refined.json", [
+        PoseRecord("a.png", "car", None, pose=pose),
+        PoseRecord("b.png", "car", None, pose=turned, names_frame=True),
+        PoseRecord("c.png", "car", None, pose=replace(pose, mesh_frame=np.diag([1.0, 1, -1]) @ seed.MESH_FRAME),
+                   names_frame=True)], None)
+    items = items_from_pose_sets(tmp_path / "human.json", tmp_path / "refined.json", images, registry)
+    assert [item.image for item in items] == ["a.png", "b.png", "c.png"]  # gone.png has no photo
+    photo, human, refined = items[0].load()
+    assert photo.shape == (200, 300, 3)
+    np.testing.assert_array_equal(registry.renderer("car").render(human), car_renderer.render(in_seed))
+    _, _, refined = items[1].load()
+    assert iou(registry.renderer("car").render(refined), car_renderer.render(in_seed)) > 0.999
     with pytest.raises(ValueError, match="reflection"):
-        study._render_overlay(photo, PoseRecord("a.jpg", "car", None, pose=named, names_frame=True), registry,
-                              tmp_path / "c.png")
+        items[2].load()

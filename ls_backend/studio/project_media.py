@@ -1,0 +1,81 @@
+"""Giving a Label Studio project files it serves to its users, by one of Label Studio's two
+routes:
+
+- **local files**: a folder under Label Studio's local-files document root
+  (``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``, only where Label Studio runs with
+  ``LOCAL_FILES_SERVING_ENABLED=true``) becomes the project's Local Files import storage; a
+  file's task URL is ``/data/local-files/?d=<path under the document root>``
+  (:func:`serve_folder`). Label Studio serves such a file only to users who can see a
+  project with a storage on its folder.
+- **upload** (works on Label Studio's defaults): the files are uploaded to the project
+  without creating tasks (``POST /api/projects/<id>/import?commit_to_project=false``); a
+  file's task URL is ``/data/upload/<project>/<8 hex>-<name>`` (:func:`upload_files`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+from ls_backend.errors import ConfigError, UpstreamError
+from ls_backend.studio.client import TIMEOUT_S, answered, one_line
+
+UPLOAD_BATCH = 50  # files per upload request
+
+
+def local_file_url(path: Path, document_root: Path) -> str:
+    """The task URL of ``path`` (a file under Label Studio's local-files ``document_root``)."""
+    relative = Path(path).resolve().relative_to(Path(document_root).resolve())
+    return "/data/local-files/?d=" + quote(relative.as_posix())
+
+
+def check_under_document_root(folder: Path, document_root: Path | None) -> None:
+    """ConfigError unless ``folder`` lies under Label Studio's local-files document root."""
+    if document_root is None:
+        raise ConfigError("serving files as Label Studio local files needs LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: "
+                          "the folder Label Studio serves local files from (its LOCAL_FILES_DOCUMENT_ROOT)")
+    if not Path(folder).resolve().is_relative_to(Path(document_root).resolve()):
+        raise ConfigError(f"{folder} is not under Label Studio's local-files document root {document_root}")
+
+
+def serve_folder(client, project_id: int, folder: Path, document_root: Path | None, title: str) -> None:
+    """Make ``folder`` (under ``document_root``) a Local Files storage of the project, not
+    synced (tasks are imported with :func:`local_file_url`)."""
+    check_under_document_root(folder, document_root)
+    with answered(f"a Local Files storage on {folder} for project {project_id} "
+                  "(Label Studio must run with LOCAL_FILES_SERVING_ENABLED=true)"):
+        client.import_storage.local.create(project=int(project_id), path=str(Path(folder).resolve()), title=title,
+                                           use_blob_urls=False)
+
+
+def upload_files(connection, project_id: int, paths: list[Path]) -> dict[Path, str]:
+    """Upload ``paths`` (distinct file names) to the project without creating tasks; returns
+    each path's task URL."""
+    import requests
+
+    urls: dict[Path, str] = {}
+    for start in range(0, len(paths), UPLOAD_BATCH):
+        batch = list(paths[start:start + UPLOAD_BATCH])
+        # one form field per file: Label Studio keeps one file per field name
+        files = [(f"file{i}", (p.name, p.read_bytes(), "application/octet-stream")) for i, p in enumerate(batch)]
+        try:
+            response = requests.post(f"{connection.url}/api/projects/{int(project_id)}/import",
+                                     params={"commit_to_project": "false"}, files=files,
+                                     headers=connection.headers(), timeout=TIMEOUT_S * 4)
+        except requests.RequestException as exc:
+            raise UpstreamError(f"cannot upload files to project {project_id}: {one_line(str(exc))}") from None
+        if response.status_code >= 300:
+            raise UpstreamError(f"Label Studio refused the upload to project {project_id}: HTTP "
+                                f"{response.status_code} {one_line(response.text)}")
+        ids = response.json().get("file_upload_ids") or []
+        with answered(f"the uploads of project {project_id}"):
+            listed = connection.sdk().files.list(id=int(project_id), ids=json.dumps([int(i) for i in ids]))
+            stored = [u.file for u in listed]
+        for path in batch:  # Label Studio names an upload "upload/<project>/<8 hex>-<name>"
+            found = [name for name in stored if name.endswith("-" + path.name)]
+            if len(found) != 1:
+                raise UpstreamError(f"Label Studio did not keep the upload of {path.name} to project {project_id} "
+                                    f"(it lists {one_line(', '.join(stored)) or 'none'})")
+            urls[path] = "/data/" + found[0].lstrip("/")
+    return urls
