@@ -124,7 +124,7 @@ def test_installed_study_create_makes_its_project(installed, label_studio, tmp_p
     write_pose_set(tmp_path / "refined.json", [PoseRecord("img0.png", "toy-car", None, pose=pose)], None)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
     created = run(installed, "study", "create", "--human", tmp_path / "human.json", "--refined", tmp_path / "refined.json",
-                  "--images", images, "--registry", world.root / "registry.json", "--media-root", tmp_path / "media",
-                  "--url-prefix", "/data/local-files/?d=study/", "--sample", "1", "--raters", "1", cwd=tmp_path, env=env)
-    project = label_studio.client().projects.get(id=created["project"])
+                  "--images", images, "--registry", world.root / "registry.json", "--studies", tmp_path / "studies",
+                  "--sample", "1", "--raters", "1", cwd=tmp_path, env=env)
+    project = label_studio.client().projects.get(id=created["projects"][0]["project"])
     assert "Worse" in project.label_config and "Better" in project.label_config

@@ -205,3 +205,23 @@ def test_frame_is_the_mesh_frame_by_the_one_rule(tmp_path, capsys, car_obj):
     code, _, err = run(capsys, "iou", "--mesh", car_obj, "--pose", mirrored, "--mask", tmp_path / "mask.png",
                        "--frame", "shapenet")
     assert code == 2 and "reflection" in err and "'shapenet'" in err
+
+
+def test_a_label_studio_refusal_is_one_line_without_headers(monkeypatch, capsys):
+    """Any label-studio-sdk API error a command lets through exits 2 with one line: the SDK's
+    own message prints every HTTP header, a session cookie included."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    from ls_backend.cli import study
+
+    def refused(args):
+        raise ApiError(status_code=500, headers={"set-cookie": "sessionid=secret"}, body={"detail": "server fell over"})
+
+    monkeypatch.setattr(study, "cmd_report", refused)
+    assert main(["study", "report", "--study", "s", "--out", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["finepose study: error: Label Studio answered HTTP 500: {'detail': 'server fell over'}"]
+    assert "sessionid" not in err
+    monkeypatch.setattr(study, "cmd_report", lambda args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # anything else is a bug, with its traceback
+        main(["study", "report", "--study", "s", "--out", "x"])
