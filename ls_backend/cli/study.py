@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--id", dest="study_id", help="the study's id (default: a new one)")
     p.add_argument("--media-root", type=Path, help="write overlays under this folder (inside Label Studio's "
                    "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT) as Local Files storage; default: upload them")
-    p.add_argument("--seed", type=int, help="seed of the sample, sides and orders (default: random, recorded)")
+    p.add_argument("--seed", type=int, help="seed of the sample, sides and orders, >= 0 (default: random, recorded)")
     p.add_argument("--title", default="finepose rating study")
     p.set_defaults(func=cmd_create)
     p = sub.add_parser("report", help="un-blind the ratings: Table 4 with intervals, kappa, CSV, bar chart")
@@ -61,18 +61,18 @@ def cmd_create(args) -> None:
             return load_image(url, resources.settings, "image", task_id, cache=resources.media_cache)
 
         items = study.items_from_project(link.sdk(), args.from_project, registry, load_photo, baseline, candidate)
-        sides = (study.SOURCE_NAMES[baseline], study.SOURCE_NAMES[candidate])
+        names = (study.SOURCE_NAMES[baseline], study.SOURCE_NAMES[candidate])
         source = {"project": args.from_project, "baseline": baseline, "candidate": candidate}
     else:
         if any(v is None for v in (args.human, args.refined, args.images)):
             raise study.StudyError("give --human, --refined and --images (or --from-project ID)")
         items = study.items_from_pose_sets(args.human, args.refined, args.images, registry)
-        sides = ("human", "refined")
+        names = ("human", "refined")
         source = {"baseline": str(args.human), "candidate": str(args.refined), "images": str(args.images)}
     raters = study.raters_by_email(link.sdk(), args.rater) if args.rater else study.anonymous_raters(args.raters)
     print_json(study.create_study(link, items, registry, raters, args.studies, args.sample,
                                   media_root=args.media_root, document_root=resources.settings.local_files_document_root,
-                                  study_id=args.study_id, seed_value=args.seed, title=args.title, sides=sides,
+                                  study_id=args.study_id, seed_value=args.seed, title=args.title, names=names,
                                   source=source))
 
 

@@ -68,7 +68,11 @@ def upload_files(connection, project_id: int, paths: list[Path]) -> dict[Path, s
         if response.status_code >= 300:
             raise UpstreamError(f"Label Studio refused the upload to project {project_id}: HTTP "
                                 f"{response.status_code} {one_line(response.text)}")
-        ids = response.json().get("file_upload_ids") or []
+        try:
+            ids = response.json().get("file_upload_ids") or []
+        except (ValueError, AttributeError):
+            raise UpstreamError(f"Label Studio answered the upload to project {project_id} with "
+                                f"{one_line(response.text)!r}, not its JSON") from None
         with answered(f"the uploads of project {project_id}"):
             listed = connection.sdk().files.list(id=int(project_id), ids=json.dumps([int(i) for i in ids]))
             stored = [u.file for u in listed]

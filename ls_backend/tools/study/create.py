@@ -86,66 +86,94 @@ def anonymous_raters(count: int) -> list[Rater]:
 def create_study(connection, items: list[StudyItem], registry, raters: list[Rater], studies: Path, sample: int, *,
                  media_root: Path | None = None, document_root: Path | None = None, study_id: str | None = None,
                  seed_value: int | None = None, title: str = "finepose rating study",
-                 sides: tuple[str, str] = ("human", "refined"), source: dict | None = None) -> dict:
-    """Draw the items, render the overlays, create one project per rater, write the key.
-    ``sides``: what the baseline and the candidate are called in the report."""
+                 names: tuple[str, str] = ("human", "refined"), source: dict | None = None) -> dict:
+    """Draw the items, render the pictures, create one project per rater, write the key.
+    ``names``: what the baseline and the candidate are called in the report.
+
+    All or nothing: when any step fails, the projects made so far are deleted and the study's
+    folders removed, so the error can be fixed and the command run again."""
     if not raters:
         raise StudyError("a study needs at least one rater")
-    if sample < 1 or len(items) < sample:
+    if sample < 1:
+        raise StudyError(f"--sample must be at least 1, got {sample}")
+    if len(items) < sample:
         raise StudyError(f"only {len(items)} photos have both poses; asked for {sample}")
-    if media_root is not None:
-        check_under_document_root(media_root, document_root)
-    served = [p for p in (media_root, document_root) if p is not None]
-    folder = StudyFolder.create(studies, study_id, served)
-    overlays = Path(media_root) / folder.id if media_root is not None else folder.root / "overlays"
-    if media_root is not None and overlays.exists():
-        shutil.rmtree(folder.root)
-        raise StudyError(f"{overlays} exists: another study's overlays are left as they are; give another --id")
-    overlays.mkdir(parents=True)
+    if seed_value is not None and not 0 <= int(seed_value) < 2**63:
+        raise StudyError(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed_value}")
     seed_value = secrets.randbits(63) if seed_value is None else int(seed_value)
     rng = np.random.default_rng(seed_value)
+    if media_root is not None:
+        check_under_document_root(media_root, document_root)
+    folder = StudyFolder.create(studies, study_id, [p for p in (media_root, document_root) if p is not None])
+    overlays = Path(media_root) / folder.id if media_root is not None else folder.root / "overlays"
+    projects: list[dict] = []
     try:
+        try:
+            overlays.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            overlays = None  # another study's: left alone
+            raise StudyError(f"{Path(media_root) / folder.id} exists: another study's pictures are left as they are; "
+                             "give another --id") from None
         drawn, passed_over = _draw_and_render(items, registry, sample, rng, overlays)
-    except BaseException:
-        shutil.rmtree(folder.root, ignore_errors=True)
-        shutil.rmtree(overlays, ignore_errors=True)
-        raise
-    projects = []
-    client = connection.sdk()
-    config = read_template(SATISFACTION_STUDY)
-    for rater in raters:
-        order = [drawn[i]["item"] for i in rng.permutation(len(drawn))]
-        with answered(f"a new project for {rater.label}"):
-            project = client.projects.create(
-                title=f"{rater.label}: {title}"[:50], label_config=config, maximum_annotations=1,
-                description=f"Study {folder.id}: the ratings of {rater.label} only.",
-                expert_instruction=INSTRUCTIONS, show_instruction=True, show_skip_button=False)
-        projects.append({"project": project.id, "rater": rater.label, "rater_id": rater.user_id, "order": order})
-        urls = _serve(connection, project.id, overlays, media_root, document_root, folder.id)
+        client = connection.sdk()
+        config = read_template(SATISFACTION_STUDY)
         by_item = {d["item"]: d for d in drawn}
-        tasks = [{"data": {"pair": urls[by_item[i]["picture"]], "item": i}} for i in order]
-        with answered(f"the import of tasks into project {project.id}"):
-            client.projects.import_tasks(id=project.id, request=tasks)
-    key = {
-        "study": folder.id,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seed": seed_value, "baseline": sides[0], "candidate": sides[1], "source": source or {},
-        "media": "local files" if media_root is not None else "upload", "overlays": str(overlays),
-        "items": {d["item"]: {k: d[k] for k in ("image", "model", "task", "candidate_side", "picture")} for d in drawn},
-        "projects": projects,
-    }
-    folder.write_key(key)
+        for rater in raters:
+            order = [drawn[i]["item"] for i in rng.permutation(len(drawn))]
+            with answered("the project list"):
+                project = client.projects.create(
+                    title=f"{rater.label}: {title}"[:50], label_config=config, maximum_annotations=1,
+                    description=f"Study {folder.id}: the ratings of {rater.label} only.",
+                    expert_instruction=INSTRUCTIONS, show_instruction=True, show_skip_button=False)
+            projects.append({"project": project.id, "rater": rater.label, "rater_id": rater.user_id, "order": order})
+            urls = _serve(connection, project.id, overlays, media_root, document_root, folder.id)
+            with answered(f"project {project.id}"):
+                client.projects.import_tasks(id=project.id, request=[
+                    {"data": {"pair": urls[by_item[i]["picture"]], "item": i}} for i in order])
+        key = {
+            "study": folder.id,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "seed": seed_value, "baseline": names[0], "candidate": names[1], "source": source or {},
+            "media": "local files" if media_root is not None else "upload", "overlays": str(overlays),
+            "items": {d["item"]: {k: d[k] for k in ("image", "model", "task", "candidate_side", "picture")} for d in drawn},
+            "projects": projects,
+        }
+        folder.write_key(key)
+    except BaseException as exc:
+        undone = _undo(connection, projects, folder.root, overlays)
+        if isinstance(exc, FineposeError) and projects:
+            raise type(exc)(f"{exc} (nothing of study {folder.id} was kept: {undone})") from None
+        raise
     return {"study": folder.id, "key": str(folder.key_path), "items": len(drawn), "seed": seed_value,
             "projects": [{"project": p["project"], "rater": p["rater"],
                           "url": f"{connection.url}/projects/{p['project']}/data?labeling=1"} for p in projects],
             "passed_over": passed_over}
 
 
+def _undo(connection, projects: list[dict], folder: Path, overlays: Path | None) -> str:
+    """Delete the projects a failed create made and its folders; says what was deleted."""
+    deleted = []
+    for project in projects:
+        try:
+            connection.sdk().projects.delete(id=project["project"])
+            deleted.append(str(project["project"]))
+        except Exception:  # noqa: BLE001 (Label Studio gone meanwhile: said below, never hides the first error)
+            pass
+    shutil.rmtree(folder, ignore_errors=True)
+    if overlays is not None:
+        shutil.rmtree(overlays, ignore_errors=True)
+    kept = [str(p["project"]) for p in projects if str(p["project"]) not in deleted]
+    return (f"projects {', '.join(deleted)} deleted" if deleted else "no project made") + \
+        (f"; projects {', '.join(kept)} could not be deleted: delete them in Label Studio" if kept else "")
+
+
 def _draw_and_render(items: list[StudyItem], registry, sample: int, rng, overlays: Path) -> tuple[list[dict], list[dict]]:
-    """Take items in a random order until ``sample`` of them load and render; each drawn one
-    gets an item id, the candidate's side and its two overlay files (random names)."""
+    """Take items in a random order until ``sample`` of them load and draw two different
+    outlines; each drawn one gets an item id, the candidate's side (as many on the left as on
+    the right, shuffled) and its picture (a random name)."""
     drawn, passed_over = [], []
-    progress = tqdm(total=sample, desc="study overlays", unit="item")
+    sides = rng.permutation(np.resize(np.array(SIDES), sample))  # as many left as right (+-1), shuffled
+    progress = tqdm(total=sample, desc="study pictures", unit="item", disable=None)  # silent off a terminal
     for index in rng.permutation(len(items)):
         if len(drawn) == sample:
             break
@@ -157,7 +185,11 @@ def _draw_and_render(items: list[StudyItem], registry, sample: int, rng, overlay
         except (FineposeError, GeometryError, ValueError, OSError) as exc:
             passed_over.append({"image": item.image, "task": item.task, "reason": str(exc)})
             continue
-        candidate_side = SIDES[int(rng.integers(2))]
+        if np.array_equal(masks["baseline"], masks["candidate"]):
+            passed_over.append({"image": item.image, "task": item.task,
+                                "reason": "both poses draw the same outline: nothing to compare"})
+            continue
+        candidate_side = str(sides[len(drawn)])
         left, right = ("baseline", "candidate") if candidate_side == "right" else ("candidate", "baseline")
         name = f"{secrets.token_hex(8)}.png"
         imsave(overlays / name, side_by_side(draw_overlay(photo, {"model": masks[left]}),

@@ -17,7 +17,7 @@ import secrets
 import time
 from pathlib import Path
 
-from ls_backend.tools.study.ratings import StudyError
+from ls_backend.tools.study.ratings import SIDES, StudyError
 
 STUDY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
 KEY_FILE = "key.json"
@@ -85,6 +85,26 @@ class StudyFolder:
             key = json.loads(self.key_path.read_text())
         except (OSError, ValueError) as exc:
             raise StudyError(f"the key of study {self.id} is unreadable: {self.key_path} ({exc})") from None
-        if not isinstance(key, dict) or not isinstance(key.get("items"), dict) or not isinstance(key.get("projects"), list):
-            raise StudyError(f"the key of study {self.id} ({self.key_path}) is not a finepose study key")
+        problem = _key_problem(key)
+        if problem:
+            raise StudyError(f"the key of study {self.id} ({self.key_path}) is not a finepose study key: {problem}")
         return key
+
+
+def _key_problem(key) -> str:
+    """What makes ``key`` unusable ("" when nothing does)."""
+    if not isinstance(key, dict) or not isinstance(key.get("study"), str):
+        return "no study id"
+    items, projects = key.get("items"), key.get("projects")
+    if not isinstance(items, dict) or not items:
+        return "no items"
+    for name, item in items.items():
+        if not isinstance(item, dict) or item.get("candidate_side") not in SIDES:
+            return f"item {name!r} has no candidate side"
+    if not isinstance(projects, list) or not projects:
+        return "no projects"
+    for project in projects:
+        if not isinstance(project, dict) or not isinstance(project.get("project"), int) \
+                or not isinstance(project.get("rater"), str):
+            return f"project entry {project!r} lacks its project id or rater"
+    return ""

@@ -49,7 +49,8 @@ def shares(ratings) -> dict[str, float]:
 
 def fleiss_kappa(counts: np.ndarray) -> float:
     """Fleiss' kappa of an (items x categories) table of rating counts, the same number of
-    raters per item (>= 2). 1 = full agreement, 0 = chance."""
+    raters per item (>= 2). 1 = full agreement, 0 = chance; NaN when every rating falls in
+    one category (chance agreement is then 1 and kappa 0/0)."""
     counts = np.asarray(counts, dtype=float)
     raters = counts.sum(axis=1)
     if len(counts) == 0 or raters.min() < 2 or not np.all(raters == raters[0]):
@@ -59,7 +60,7 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     p_bar = p_items.mean()
     p_cat = counts.sum(axis=0) / counts.sum()
     p_e = (p_cat**2).sum()
-    return float((p_bar - p_e) / (1 - p_e)) if p_e < 1 else 1.0
+    return float((p_bar - p_e) / (1 - p_e)) if p_e < 1 else float("nan")
 
 
 def bootstrap_shares(per_item: list[list[str]], seed_value: int, rounds: int = BOOTSTRAP_ROUNDS) -> dict:
@@ -85,10 +86,11 @@ def rating_summary(rows: list[dict], seed_value: int = 0) -> dict:
     counts = np.array([[ratings.count(r) for r in RATINGS] for ratings in items])
     most = max(len(ratings) for ratings in items)
     full = counts[counts.sum(axis=1) == most]
-    kappa = fleiss_kappa(full) if most >= 2 and len(full) else None
+    kappa = fleiss_kappa(full) if most >= 2 and len(full) else float("nan")
     kappa_ci = None
-    if kappa is not None and len(full) > 1:
-        low, high = interval95([fleiss_kappa(full[picked]) for picked in bootstrap_indices(len(full), 1000, seed_value)])
+    if not np.isnan(kappa) and len(full) > 1:
+        draws = [fleiss_kappa(full[picked]) for picked in bootstrap_indices(len(full), BOOTSTRAP_ROUNDS, seed_value)]
+        low, high = interval95(draws)  # resamples where kappa is undefined (one category) are left out
         kappa_ci = [float(low), float(high)]
     per_rater = {}
     for rater in raters:
@@ -104,12 +106,18 @@ def rating_summary(rows: list[dict], seed_value: int = 0) -> dict:
         "overall": shares(row["verdict"] for row in rows),
         "overall_ci95": bootstrap_shares(items, seed_value),
         "per_rater": per_rater,
-        "fleiss_kappa": kappa,
+        "fleiss_kappa": None if np.isnan(kappa) else kappa,  # None: fewer than 2 raters, or all in one category
         "fleiss_kappa_ci95": kappa_ci,
         "kappa_items": int(len(full)),
         "raters_per_item": int(most),
         "bootstrap": {"rounds": BOOTSTRAP_ROUNDS, "seed": seed_value},
     }
+
+
+def _groups(summary: dict) -> dict:
+    """Row label -> (shares, intervals): all raters, then each rater."""
+    return {"all raters": (summary["overall"], summary["overall_ci95"]),
+            **{f"rater {k}": (v["shares"], v["ci95"]) for k, v in summary["per_rater"].items()}}
 
 
 def _cell(share: float, interval) -> str:
@@ -121,8 +129,7 @@ def _cell(share: float, interval) -> str:
 def rating_table(summary: dict, candidate: str = "refined", baseline: str = "human") -> str:
     """The shares of Worse / Equal / Better (``candidate`` vs ``baseline``), overall and per
     rater, each with its 95% interval, and kappa with its interval."""
-    groups = {"all raters": (summary["overall"], summary["overall_ci95"]),
-              **{f"rater {k}": (v["shares"], v["ci95"]) for k, v in summary["per_rater"].items()}}
+    groups = _groups(summary)
     rows = [[label, *(_cell(values[k], ci[k]) for k in RATINGS)] for label, (values, ci) in groups.items()]
     kappa, ci = summary["fleiss_kappa"], summary["fleiss_kappa_ci95"]
     kappa_text = "n/a" if kappa is None else f"{kappa:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
@@ -148,8 +155,7 @@ def write_report(rows: list[dict], summary: dict, out: Path, candidate: str = "r
         writer.writeheader()
         writer.writerows(rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    groups = {"all": (summary["overall"], summary["overall_ci95"]),
-              **{f"rater {k}": (v["shares"], v["ci95"]) for k, v in summary["per_rater"].items()}}
+    groups = _groups(summary)
     fig, ax = plt.subplots(figsize=(1.5 + 1.4 * len(groups), 3.8))
     x = np.arange(len(groups))
     for i, (rating, colour) in enumerate(zip(RATINGS, ("#d62728", "#7f7f7f", "#2ca02c"))):

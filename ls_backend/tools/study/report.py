@@ -2,7 +2,9 @@
 
 Each rating counts once per rater and item: the newest one. In a project made for a named
 rater, an annotation by anyone else is left out (listed under ``left_out`` with why), so a
-person who opened another's project cannot add to or change their ratings.
+person who opened another's project cannot add to or change their ratings. In anonymous
+projects (``--raters N``) a rating counts for the Label Studio user who made it, wherever
+they made it. A task whose data no longer names one of the study's items is left out too.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ def collect_ratings(client, key: dict) -> tuple[list[dict], list[dict]]:
         for task in tasks:
             item = (task.get("data") or {}).get("item")
             if item not in key["items"]:
-                raise StudyError(f"task {task['id']} of project {project['project']} has item {item!r}, "
-                                 f"which study {key.get('study')} does not hold")
+                if task.get("annotations"):
+                    left_out.append({"project": project["project"], "task": task["id"], "by": None,
+                                     "reason": f"item {item!r} is not one of the study's"})
+                continue
             for annotation in task.get("annotations") or []:
                 choices = [r["value"]["choices"][0] for r in annotation.get("result") or []
                            if r.get("type") == "choices" and (r.get("value") or {}).get("choices")]
