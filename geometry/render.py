@@ -120,6 +120,17 @@ class SilhouetteRenderer:
         points = rays[hit, :3].astype(float) + rays[hit, 3:].astype(float) * distance[hit, None]
         return points, hit
 
+    def headlit(self, pose: Pose) -> np.ndarray:
+        """A grey picture of the model lit from the camera (``pose.height`` x ``pose.width``
+        floats: ``|cos|`` of the angle between the surface and the ray, 0-1; NaN where no ray
+        hits): a preview that needs no GPU."""
+        rays = self._rays(pose, np.arange(pose.width)[None, :], np.arange(pose.height)[:, None])
+        found = self._scene.cast_rays(self._o3d.core.Tensor(rays))
+        normals = found["primitive_normals"].numpy()
+        directions = rays[..., 3:] / np.linalg.norm(rays[..., 3:], axis=-1, keepdims=True)
+        light = np.abs((normals * directions).sum(axis=-1))
+        return np.where(np.isfinite(found["t_hit"].numpy()), light, np.nan)
+
     @staticmethod
     def _rays(pose: Pose, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Rays (origin, direction; mesh frame, float32, shape ``broadcast(xs, ys) + (6,)``)

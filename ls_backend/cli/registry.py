@@ -1,5 +1,5 @@
-"""``finepose registry match | from-cad | label-config``: build the mesh registry the backend
-reads, and a project's labeling config listing its models."""
+"""``finepose registry add | match | from-cad | label-config``: build the mesh registry the
+backend reads, and a project's labeling config listing its models."""
 
 from __future__ import annotations
 
@@ -23,6 +23,19 @@ def register(subparsers) -> None:
                        help="segmentation category of every entry (default: the one --synset names)")
         q.add_argument("--by", choices=("category", "model"), default=by_default, help="registry keys")
         q.add_argument("--out", required=True, help="registry JSON to write")
+
+    q = sub.add_parser("add", help="add one CAD model: its frame found from its shape (or given), and a preview")
+    q.add_argument("mesh", help="the model's mesh: OBJ, OFF, PLY, STL, GLB or glTF")
+    q.add_argument("--id", required=True, dest="model_id", help="the model id tasks name in data.model")
+    q.add_argument("--category", required=True, choices=CATEGORIES)
+    q.add_argument("--registry", default="registry.json", help="registry JSON to add to (made if missing)")
+    q.add_argument("--frame", default="auto", choices=["auto", *sorted(FRAMES)],
+                   help="auto: find up and front from the shape (and keypoints); or a known frame")
+    q.add_argument("--up", help="override: the mesh axis pointing up, e.g. --up=+y")
+    q.add_argument("--front", help="override: the mesh axis pointing to the model's front, e.g. --front=-z")
+    q.add_argument("--keypoints", help="the model's 3D keypoints JSON (default: <mesh stem>_keypoints.json beside it)")
+    q.add_argument("--replace", action="store_true", help="replace an entry with this id")
+    q.set_defaults(func=cmd_add)
 
     q = sub.add_parser("match", help="match category names to CAD model names")
     q.add_argument("--categories", required=True, help="text file, one category name per line")
@@ -51,6 +64,16 @@ def _meshes(args) -> dict:
     """The options naming the entries' mesh paths, frame, category and keys."""
     return {"shapenet_root": args.shapenet_root, "synset": args.synset, "mesh_template": args.mesh_template,
             "category": args.category, "frame": args.frame, "by": args.by}
+
+
+def cmd_add(args) -> None:
+    from pathlib import Path
+
+    from ls_backend.registry.add import add_model
+
+    print_json(add_model(Path(args.registry), Path(args.mesh), args.model_id, args.category, frame=args.frame,
+                         up=args.up, front=args.front, keypoints=Path(args.keypoints) if args.keypoints else None,
+                         replace=args.replace))
 
 
 def cmd_match(args) -> None:

@@ -6,7 +6,8 @@ A registry is a JSON file (``FINEPOSE_REGISTRY``)::
                                 "category": "car" | "aeroplane", "keypoints": "<path>"}}
 
 ``mesh`` and ``keypoints`` are relative to the registry file's folder unless absolute.
-``frame`` (a name of :data:`geometry.frames.FRAMES`, default ``pascal3d``) is the model's
+``frame`` (a name of :data:`geometry.frames.FRAMES`, default ``pascal3d``, or a 3x3
+rotation from mesh-file to canonical coordinates, as ``registry add`` writes) is the model's
 frame: every pose of the model is expressed in it, whatever its source (task data, an
 annotation's numbers, the automatic pose, a keypoint fit, a pose set), by the one rule
 :func:`geometry.frames.pose_in_model_frame`: a pose naming another frame is converted when the
@@ -49,7 +50,7 @@ DEFAULT_FRAME = "pascal3d"
 class ModelEntry:
     model_id: str
     mesh: Path
-    frame: str | None  # None only for Registry.single without a frame: poses keep theirs
+    frame: str | tuple | None  # a name or a rotation's rows; None only for Registry.single without a frame
     category: str | None  # None only for Registry.single (no segmentation there)
     keypoints: Path | None
 
@@ -150,9 +151,7 @@ def _content_digest(path: str, size: int, mtime_ns: int) -> str | None:
 def _entry(model_id: str, value, root: Path) -> ModelEntry:
     if not isinstance(value, dict) or not isinstance(value.get("mesh"), str):
         raise RegistryError(f"registry entry {model_id!r} must be an object with a 'mesh' path")
-    frame = value.get("frame", DEFAULT_FRAME)
-    if frame not in FRAMES:
-        raise RegistryError(f"registry entry {model_id!r}: unknown frame {frame!r} (known: {', '.join(FRAMES)})")
+    frame = _frame(model_id, value.get("frame", DEFAULT_FRAME))
     category = value.get("category")
     if category not in CATEGORIES:
         given = "has no 'category'" if category is None else f"has category {category!r}"
@@ -168,6 +167,25 @@ def _entry(model_id: str, value, root: Path) -> ModelEntry:
         beside = keypoints_path(mesh)
         keypoints = beside if beside.is_file() else None
     return ModelEntry(model_id=model_id, mesh=mesh, frame=frame, category=category, keypoints=keypoints)
+
+
+def _frame(model_id: str, frame):
+    """A frame name of :data:`geometry.frames.FRAMES`, or a 3x3 rotation (``registry add``
+    writes one where the detected frame has no name) as a tuple of rows."""
+    if isinstance(frame, str):
+        if frame not in FRAMES:
+            raise RegistryError(f"registry entry {model_id!r}: unknown frame {frame!r} (known: {', '.join(FRAMES)}, "
+                                "or a 3x3 rotation)")
+        return frame
+    try:
+        matrix = np.asarray(frame, dtype=float)
+    except (TypeError, ValueError):
+        matrix = np.zeros(0)
+    if matrix.shape != (3, 3) or not np.allclose(matrix @ matrix.T, np.eye(3), atol=1e-6) \
+            or np.linalg.det(matrix) < 0:
+        raise RegistryError(f"registry entry {model_id!r}: frame {frame!r} is neither a frame name "
+                            f"({', '.join(FRAMES)}) nor a 3x3 rotation")
+    return tuple(tuple(float(x) for x in row) for row in matrix)
 
 
 def _resolve(root: Path, path: str) -> Path:
