@@ -5,6 +5,9 @@
   ``image_width``/``image_height``; optional ``mesh_frame`` (name or 3x3 matrix).
 - ``seed``: a release record (radians, ``f``, ``u``/``v`` from the centre of the 300-px-wide
   image), plus the *original* ``image_width``/``image_height``.
+
+The JSON that ``finepose init`` and ``finepose refine`` print is a pose too: its best
+hypothesis, or its refined pose (:func:`command_pose`).
 """
 
 from __future__ import annotations
@@ -22,8 +25,20 @@ from .pose import Pose, PoseError
 CONVENTIONS = ("finepose", "pascal3d", "seed")
 
 
+def command_pose(data):
+    """The pose inside a finepose command's output (``init``: ``best.pose``; ``refine``:
+    ``refined``), or ``data`` itself when it is not such an output."""
+    if isinstance(data, dict) and "convention" not in data and "azimuth" not in data:
+        if isinstance(data.get("best"), dict) and isinstance(data["best"].get("pose"), dict):
+            return data["best"]["pose"]
+        if isinstance(data.get("refined"), dict):
+            return data["refined"]
+    return data
+
+
 def pose_from_dict(data: dict) -> Pose:
-    """A :class:`Pose` from JSON data in any supported convention."""
+    """A :class:`Pose` from JSON data in any supported convention (or a command's output)."""
+    data = command_pose(data)
     if not isinstance(data, dict):
         raise PoseError(f"a pose must be a JSON object, got {type(data).__name__}")
     convention = data.get("convention", "finepose")
@@ -55,6 +70,7 @@ def names_frame(data) -> bool:
     """Whether pose JSON ``data`` fixes its mesh frame: a ``mesh_frame`` of its own, or the
     release's convention (its formula fixes the frame). Such a pose keeps its frame; any
     other takes the frame of the mesh from where the mesh is described (a registry)."""
+    data = command_pose(data)
     return isinstance(data, dict) and (data.get("mesh_frame") is not None or data.get("convention") == "seed")
 
 

@@ -78,6 +78,15 @@ def test_init_finds_the_pose_or_its_mirror(tmp_path, capsys, car_obj, car_render
     for i, a in enumerate(poses):
         for b in poses[:i]:
             assert abs((a["azimuth"] - b["azimuth"] + 180) % 360 - 180) >= 25 or abs(a["elevation"] - b["elevation"]) > 15
+    # init's output is a pose wherever one is taken: refine starts from its best hypothesis,
+    # and refine's own output feeds the next command (its refined pose)
+    (tmp_path / "init.json").write_text(json.dumps(out))
+    code, refined, err = run(capsys, "refine", "--mesh", car_obj, "--pose", tmp_path / "init.json", "--mask", tmp_path / "mask.png")
+    assert code == 0, err
+    assert refined["initial"]["azimuth"] == pytest.approx(best["pose"]["azimuth"]) and refined["iou_refined"] >= best["iou"] - 1e-9
+    (tmp_path / "refined.json").write_text(json.dumps(refined))
+    code, measured, err = run(capsys, "iou", "--mesh", car_obj, "--pose", tmp_path / "refined.json", "--mask", tmp_path / "mask.png")
+    assert code == 0 and measured["iou"] == pytest.approx(refined["iou_refined"], abs=1e-9), err
 
 
 def test_bad_inputs_exit_2_with_a_clear_message(tmp_path, capsys, car_obj):
