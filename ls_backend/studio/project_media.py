@@ -75,11 +75,15 @@ def upload_files(connection, project_id: int, paths: list[Path]) -> dict[Path, s
                                 f"{one_line(response.text)!r}, not its JSON") from None
         with answered(f"the uploads of project {project_id}"):
             listed = connection.sdk().files.list(id=int(project_id), ids=json.dumps([int(i) for i in ids]))
-            stored = [u.file for u in listed]
-        for path in batch:  # Label Studio names an upload "upload/<project>/<8 hex>-<name>"
-            found = [name for name in stored if name.endswith("-" + path.name)]
-            if len(found) != 1:
+        stored = {int(u.id): u.file for u in listed}
+        # Label Studio answers the ids in the order of the form's fields; it names an upload
+        # "upload/<project>/<8 hex>-<name>" (two files of one name, e.g. a photo and its mask, differ by id)
+        if len(ids) != len(batch):
+            raise UpstreamError(f"Label Studio kept {len(ids)} of {len(batch)} files uploaded to project {project_id}")
+        for path, upload_id in zip(batch, ids):
+            name = stored.get(int(upload_id), "")
+            if not name.endswith("-" + path.name):
                 raise UpstreamError(f"Label Studio did not keep the upload of {path.name} to project {project_id} "
-                                    f"(it lists {one_line(', '.join(stored)) or 'none'})")
-            urls[path] = "/data/" + found[0].lstrip("/")
+                                    f"(upload {upload_id} is {name or 'missing'})")
+            urls[path] = "/data/" + name.lstrip("/")
     return urls
