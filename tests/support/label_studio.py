@@ -55,6 +55,9 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from ls_backend.studio import local_server
+from ls_backend.studio.local_server import login, personal_access_token, session_api
+
 REPO = Path(__file__).resolve().parents[2]
 LS_VENV = Path(os.environ.get("FINEPOSE_LS_VENV", REPO / ".venv-ls"))
 LS_BIN = LS_VENV / "bin" / "label-studio"
@@ -78,33 +81,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def login(url: str, email: str, password: str) -> requests.Session:
-    """A browser-like session logged in through Label Studio's login form."""
-    s = requests.Session()
-    s.get(url + "/user/login/", timeout=60).raise_for_status()
-    r = s.post(
-        url + "/user/login/",
-        data={"email": email, "password": password, "csrfmiddlewaretoken": s.cookies.get("csrftoken", "")},
-        headers={"Referer": url + "/user/login/"}, allow_redirects=False, timeout=60,
-    )  # fmt: skip
-    if r.status_code != 302:
-        raise RuntimeError(f"login of {email} failed: HTTP {r.status_code}")
-    return s
-
-
-def session_api(session: requests.Session, url: str, method: str, path: str, **kwargs) -> requests.Response:
-    """A REST call with the browser session (CSRF header, as Label Studio's own pages send)."""
-    headers = {"X-CSRFToken": session.cookies.get("csrftoken", ""), "Referer": url + "/", **kwargs.pop("headers", {})}
-    return session.request(method, url + path, headers=headers, timeout=60, **kwargs)
-
-
 def user_token(session: requests.Session, url: str, kind: str) -> str:
     """The token a logged-in user copies into ``LABEL_STUDIO_API_KEY``: a new Personal Access
     Token (Account & Settings -> Personal Access Token -> Create), or the legacy token."""
-    if kind == "legacy":
-        r = session_api(session, url, "GET", "/api/current-user/token")
-    else:
-        r = session_api(session, url, "POST", "/api/token/", json={})
+    if kind != "legacy":
+        return personal_access_token(session, url)
+    r = session_api(session, url, "GET", "/api/current-user/token")
     if r.status_code >= 300:
         raise RuntimeError(f"cannot get a {kind} token: HTTP {r.status_code} {r.text[:300]}")
     return r.json()["token"]
@@ -313,23 +295,7 @@ def _die_with_parent() -> None:  # runs in the child before exec (Linux): no orp
 
 
 def label_studio_env(data_dir: Path, local_files_root: Path, extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "LABEL_STUDIO_", "VIRTUAL_ENV"))}
-    env.update(
-        LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),
-        ML_BLOCK_LOCAL_IP="false",
-        SSRF_PROTECTION_ENABLED="false",
-        LOCAL_FILES_SERVING_ENABLED="true",
-        LOCAL_FILES_DOCUMENT_ROOT=str(local_files_root),
-        COLLECT_ANALYTICS="false",
-        LATEST_VERSION_CHECK="false",
-        SENTRY_DSN="",
-        FRONTEND_SENTRY_DSN="",
-        SECRET_KEY=secrets.token_urlsafe(40),
-        PYTHONUNBUFFERED="1",
-        PATH=f"{LS_VENV / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
-    )
-    env.update(extra or {})
-    return env
+    return local_server.label_studio_env(data_dir, local_files_root, LS_VENV, extra)
 
 
 def start_label_studio(

@@ -1,0 +1,187 @@
+"""``finepose up``: Label Studio and the backend on this machine, a user with a Personal Access
+Token, and a project to annotate, in one command. Ctrl-C stops both; a second ``up`` with the
+same ``--data`` folder reuses Label Studio's database, the user and the project.
+
+Without ``--photos`` the project is a demo built only from what finepose ships, and says so:
+a procedural car (``geometry.procedural``) photographed at known poses, synthetic photos with
+their masks, served as Label Studio local files. With ``--photos``, ``--registry`` and
+``--model`` it is the user's own project (``project create``).
+
+Everything lives in ``--data`` (default ``finepose-up``): ``label-studio/`` (its database),
+``files/`` (its local-files root), ``backend.log``, ``label-studio.log`` and ``up.json`` (the
+login, the token and Label Studio's secret key; owner-only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ls_backend.errors import ConfigError
+from ls_backend.studio import local_server
+
+EMAIL = "annotator@finepose.local"
+DEMO_TITLE = "finepose demo (synthetic car, made in code)"
+DEMO_MODEL = "demo-car"
+START_TIMEOUT_S = 300.0
+
+
+def demo_world(folder: Path) -> tuple[Path, Path, Path]:
+    """A procedural car, its registry and three synthetic photos (red car on grey, at known
+    poses) with masks; returns (registry, photos folder, masks folder)."""
+    from geometry.masks import write_mask
+    from geometry.mesh import save_mesh
+    from geometry.pose import Pose
+    from geometry.procedural import car_mesh
+    from geometry.render import SilhouetteRenderer
+
+    photos, masks = folder / "photos", folder / "masks"
+    photos.mkdir(parents=True, exist_ok=True)
+    masks.mkdir(parents=True, exist_ok=True)
+    mesh = car_mesh()
+    save_mesh(folder / "demo_car.ply", mesh)
+    registry = folder / "registry.json"
+    registry.write_text(json.dumps({DEMO_MODEL: {"mesh": "demo_car.ply", "frame": "pascal3d", "category": "car"}}))
+    renderer = SilhouetteRenderer(mesh)
+    for k, (azimuth, elevation) in enumerate(((35.0, 12.0), (300.0, 18.0), (150.0, 10.0))):
+        pose = Pose(azimuth=azimuth, elevation=elevation, theta=0.0, distance=2.6, focal=560.0, u=240.0, v=165.0,
+                    width=480, height=320)
+        mask = renderer.render(pose)
+        picture = np.full((*mask.shape, 3), 90, np.uint8)
+        picture[mask] = (200, 40, 40)
+        Image.fromarray(picture).save(photos / f"demo{k}.png")
+        write_mask(masks / f"demo{k}.png", mask)
+    return registry, photos, masks
+
+
+class Up:
+    """The two servers and what they were started with."""
+
+    def __init__(self, data: Path, ls_venv: Path, port: int, backend_port: int):
+        self.data, self.ls_venv = Path(data).resolve(), Path(ls_venv)
+        self.ls_url, self.backend_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}"
+        self.port, self.backend_port = port, backend_port
+        self.processes: list[subprocess.Popen] = []
+        self.state_path = self.data / "up.json"
+
+    def state(self) -> dict:
+        if self.state_path.is_file():
+            return json.loads(self.state_path.read_text())
+        return {"email": EMAIL, "password": "fp-" + secrets.token_urlsafe(12), "secret_key": secrets.token_urlsafe(40)}
+
+    def save(self, state: dict) -> None:
+        with open(os.open(self.state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            json.dump(state, f, indent=1)
+
+    def start_label_studio(self, state: dict) -> None:
+        if not local_server.label_studio_bin(self.ls_venv).exists():
+            raise ConfigError(f"Label Studio is not installed in {self.ls_venv}: run bash scripts/setup_label_studio.sh "
+                              "(or give --label-studio VENV)")
+        database = self.data / "label-studio" / "label_studio.sqlite3"
+        database.parent.mkdir(parents=True, exist_ok=True)
+        (self.data / "files").mkdir(exist_ok=True)
+        template = next(iter(sorted(self.ls_venv.glob("finepose-template/*/label_studio.sqlite3"))), None)
+        if not database.exists() and template is not None:  # a migrated empty database: starts in seconds
+            shutil.copyfile(template, database)
+        env = local_server.label_studio_env(self.data / "label-studio", self.data / "files", self.ls_venv,
+                                            {"SECRET_KEY": state["secret_key"]})
+        command = local_server.start_command(self.ls_venv, self.port, state["email"], state["password"])
+        self.processes.append(local_server.popen(command, env, self.data, self.data / "label-studio.log"))
+        self.wait(self.ls_url, self.processes[-1], "Label Studio", self.data / "label-studio.log")
+
+    def token(self, state: dict) -> str:
+        """The saved Personal Access Token while Label Studio accepts it, else a new one."""
+        from ls_backend.studio.client import Connection
+
+        if state.get("token"):
+            try:
+                Connection(self.ls_url, state["token"]).check()
+                return state["token"]
+            except Exception:  # noqa: BLE001 (revoked, or a new database): make another
+                pass
+        session = local_server.login(self.ls_url, state["email"], state["password"])
+        return local_server.personal_access_token(session, self.ls_url)
+
+    def start_backend(self, token: str, registry: Path) -> None:
+        env = {**os.environ, "LABEL_STUDIO_URL": self.ls_url, "LABEL_STUDIO_API_KEY": token,
+               "FINEPOSE_REGISTRY": str(registry), "MODEL_DIR": str(self.data / "model-dir"),
+               "FINEPOSE_EDITOR_URL": self.backend_url, "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.data / "files")}
+        command = [sys.executable, "-m", "ls_backend.cli.main", "serve", "--host", "127.0.0.1",
+                   "--port", str(self.backend_port)]
+        self.processes.append(local_server.popen(command, env, self.data, self.data / "backend.log"))
+        self.wait(self.backend_url, self.processes[-1], "the backend", self.data / "backend.log")
+
+    def wait(self, url: str, process: subprocess.Popen, name: str, log: Path) -> None:
+        started = time.monotonic()
+        while not local_server.healthy(url):
+            if process.poll() is not None:
+                raise ConfigError(f"{name} stopped at start (exit {process.returncode}); its log: {log}")
+            if time.monotonic() - started > START_TIMEOUT_S:
+                raise ConfigError(f"{name} did not answer {url}/health within {START_TIMEOUT_S:.0f} s; its log: {log}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Each server's process group: SIGINT, then SIGTERM, then SIGKILL."""
+        for process in reversed(self.processes):
+            for sig, wait in ((signal.SIGINT, 15), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+                if process.poll() is not None:
+                    break
+                try:
+                    os.killpg(process.pid, sig)
+                    process.wait(timeout=wait)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    continue
+        self.processes.clear()
+
+
+def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: Path | None = None,
+           registry: Path | None = None, model: str | None = None, masks: Path | None = None,
+           title: str | None = None, say=print, until=None) -> dict:
+    """Start everything, say how to log in (one JSON line), serve until Ctrl-C (or until
+    ``until()`` is true), stop everything. Returns what was said."""
+    from ls_backend.settings import Settings
+    from ls_backend.studio.client import Connection
+    from ls_backend.registry import Registry
+    from ls_backend.tools.project import create_project
+
+    if photos is not None and (registry is None or model is None):
+        raise ConfigError("your own photos need --registry and --model too")
+    up = Up(data, ls_venv, port, backend_port)
+    up.data.mkdir(parents=True, exist_ok=True)
+    state = up.state()
+    up.save(state)
+    try:
+        up.start_label_studio(state)
+        state["token"] = up.token(state)
+        up.save(state)
+        if photos is None:
+            registry, photos, masks = demo_world(up.data / "files" / "demo")
+            model, title = DEMO_MODEL, DEMO_TITLE
+        up.start_backend(state["token"], Path(registry).resolve())
+        settings = Settings(label_studio_url=up.ls_url, api_key=state["token"], editor_url=up.backend_url,
+                            local_files_document_root=(up.data / "files").resolve(), registry=Path(registry))
+        made = create_project(Connection(up.ls_url, state["token"]), settings, Registry.load(registry),
+                              title or "finepose", Path(photos), model=model, masks=masks, backend_url=up.backend_url)
+        said = {"label_studio": up.ls_url, "project": made["url"], "login": state["email"], "password": state["password"],
+                "backend": up.backend_url, "demo": photos == up.data / "files" / "demo" / "photos",
+                "pids": [p.pid for p in up.processes], "stop": "Ctrl-C"}
+        say(json.dumps(said))
+        while until is None or not until():
+            if any(p.poll() is not None for p in up.processes):
+                raise ConfigError(f"a server stopped; see {up.data / 'label-studio.log'} and {up.data / 'backend.log'}")
+            time.sleep(1.0)
+        return said
+    except KeyboardInterrupt:
+        return {"stopped": True}
+    finally:
+        up.stop()

@@ -1,0 +1,86 @@
+"""``finepose up`` as a person runs it: it starts a real Label Studio 1.23.2 (from .venv-ls) and
+the backend, makes a user with a Personal Access Token and the synthetic demo project; the
+demo tasks get predictions at the poses their photos were made at; Ctrl-C leaves no process
+behind; a second ``up`` reuses the data (same login, same project)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from ls_backend.studio.client import Connection
+from ls_backend.studio.resolve import prediction_pose
+from tests.support.label_studio import LS_VENV, free_port, label_studio_available
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+DEMO_AZIMUTHS = {"demo0.png": 35.0, "demo1.png": 300.0, "demo2.png": 150.0}
+
+
+def start_up(data: Path) -> tuple[subprocess.Popen, dict]:
+    """``finepose up`` in its own process; what it said when ready."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ls_backend.cli.main", "up", "--data", str(data), "--label-studio", str(LS_VENV),
+         "--port", str(free_port()), "--backend-port", str(free_port())],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    started = time.monotonic()
+    while time.monotonic() - started < 400:
+        ready, _, _ = select.select([process.stdout], [], [], 5)
+        if ready:
+            line = process.stdout.readline()
+            if line.startswith("{"):
+                return process, json.loads(line)
+        if process.poll() is not None:
+            raise AssertionError(f"finepose up stopped ({process.returncode}): {process.stderr.read()[-3000:]}")
+    process.kill()
+    raise AssertionError("finepose up was not ready within 400 s")
+
+
+def ctrl_c(process: subprocess.Popen, said: dict) -> None:
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=90) == 0, process.stderr.read()[-2000:]
+    for pid in said["pids"]:  # Label Studio's and the backend's: gone, none left as an orphan
+        assert not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text(), pid
+
+
+@pytest.mark.skipif(label_studio_available() is not None, reason=str(label_studio_available()))
+def test_up_serves_a_demo_with_predictions_and_stops_cleanly(tmp_path):
+    data = tmp_path / "up"
+    process, said = start_up(data)
+    try:
+        assert said["demo"] is True and said["login"] and said["password"]
+        project = int(said["project"].rstrip("/").split("/")[-2])
+        token = json.loads((data / "up.json").read_text())["token"]
+        assert oct((data / "up.json").stat().st_mode)[-3:] == "600"
+        link = Connection(said["label_studio"], token)
+        r = requests.post(f"{said['label_studio']}/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+                          json={"selectedItems": {"all": True, "excluded": []}}, headers=link.headers(), timeout=300)
+        assert r.status_code == 200, r.text
+        tasks = [t.model_dump() for t in link.sdk().tasks.list(project=project, fields="all")]
+        assert len(tasks) == 3 and all(t["data"]["editor"].startswith(said["backend"]) for t in tasks)
+        for task in tasks:
+            found = prediction_pose(task, "pascal3d", 480, 320)
+            assert found is not None, task
+            wanted = DEMO_AZIMUTHS[task["data"]["photo_file"]]
+            assert abs((found.azimuth - wanted + 180) % 360 - 180) < 3.0, (task["data"]["photo_file"], found.azimuth)
+    finally:
+        if process.poll() is None:
+            ctrl_c(process, said)
+    again, said_again = start_up(data)
+    try:
+        same_project = said_again["project"].split("/projects/")[1] == said["project"].split("/projects/")[1]
+        assert same_project and (said_again["login"], said_again["password"]) == (said["login"], said["password"])
+        assert len(list(Connection(said_again["label_studio"], json.loads((data / "up.json").read_text())["token"])
+                        .sdk().tasks.list(project=project))) == 3
+    finally:
+        ctrl_c(again, said_again)
+    assert os.path.isdir(data / "label-studio")
