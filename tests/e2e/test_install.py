@@ -10,6 +10,8 @@ reading templates shipped as package data.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import os
 import pickle
@@ -121,7 +123,8 @@ def test_installed_study_create_makes_its_project(installed, label_studio, tmp_p
     shutil.copy(world.root / "photo.png", images / "img0.png")
     pose: Pose = world.true_pose
     write_pose_set(tmp_path / "human.json", [PoseRecord("img0.png", "toy-car", None, pose=pose)], None)
-    write_pose_set(tmp_path / "refined.json", [PoseRecord("img0.png", "toy-car", None, pose=pose)], None)
+    moved = replace(pose, azimuth=pose.azimuth + 6.0)  # two different outlines to compare
+    write_pose_set(tmp_path / "refined.json", [PoseRecord("img0.png", "toy-car", None, pose=moved)], None)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
     created = run(installed, "study", "create", "--human", tmp_path / "human.json", "--refined", tmp_path / "refined.json",
                   "--images", images, "--registry", world.root / "registry.json", "--studies", tmp_path / "studies",
