@@ -129,10 +129,18 @@ def _up_sign(points: np.ndarray, category: str, up: int, side: int, length: int)
     front_end = points[points[:, length] <= ends[0]]
     back_end = points[points[:, length] >= ends[1]]
     tail = back_end if _width(back_end[:, side]) >= _width(front_end[:, side]) else front_end
-    mid = 0.5 * (points[:, side].min() + points[:, side].max())
-    near = tail[np.abs(tail[:, side] - mid) <= PLANE * np.ptp(points, axis=0).max(), up]
+    near = _near_plane(tail, side, points)[:, up]
     centre = np.median(near)
     return 1.0 if near.max() - centre >= centre - near.min() else -1.0
+
+
+def _near_plane(part: np.ndarray, side: int, whole: np.ndarray | None = None) -> np.ndarray:
+    """The points of ``part`` within :data:`PLANE` of the mirror plane of ``whole`` (an
+    aeroplane's fuselage and fin); all of ``part`` when too few are that near (no usable plane)."""
+    whole = part if whole is None else whole
+    mid = 0.5 * (whole[:, side].min() + whole[:, side].max())
+    near = part[np.abs(part[:, side] - mid) <= PLANE * np.ptp(whole, axis=0).max()]
+    return near if len(near) >= 20 else part
 
 
 def _width(values: np.ndarray) -> float:
@@ -147,8 +155,7 @@ def _top_part(points: np.ndarray, category: str, up: int, up_sign: float, side: 
     fin top (the highest points near the mirror plane)."""
     heights = points[:, up] * up_sign
     if category == "aeroplane":
-        mid = 0.5 * (points[:, side].min() + points[:, side].max())
-        near = points[np.abs(points[:, side] - mid) <= PLANE * np.ptp(points, axis=0).max()]
+        near = _near_plane(points, side)
         near_heights = near[:, up] * up_sign
         return near[near_heights >= near_heights.max() - FIN * np.ptp(heights)]
     return points[heights >= heights.max() - TOP * np.ptp(heights)]

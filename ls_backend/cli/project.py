@@ -24,6 +24,7 @@ def register(subparsers) -> None:
 
 
 def cmd_create(args) -> None:
+    from ls_backend.editor.links import fill_project_links
     from ls_backend.registry import Registry
     from ls_backend.resources import Resources
     from ls_backend.studio.client import connection
@@ -33,4 +34,4 @@ def cmd_create(args) -> None:
     registry = Registry.load(args.registry) if args.registry else resources.require_registry()
     print_json(create_project(connection(resources.settings), resources.settings, registry, args.title, args.photos,
                               model=args.model, models=read_models_csv(args.models) if args.models else None,
-                              masks=args.masks, poses=args.poses, backend_url=args.backend))
+                              masks=args.masks, poses=args.poses, backend_url=args.backend, links=fill_project_links))

@@ -23,10 +23,11 @@ def register(subparsers) -> None:
 
 
 def cmd_up(args) -> None:
+    from ls_backend.editor.links import fill_project_links
     from ls_backend.tools.up import run_up
 
     def say(line: str) -> None:
         print(line, flush=True)
 
     run_up(args.data, args.label_studio, args.port, args.backend_port, photos=args.photos, registry=args.registry,
-           model=args.model, masks=args.masks, title=args.title, say=say)
+           model=args.model, masks=args.masks, title=args.title, say=say, links=fill_project_links)

@@ -74,8 +74,7 @@ def add_model(registry_path: Path, mesh_path: Path, model_id: str, category: str
         entry["keypoints"] = _relative(keypoints, registry_path.parent)
     preview = _preview(registry_path, model_id, mesh, matrix, mesh_path)
     entries[model_id] = entry
-    _write_entries(registry_path, entries)
-    Registry.load(registry_path)  # what was written loads (and checks every entry)
+    _write_entries(registry_path, entries, check=True)
     return {"registry": str(registry_path), "model": model_id, "frame": entry["frame"], "up": up_axis,
             "front": front_axis, "found_by": found, "preview": str(preview)}
 
@@ -104,10 +103,18 @@ def _read_entries(path: Path) -> dict:
     return entries
 
 
-def _write_entries(path: Path, entries: dict) -> None:
+def _write_entries(path: Path, entries: dict, check: bool = False) -> None:
+    """Write the registry atomically; ``check``: only when every entry loads (else the file
+    stays as it was and the error names the entry)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(entries, indent=1) + "\n")
+    try:
+        if check:
+            Registry.load(temporary)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     os.replace(temporary, path)
 
 
@@ -125,8 +132,8 @@ def view_pose(mesh, matrix: np.ndarray, azimuth: float, elevation: float, size=P
     width, height = size
     focal = 1.5 * width
     distance = mesh.radius * focal / (0.46 * min(width, height))
-    return Pose(azimuth=azimuth, elevation=elevation, theta=0.0, distance=distance, focal=focal, u=width / 2,
-                v=height / 2, width=width, height=height, mesh_frame=np.asarray(matrix, float))
+    return Pose(azimuth=azimuth, elevation=elevation, theta=0.0, distance=distance, focal=focal, u=(width - 1) / 2,
+                v=(height - 1) / 2, width=width, height=height, mesh_frame=np.asarray(matrix, float))
 
 
 def _preview(registry_path: Path, model_id: str, mesh, matrix: np.ndarray, mesh_path: Path) -> Path:

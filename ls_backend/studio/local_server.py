@@ -46,10 +46,32 @@ def label_studio_env(data_dir: Path, local_files_root: Path, venv: Path, extra: 
     return env
 
 
-def start_command(venv: Path, port: int, email: str, password: str, host: str = "127.0.0.1") -> list[str]:
-    """``label-studio start`` serving on ``host:port``; the first start creates the user."""
+def start_command(venv: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """``label-studio start`` serving on ``host:port`` (the user: :func:`user_env`)."""
     return [str(label_studio_bin(venv)), "start", "--no-browser", "--internal-host", host, "--port", str(port),
-            "--username", email, "--password", password, "--log-level", "WARNING"]
+            "--log-level", "WARNING"]
+
+
+def user_env(email: str, password: str) -> dict:
+    """The user the first start creates, through the environment (not the command line,
+    which every local user can read)."""
+    return {"LABEL_STUDIO_USERNAME": email, "LABEL_STUDIO_PASSWORD": password}
+
+
+def installed_version(venv: Path) -> str | None:
+    found = sorted(Path(venv).glob("lib/python*/site-packages/label_studio-*.dist-info"))
+    return found[-1].name.removesuffix(".dist-info").split("-")[1] if found else None
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def login(url: str, email: str, password: str) -> requests.Session:
@@ -88,7 +110,19 @@ def healthy(url: str) -> bool:
 
 
 def popen(command: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen:
-    """A server process in a session of its own (stopped as a group), its output to ``log``."""
+    """A server process in a session of its own (stopped as a group), its output to ``log``,
+    that gets SIGTERM when this process dies however it dies (Linux: no orphaned servers)."""
     with open(log, "ab") as out:
         return subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM when the parent dies (``prctl(PR_SET_PDEATHSIG)``)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass

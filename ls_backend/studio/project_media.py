@@ -21,7 +21,10 @@ from urllib.parse import quote
 from ls_backend.errors import ConfigError, UpstreamError
 from ls_backend.studio.client import TIMEOUT_S, answered, one_line
 
-UPLOAD_BATCH = 50  # files per upload request
+UPLOAD_BATCH = 50  # files per upload request, at most
+UPLOAD_BATCH_BYTES = 100 << 20  # and at most this many bytes (Label Studio refuses over 250 MB)
+#: What Label Studio 1.23 accepts as an uploaded image file.
+UPLOAD_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".svg", ".webp")
 
 
 def local_file_url(path: Path, document_root: Path) -> str:
@@ -49,14 +52,32 @@ def serve_folder(client, project_id: int, folder: Path, document_root: Path | No
                                            use_blob_urls=False)
 
 
+def _batches(paths: list[Path]):
+    """``paths`` in upload requests of at most :data:`UPLOAD_BATCH` files and
+    :data:`UPLOAD_BATCH_BYTES` bytes (a larger single file goes alone)."""
+    batch, size = [], 0
+    for path in paths:
+        length = Path(path).stat().st_size
+        if batch and (len(batch) == UPLOAD_BATCH or size + length > UPLOAD_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(path)
+        size += length
+    if batch:
+        yield batch
+
+
 def upload_files(connection, project_id: int, paths: list[Path]) -> dict[Path, str]:
     """Upload ``paths`` (distinct file names) to the project without creating tasks; returns
     each path's task URL."""
     import requests
 
+    refused = [p.name for p in paths if p.suffix.lower() not in UPLOAD_SUFFIXES]
+    if refused:
+        raise ConfigError(f"Label Studio does not take uploads of {', '.join(refused[:5])}: convert them to "
+                          f"{', '.join(UPLOAD_SUFFIXES)}, or serve the folder as local files")
     urls: dict[Path, str] = {}
-    for start in range(0, len(paths), UPLOAD_BATCH):
-        batch = list(paths[start:start + UPLOAD_BATCH])
+    for batch in _batches(paths):
         # one form field per file: Label Studio keeps one file per field name
         files = [(f"file{i}", (p.name, p.read_bytes(), "application/octet-stream")) for i, p in enumerate(batch)]
         try:

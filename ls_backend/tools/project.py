@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from urllib.parse import unquote
 
 from PIL import Image
 
@@ -30,9 +31,10 @@ from ls_backend.registry.label_config import TEMPLATES, label_config_for
 from ls_backend.studio.client import answered, project_tasks, set_instructions_block
 from ls_backend.studio.project_media import local_file_url, serve_folder, upload_files
 from ls_backend.studio.taskdata import import_fields
+from ls_backend.tools.dataset import import_into_project
 from ls_backend.templates import read_template
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # what Label Studio shows and uploads
 FILE_FIELD = "photo_file"
 INSTRUCTIONS = ("Place the CAD model over the object: type the seven numbers, or open the pose editor "
                 "(the link above the photo) and drag. Submit, and finepose refines your pose into a prediction "
@@ -64,15 +66,18 @@ def read_models_csv(path: Path) -> dict[str, str]:
 
 def create_project(connection, settings, registry, title: str, photos: Path, *, model: str | None = None,
                    models: dict[str, str] | None = None, masks: Path | None = None, poses: Path | None = None,
-                   backend_url: str | None = None) -> dict:
-    """Make (or find by ``title``) the project and give it the photos it lacks; see the module."""
+                   backend_url: str | None = None, links=None) -> dict:
+    """Make (or find by ``title``) the project and give it the photos it lacks; see the module.
+    ``links(client, project_id, settings)``: writes the pose editor's links (the editor's own
+    :func:`ls_backend.editor.links.fill_project_links`, passed in by the command line)."""
     files = photo_files(photos)
     assigned, unassigned = _assign(files, registry, model, models)
     local = _served_locally([photos, *([masks] if masks else [])], settings.local_files_document_root)
     category, config = _label_config(registry, assigned, files, local)
     client = connection.sdk()
     project, created = _project(client, title, config)
-    held = {str((t.get("data") or {}).get(FILE_FIELD)) for t in project_tasks(client, project.id)}
+    config = project.label_config or config  # a project made earlier keeps its own config
+    held = {_photo_name(t.get("data") or {}) for t in project_tasks(client, project.id)}
     new = [p for p in files if p.name not in held and p.name not in unassigned]
     mask_of = _masks(masks, new)
     pose_of = _poses(poses, new)
@@ -90,16 +95,14 @@ def create_project(connection, settings, registry, title: str, photos: Path, *, 
         tasks.append({"data": data})
     if tasks:
         with answered(f"project {project.id}"):
-            client.projects.import_tasks(id=project.id, request=tasks)
+            import_into_project(client, project.id, tasks)
     summary = {"project": project.id, "url": f"{connection.url}/projects/{project.id}/data", "created": created,
                "category": category, "added": len(tasks), "already_there": len(held & {p.name for p in files}),
                "without_model": sorted(unassigned), "masks": len(mask_of), "poses": len(pose_of), "media": media}
     if backend_url:
         summary["backend"] = _connect_backend(client, project.id, backend_url)
-    if settings.editor_url and "$editor" in config:
-        from ls_backend.editor.links import fill_project_links
-
-        summary["editor"] = fill_project_links(client, project.id, settings)
+    if links is not None and settings.editor_url and "$editor" in config:
+        summary["editor"] = links(client, project.id, settings)
     set_instructions_block(client, project.id, "finepose-how-to", INSTRUCTIONS)
     return summary
 
@@ -142,12 +145,25 @@ def _served_locally(folders: list[Path], root: Path | None) -> bool:
 
 
 def _project(client, title: str, config: str):
-    """The project titled ``title`` (made with ``config`` when there is none), and whether it was made."""
+    """The project titled ``title`` (made with ``config`` when there is none), and whether it
+    was made; several of that title are refused (which one would be meant?)."""
     with answered("the project list"):
         found = [p for p in client.projects.list(title=title) if p.title == title]
+        if len(found) > 1:
+            raise DataError(f"Label Studio has {len(found)} projects titled {title!r} "
+                            f"(ids {', '.join(str(p.id) for p in found)}): give another --title or rename them")
         if found:
-            return found[0], False
+            return client.projects.get(id=found[0].id), False
         return client.projects.create(title=title, label_config=config), True
+
+
+def _photo_name(data: dict) -> str:
+    """The photo file a task holds: ``photo_file``, else the name in its image URL (a task
+    imported by other means: an upload ``.../<8 hex>-<name>`` or a local file ``?d=.../<name>``)."""
+    if data.get(FILE_FIELD):
+        return str(data[FILE_FIELD])
+    name = unquote(str(data.get("image") or "")).rsplit("/", 1)[-1].rsplit("=", 1)[-1]
+    return name.split("-", 1)[1] if len(name) > 9 and name[8] == "-" and name[:8].isalnum() else name
 
 
 def _masks(folder: Path | None, photos: list[Path]) -> dict[Path, Path]:
@@ -155,7 +171,7 @@ def _masks(folder: Path | None, photos: list[Path]) -> dict[Path, Path]:
         return {}
     if not Path(folder).is_dir():
         raise DataError(f"mask folder not found: {folder}")
-    by_stem = {p.stem: p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".bmp", ".tif", ".tiff")}
+    by_stem = {p.stem: p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".bmp")}
     return {photo: by_stem[photo.stem] for photo in photos if photo.stem in by_stem}
 
 

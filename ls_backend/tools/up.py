@@ -75,13 +75,24 @@ class Up:
         self.state_path = self.data / "up.json"
 
     def state(self) -> dict:
+        """The login, token and secret key of an earlier ``up`` in this folder, or new ones."""
         if self.state_path.is_file():
-            return json.loads(self.state_path.read_text())
+            try:
+                state = json.loads(self.state_path.read_text())
+                if isinstance(state, dict) and all(isinstance(state.get(k), str) for k in ("email", "password", "secret_key")):
+                    return state
+            except (OSError, ValueError):
+                pass
+            raise ConfigError(f"{self.state_path} is unreadable: restore it, or remove {self.data} to start afresh")
+        if (self.data / "label-studio" / "label_studio.sqlite3").exists():
+            raise ConfigError(f"{self.data} holds a Label Studio database but no {self.state_path.name} (its login): "
+                              f"restore it, or remove {self.data} to start afresh")
         return {"email": EMAIL, "password": "fp-" + secrets.token_urlsafe(12), "secret_key": secrets.token_urlsafe(40)}
 
     def save(self, state: dict) -> None:
         with open(os.open(self.state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             json.dump(state, f, indent=1)
+        os.chmod(self.state_path, 0o600)
 
     def start_label_studio(self, state: dict) -> None:
         if not local_server.label_studio_bin(self.ls_venv).exists():
@@ -90,12 +101,14 @@ class Up:
         database = self.data / "label-studio" / "label_studio.sqlite3"
         database.parent.mkdir(parents=True, exist_ok=True)
         (self.data / "files").mkdir(exist_ok=True)
-        template = next(iter(sorted(self.ls_venv.glob("finepose-template/*/label_studio.sqlite3"))), None)
-        if not database.exists() and template is not None:  # a migrated empty database: starts in seconds
+        version = local_server.installed_version(self.ls_venv)
+        template = self.ls_venv / "finepose-template" / str(version) / "label_studio.sqlite3"
+        if not database.exists() and template.is_file():  # a migrated empty database: starts in seconds
             shutil.copyfile(template, database)
         env = local_server.label_studio_env(self.data / "label-studio", self.data / "files", self.ls_venv,
-                                            {"SECRET_KEY": state["secret_key"]})
-        command = local_server.start_command(self.ls_venv, self.port, state["email"], state["password"])
+                                            {"SECRET_KEY": state["secret_key"],
+                                             **local_server.user_env(state["email"], state["password"])})
+        command = local_server.start_command(self.ls_venv, self.port)
         self.processes.append(local_server.popen(command, env, self.data, self.data / "label-studio.log"))
         self.wait(self.ls_url, self.processes[-1], "Label Studio", self.data / "label-studio.log")
 
@@ -109,8 +122,11 @@ class Up:
                 return state["token"]
             except Exception:  # noqa: BLE001 (revoked, or a new database): make another
                 pass
-        session = local_server.login(self.ls_url, state["email"], state["password"])
-        return local_server.personal_access_token(session, self.ls_url)
+        try:
+            session = local_server.login(self.ls_url, state["email"], state["password"])
+            return local_server.personal_access_token(session, self.ls_url)
+        except (RuntimeError, KeyError, ValueError, OSError) as exc:
+            raise ConfigError(f"cannot log in to the Label Studio in {self.data} as {state['email']}: {exc}") from None
 
     def start_backend(self, token: str, registry: Path) -> None:
         env = {**os.environ, "LABEL_STUDIO_URL": self.ls_url, "LABEL_STUDIO_API_KEY": token,
@@ -123,7 +139,7 @@ class Up:
 
     def wait(self, url: str, process: subprocess.Popen, name: str, log: Path) -> None:
         started = time.monotonic()
-        while not local_server.healthy(url):
+        while process.poll() is not None or not local_server.healthy(url):
             if process.poll() is not None:
                 raise ConfigError(f"{name} stopped at start (exit {process.returncode}); its log: {log}")
             if time.monotonic() - started > START_TIMEOUT_S:
@@ -146,9 +162,10 @@ class Up:
 
 def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: Path | None = None,
            registry: Path | None = None, model: str | None = None, masks: Path | None = None,
-           title: str | None = None, say=print, until=None) -> dict:
+           title: str | None = None, say=print, until=None, links=None) -> dict:
     """Start everything, say how to log in (one JSON line), serve until Ctrl-C (or until
-    ``until()`` is true), stop everything. Returns what was said."""
+    ``until()`` is true), stop everything. Returns what was said. ``links``: writes the pose
+    editor's links (see :func:`ls_backend.tools.project.create_project`)."""
     from ls_backend.settings import Settings
     from ls_backend.studio.client import Connection
     from ls_backend.registry import Registry
@@ -156,10 +173,20 @@ def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: P
 
     if photos is not None and (registry is None or model is None):
         raise ConfigError("your own photos need --registry and --model too")
+    if photos is not None:
+        from ls_backend.tools.project import photo_files
+
+        photo_files(photos)
+        Registry.load(registry).entry(model)
+    for wanted, flag in ((port, "--port"), (backend_port, "--backend-port")):
+        if not local_server.port_free(wanted):
+            raise ConfigError(f"port {wanted} is in use (another Label Studio or backend?): stop it or give {flag}")
     up = Up(data, ls_venv, port, backend_port)
     up.data.mkdir(parents=True, exist_ok=True)
+    os.chmod(up.data, 0o700)  # Label Studio's database and the token live here
     state = up.state()
     up.save(state)
+    stop_on = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         up.start_label_studio(state)
         state["token"] = up.token(state)
@@ -171,7 +198,8 @@ def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: P
         settings = Settings(label_studio_url=up.ls_url, api_key=state["token"], editor_url=up.backend_url,
                             local_files_document_root=(up.data / "files").resolve(), registry=Path(registry))
         made = create_project(Connection(up.ls_url, state["token"]), settings, Registry.load(registry),
-                              title or "finepose", Path(photos), model=model, masks=masks, backend_url=up.backend_url)
+                              title or "finepose", Path(photos), model=model, masks=masks, backend_url=up.backend_url,
+                              links=links)
         said = {"label_studio": up.ls_url, "project": made["url"], "login": state["email"], "password": state["password"],
                 "backend": up.backend_url, "demo": photos == up.data / "files" / "demo" / "photos",
                 "pids": [p.pid for p in up.processes], "stop": "Ctrl-C"}
@@ -185,3 +213,10 @@ def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: P
         return {"stopped": True}
     finally:
         up.stop()
+        for sig, handler in stop_on.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM and SIGHUP (a closed terminal) stop ``up`` as Ctrl-C does."""
+    raise KeyboardInterrupt

@@ -37,7 +37,6 @@ telemetry, Sentry and the PyPI version check are off.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
 import os
 import re
@@ -254,8 +253,7 @@ def _kill_group(proc: subprocess.Popen, timeout: float) -> None:
 
 
 def installed_version() -> str | None:
-    found = sorted(LS_VENV.glob("lib/python*/site-packages/label_studio-*.dist-info"))
-    return found[-1].name.removesuffix(".dist-info").split("-")[1] if found else None
+    return local_server.installed_version(LS_VENV)
 
 
 def template_db_path() -> Path:
@@ -285,13 +283,6 @@ def ensure_template_db(timeout: float = START_TIMEOUT_S) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
-
-
-def _die_with_parent() -> None:  # runs in the child before exec (Linux): no orphaned servers
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def label_studio_env(data_dir: Path, local_files_root: Path, extra: dict | None = None) -> dict:
@@ -338,7 +329,7 @@ def start_label_studio(
             proc = subprocess.Popen(
                 cmd, cwd=base, env=label_studio_env(data_dir, files_root, extra_env),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=local_server.die_with_parent,
             )  # fmt: skip
     except BaseException:
         if not base_dir:
