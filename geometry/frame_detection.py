@@ -115,11 +115,11 @@ def _axis(index: int, sign: float) -> str:
 
 def _up_sign(points: np.ndarray, category: str, up: int, side: int, length: int) -> float:
     """+1 when the mesh's ``up`` axis points up, -1 when down (the category's rule)."""
-    low, high = points[:, up].min(), points[:, up].max()
+    low, high = _bounds(points[:, up])
     height = high - low
     bottom = _slice_width(points, up, side, low, low + SLICE * height)
     top = _slice_width(points, up, side, high - SLICE * height, high)
-    span = np.ptp(points[:, side])
+    span = np.subtract(*_bounds(points[:, side])[::-1])
     if category != "aeroplane" or max(top, bottom) < WING * span:
         return 1.0 if top <= bottom else -1.0  # a car's roof, an aeroplane's fin: narrower than below
     # An aeroplane with its wings in the top or bottom slice (high or low wings): the fin. At
@@ -143,6 +143,13 @@ def _near_plane(part: np.ndarray, side: int, whole: np.ndarray | None = None) ->
     return near if len(near) >= 20 else part
 
 
+def _bounds(values: np.ndarray) -> tuple[float, float]:
+    """Where the surface really ends along an axis: the 0.5th and 99.5th percentiles of the
+    samples (a thin antenna, mirror or stand does not move them)."""
+    low, high = np.percentile(values, [0.5, 99.5])
+    return float(low), float(high)
+
+
 def _width(values: np.ndarray) -> float:
     if len(values) < 20:
         return 0.0
@@ -158,7 +165,8 @@ def _top_part(points: np.ndarray, category: str, up: int, up_sign: float, side: 
         near = _near_plane(points, side)
         near_heights = near[:, up] * up_sign
         return near[near_heights >= near_heights.max() - FIN * np.ptp(heights)]
-    return points[heights >= heights.max() - TOP * np.ptp(heights)]
+    low, high = _bounds(heights)
+    return points[heights >= high - TOP * (high - low)]
 
 
 def detect_frame(mesh: Mesh, category: str = "car", keypoints: dict | None = None, seed: int = 0) -> DetectedFrame:
@@ -168,10 +176,10 @@ def detect_frame(mesh: Mesh, category: str = "car", keypoints: dict | None = Non
     symmetry = mirror_distances(points)
     side = int(np.argmin(symmetry))
     others = [a for a in range(3) if a != side]
-    extent = np.ptp(points, axis=0)
+    extent = np.array([np.subtract(*_bounds(points[:, axis])[::-1]) for axis in range(3)])
     length, up = (others[0], others[1]) if extent[others[0]] >= extent[others[1]] else (others[1], others[0])
     up_sign = _up_sign(points, category, up, side, length)
-    middle = 0.5 * (points[:, length].min() + points[:, length].max())
+    middle = 0.5 * sum(_bounds(points[:, length]))
     margin = _front_from_keypoints(keypoints, length) if keypoints else None
     front_by = "keypoints" if margin is not None else "shape"
     if margin is None:

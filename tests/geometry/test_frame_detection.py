@@ -95,3 +95,17 @@ def test_every_shared_mesh_is_found_turned_three_ways():
                 points = {k: r @ np.asarray(v, float) for k, v in keypoints.items()}
                 assert np.allclose(detect_frame(turned, category, points).matrix, true), path.name
     assert unsure <= 0.1 * len(cases) * len(turns)
+
+
+def test_a_thin_antenna_or_stand_does_not_turn_the_car(car):
+    """Heights and lengths are read where the surface really ends (0.5th-99.5th percentiles),
+    so a thin part sticking out (half the car's height) leaves the frame as it was."""
+    low, high = car.vertices.min(axis=0), car.vertices.max(axis=0)
+    height = high[2] - low[2]
+    for part in (_box((0.01, 0.01, 0.5 * height), (0, 0.3 * low[1], high[2] + 0.25 * height)),  # antenna
+                 _box((0.02, 0.02, 0.4 * height), (0, 0, low[2] - 0.2 * height))):  # stand
+        mesh = Mesh(np.concatenate([car.vertices, part.vertices]),
+                    np.concatenate([car.triangles, part.triangles + len(car.vertices)]))
+        found = detect_frame(mesh, "car")
+        np.testing.assert_allclose(found.matrix, np.eye(3), atol=1e-12)
+        assert found.front_sure
