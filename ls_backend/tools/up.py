@@ -132,7 +132,7 @@ class Up:
         env = {**os.environ, "LABEL_STUDIO_URL": self.ls_url, "LABEL_STUDIO_API_KEY": token,
                "FINEPOSE_REGISTRY": str(registry), "MODEL_DIR": str(self.data / "model-dir"),
                "FINEPOSE_EDITOR_URL": self.backend_url, "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.data / "files")}
-        command = [sys.executable, "-m", "ls_backend.cli.main", "serve", "--host", "127.0.0.1",
+        command = [sys.executable, "-m", "ls_backend.cli", "serve", "--host", "127.0.0.1",
                    "--port", str(self.backend_port)]
         self.processes.append(local_server.popen(command, env, self.data, self.data / "backend.log"))
         self.wait(self.backend_url, self.processes[-1], "the backend", self.data / "backend.log")

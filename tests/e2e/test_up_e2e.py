@@ -29,7 +29,7 @@ DEMO_AZIMUTHS = {"demo0.png": 35.0, "demo1.png": 300.0, "demo2.png": 150.0}
 def start_up(data: Path) -> tuple[subprocess.Popen, dict]:
     """``finepose up`` in its own process; what it said when ready."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "ls_backend.cli.main", "up", "--data", str(data), "--label-studio", str(LS_VENV),
+        [sys.executable, "-m", "ls_backend.cli", "up", "--data", str(data), "--label-studio", str(LS_VENV),
          "--port", str(free_port()), "--backend-port", str(free_port())],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     started = time.monotonic()
