@@ -18,7 +18,9 @@ one way or the other. The evidence, measured on area-weighted surface samples:
   :data:`FRONT_MARGIN` of the length, front and back cannot be told apart and
   :attr:`DetectedFrame.front_sure` is False: ask a person rather than guess.
 
-All of it is pure: functions of vertex and triangle arrays.
+Lengths and heights are read where the surface really ends (the 0.5th and 99.5th percentiles
+of the samples), so a thin antenna or stand does not decide them. All of it is pure:
+functions of vertex and triangle arrays.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def _up_sign(points: np.ndarray, category: str, up: int, side: int, length: int)
     height = high - low
     bottom = _slice_width(points, up, side, low, low + SLICE * height)
     top = _slice_width(points, up, side, high - SLICE * height, high)
-    span = np.subtract(*_bounds(points[:, side])[::-1])
+    span = _span(points[:, side])
     if category != "aeroplane" or max(top, bottom) < WING * span:
         return 1.0 if top <= bottom else -1.0  # a car's roof, an aeroplane's fin: narrower than below
     # An aeroplane with its wings in the top or bottom slice (high or low wings): the fin. At
@@ -150,6 +152,11 @@ def _bounds(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _span(values: np.ndarray) -> float:
+    low, high = _bounds(values)
+    return high - low
+
+
 def _width(values: np.ndarray) -> float:
     if len(values) < 20:
         return 0.0
@@ -176,7 +183,7 @@ def detect_frame(mesh: Mesh, category: str = "car", keypoints: dict | None = Non
     symmetry = mirror_distances(points)
     side = int(np.argmin(symmetry))
     others = [a for a in range(3) if a != side]
-    extent = np.array([np.subtract(*_bounds(points[:, axis])[::-1]) for axis in range(3)])
+    extent = np.array([_span(points[:, axis]) for axis in range(3)])
     length, up = (others[0], others[1]) if extent[others[0]] >= extent[others[1]] else (others[1], others[0])
     up_sign = _up_sign(points, category, up, side, length)
     middle = 0.5 * sum(_bounds(points[:, length]))
