@@ -118,7 +118,7 @@ def prediction(
 def consistent_annotation(config: PoseConfig, result: list, projection: np.ndarray, iou_of_numbers: float,
                           max_pixels: int = 40_000_000) -> list | None:
     """An annotation's ``result`` with its Projection and IoU made those of its own seven
-    numbers, or None when they already are (see README, "What Label Studio stores").
+    numbers, or None when they already are (docs/label-studio.md, "What a prediction holds").
 
     ``projection``: the silhouette of the annotation's numbers at the photo's size;
     ``iou_of_numbers``: its IoU with the task's reference. A Projection region that is not

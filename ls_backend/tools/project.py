@@ -1,6 +1,6 @@
 """``finepose project create``: a Label Studio project for a folder of photos, in one command.
 
-What a team would otherwise click through (README's "Connect finepose", steps 4-7):
+What a team would otherwise click through (docs/label-studio.md, "Connect finepose", steps 4-7):
 
 1. the project, with the pose template of the models' category (found by its title: running
    the command again adds only the photos it does not hold yet);
