@@ -27,6 +27,22 @@ UPLOAD_BATCH_BYTES = 100 << 20  # and at most this many bytes (Label Studio refu
 UPLOAD_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".svg", ".webp")
 
 
+def give_files(connection, project_id: int, files: list[Path], folders: list[Path] | None = None,
+               document_root: Path | None = None) -> dict[Path, str]:
+    """Each of ``files``' task URL in the project, by one of the two routes: with ``folders``
+    (holding the files, under Label Studio's ``document_root``) each folder becomes a Local
+    Files storage of the project (one it already has is kept); without, the files are uploaded."""
+    if not folders:
+        return upload_files(connection, project_id, files) if files else {}
+    client = connection.sdk()
+    with answered(f"the storages of project {project_id}"):
+        served = {Path(s.path).resolve() for s in client.import_storage.local.list(project=int(project_id)) if s.path}
+    for folder in folders:
+        if Path(folder).resolve() not in served:
+            serve_folder(client, project_id, folder, document_root, title=Path(folder).name)
+    return {f: local_file_url(f, document_root) for f in files}
+
+
 def local_file_url(path: Path, document_root: Path) -> str:
     """The task URL of ``path`` (a file under Label Studio's local-files ``document_root``)."""
     relative = Path(path).resolve().relative_to(Path(document_root).resolve())

@@ -29,7 +29,7 @@ from PIL import Image
 from ls_backend.errors import DataError
 from ls_backend.registry.label_config import TEMPLATES, label_config_for
 from ls_backend.studio.client import answered, project_tasks, set_instructions_block
-from ls_backend.studio.project_media import local_file_url, serve_folder, upload_files
+from ls_backend.studio.project_media import give_files
 from ls_backend.studio.taskdata import import_fields
 from ls_backend.tools.dataset import import_into_project
 from ls_backend.templates import read_template
@@ -81,7 +81,8 @@ def create_project(connection, settings, registry, title: str, photos: Path, *, 
     new = [p for p in files if p.name not in held and p.name not in unassigned]
     mask_of = _masks(masks, new)
     pose_of = _poses(poses, new)
-    urls, media = _media(connection, project.id, [*new, *mask_of.values()], photos, masks, settings, local)
+    folders = [Path(photos), *([Path(masks)] if masks else [])] if local else None
+    urls = give_files(connection, project.id, [*new, *mask_of.values()], folders, settings.local_files_document_root)
     fields = import_fields(config)
     tasks = []
     for photo in new:
@@ -98,7 +99,8 @@ def create_project(connection, settings, registry, title: str, photos: Path, *, 
             import_into_project(client, project.id, tasks)
     summary = {"project": project.id, "url": f"{connection.url}/projects/{project.id}/data", "created": created,
                "category": category, "added": len(tasks), "already_there": len(held & {p.name for p in files}),
-               "without_model": sorted(unassigned), "masks": len(mask_of), "poses": len(pose_of), "media": media}
+               "without_model": sorted(unassigned), "masks": len(mask_of), "poses": len(pose_of),
+               "media": "local files" if local else "upload"}
     if backend_url:
         summary["backend"] = _connect_backend(client, project.id, backend_url)
     if links is not None and settings.editor_url and "$editor" in config:
@@ -179,9 +181,9 @@ def _poses(path: Path | None, photos: list[Path]) -> dict[Path, dict]:
     """photo -> its pose (finepose JSON at the photo's own size) from a pose set."""
     if path is None:
         return {}
-    from ls_backend.datasets.posesets import image_key, load_pose_set
+    from ls_backend.datasets.posesets import by_image_key, image_key, load_pose_set
 
-    records = {image_key(name): record for name, record in load_pose_set(path).items()}
+    records = by_image_key(load_pose_set(path))
     found = {}
     for photo in photos:
         record = records.get(image_key(photo.name))
@@ -189,21 +191,6 @@ def _poses(path: Path | None, photos: list[Path]) -> dict[Path, dict]:
             with Image.open(photo) as image:
                 found[photo] = record.pose_for(*image.size).to_dict()
     return found
-
-
-def _media(connection, project_id: int, files: list[Path], photos: Path, masks: Path | None, settings,
-           local: bool) -> tuple[dict[Path, str], str]:
-    """Each file's task URL: Local Files storage on the folders, or uploads."""
-    if local:
-        root = settings.local_files_document_root
-        client = connection.sdk()
-        with answered(f"the storages of project {project_id}"):
-            served = {Path(s.path).resolve() for s in client.import_storage.local.list(project=project_id) if s.path}
-        for folder in [Path(photos), *([Path(masks)] if masks else [])]:
-            if folder.resolve() not in served:
-                serve_folder(client, project_id, folder, root, title=folder.name)
-        return {f: local_file_url(f, root) for f in files}, "local files"
-    return (upload_files(connection, project_id, files) if files else {}), "upload"
 
 
 def _connect_backend(client, project_id: int, url: str) -> str:

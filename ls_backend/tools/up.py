@@ -139,9 +139,11 @@ class Up:
 
     def wait(self, url: str, process: subprocess.Popen, name: str, log: Path) -> None:
         started = time.monotonic()
-        while process.poll() is not None or not local_server.healthy(url):
+        while True:
             if process.poll() is not None:
                 raise ConfigError(f"{name} stopped at start (exit {process.returncode}); its log: {log}")
+            if local_server.healthy(url):
+                return
             if time.monotonic() - started > START_TIMEOUT_S:
                 raise ConfigError(f"{name} did not answer {url}/health within {START_TIMEOUT_S:.0f} s; its log: {log}")
             time.sleep(0.5)

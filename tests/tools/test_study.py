@@ -178,8 +178,8 @@ def study_parts(tmp_path, car_renderer, monkeypatch):
     from ls_backend.tools.study import StudyItem
     from ls_backend.tools.study import create as create_module
 
-    monkeypatch.setattr(create_module, "upload_files",
-                        lambda connection, project, files: {p: f"/data/upload/{project}/x-{p.name}" for p in files})
+    monkeypatch.setattr(create_module, "give_files", lambda connection, project, files, folders, root:
+                        {p: f"/data/upload/{project}/x-{p.name}" for p in files})
     pose = Pose(azimuth=35, elevation=12, theta=3, distance=1.7, focal=330, u=150, v=105, width=300, height=200)
     photo = np.full((200, 300, 3), 90, np.uint8)
 

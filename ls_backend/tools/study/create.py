@@ -41,7 +41,7 @@ from geometry.overlay import draw_overlay, side_by_side
 
 from ls_backend.errors import FineposeError
 from ls_backend.studio.client import answered, users_by_email
-from ls_backend.studio.project_media import check_under_document_root, local_file_url, serve_folder, upload_files
+from ls_backend.studio.project_media import check_under_document_root, give_files
 from ls_backend.templates import SATISFACTION_STUDY, read_template
 from ls_backend.tools.study.folder import StudyFolder
 from ls_backend.tools.study.items import StudyItem
@@ -126,7 +126,9 @@ def create_study(connection, items: list[StudyItem], registry, raters: list[Rate
                     description=f"Study {folder.id}: the ratings of {rater.label} only.",
                     expert_instruction=INSTRUCTIONS, show_instruction=True, show_skip_button=False)
             projects.append({"project": project.id, "rater": rater.label, "rater_id": rater.user_id, "order": order})
-            urls = _serve(connection, project.id, overlays, media_root, document_root, folder.id)
+            urls = {p.name: url for p, url in give_files(connection, project.id, sorted(overlays.glob("*.png")),
+                                                             [overlays] if media_root is not None else None,
+                                                             document_root).items()}
             with answered(f"project {project.id}"):
                 client.projects.import_tasks(id=project.id, request=[
                     {"data": {"pair": urls[by_item[i]["picture"]], "item": i}} for i in order])
@@ -202,12 +204,3 @@ def _draw_and_render(items: list[StudyItem], registry, sample: int, rng, overlay
         raise StudyError(f"only {len(drawn)} of {len(items)} photos could be drawn at both poses; asked for {sample} "
                          f"(first reason: {passed_over[0]['reason'] if passed_over else 'none'})")
     return drawn, passed_over
-
-
-def _serve(connection, project_id: int, overlays: Path, media_root, document_root, study_id: str) -> dict[str, str]:
-    """Overlay file name -> its task URL in this project."""
-    files = sorted(overlays.glob("*.png"))
-    if media_root is not None:
-        serve_folder(connection.sdk(), project_id, overlays, document_root, title=f"study {study_id}")
-        return {p.name: local_file_url(p, document_root) for p in files}
-    return {p.name: url for p, url in upload_files(connection, project_id, files).items()}
