@@ -13,7 +13,6 @@ preview: not the ``shapenet`` frame's +z); the procedural car is canonical.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from geometry.frame_detection import detect_frame  # noqa: E402
+from geometry.frame_detection import axis_rotations, detect_frame, frame_from_axes  # noqa: E402
 from geometry.mesh import Mesh, load_mesh  # noqa: E402
 from geometry.procedural import car_mesh  # noqa: E402
 from tests.support.data import DATA  # noqa: E402
@@ -30,20 +29,7 @@ from tests.support.data import DATA  # noqa: E402
 
 # The RenderForCNN-aligned ShapeNet airplane: y up, front at +x (not the ``shapenet`` frame's
 # +z), as its preview shows (nose, wings and fin seen from the front, side and top).
-SHAPENET_AIRPLANE = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-
-
-def axis_rotations() -> list[np.ndarray]:
-    """The 24 proper rotations that map coordinate axes onto coordinate axes."""
-    found = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1.0, -1.0), repeat=3):
-            m = np.zeros((3, 3))
-            for row, (col, sign) in enumerate(zip(perm, signs)):
-                m[row, col] = sign
-            if np.linalg.det(m) > 0:
-                found.append(m)
-    return found
+SHAPENET_AIRPLANE = frame_from_axes("+y", "+x")
 
 
 def meshes(data: Path):

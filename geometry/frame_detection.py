@@ -205,6 +205,21 @@ def detect_frame(mesh: Mesh, category: str = "car", keypoints: dict | None = Non
     )
 
 
+def axis_rotations() -> list[np.ndarray]:
+    """The 24 proper rotations that take coordinate axes onto coordinate axes: every way an
+    axis-aligned mesh file may come in."""
+    import itertools
+
+    found = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = np.zeros((3, 3))
+            m[range(3), perm] = signs
+            if np.linalg.det(m) > 0:
+                found.append(m)
+    return found
+
+
 def frame_from_axes(up: str, front: str) -> np.ndarray:
     """The frame whose up and front are the mesh axes ``up`` and ``front`` (``"+y"``, ``"-x"``,
     ...): a person's override of :func:`detect_frame`."""

@@ -34,7 +34,7 @@ from ls_backend.resources import Resources
 from ls_backend.server.app import create_app
 from ls_backend.settings import Settings
 from ls_backend.studio.resolve import prediction_pose
-from tests.geometry.test_frame_detection import axis_rotations
+from geometry.frame_detection import axis_rotations
 from tests.support.backend_client import serving
 from tests.support.label_studio import label_studio  # noqa: F401
 

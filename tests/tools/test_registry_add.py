@@ -15,7 +15,8 @@ from geometry.pose import Pose
 from geometry.render import SilhouetteRenderer
 from ls_backend.cli import main
 from ls_backend.registry import Registry
-from tests.geometry.test_frame_detection import _box, axis_rotations
+from geometry.frame_detection import axis_rotations
+from tests.geometry.test_frame_detection import _box
 
 
 def add(capsys, *args) -> tuple[int, dict | None, str]:
