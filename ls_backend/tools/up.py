@@ -68,7 +68,7 @@ class Up:
     """The two servers and what they were started with."""
 
     def __init__(self, data: Path, ls_venv: Path, port: int, backend_port: int):
-        self.data, self.ls_venv = Path(data).resolve(), Path(ls_venv)
+        self.data, self.ls_venv = Path(data).resolve(), Path(ls_venv).resolve()  # the servers run in data/
         self.ls_url, self.backend_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}"
         self.port, self.backend_port = port, backend_port
         self.processes: list[subprocess.Popen] = []

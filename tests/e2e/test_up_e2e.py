@@ -29,7 +29,8 @@ DEMO_AZIMUTHS = {"demo0.png": 35.0, "demo1.png": 300.0, "demo2.png": 150.0}
 def start_up(data: Path) -> tuple[subprocess.Popen, dict]:
     """``finepose up`` in its own process; what it said when ready."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "ls_backend.cli", "up", "--data", str(data), "--label-studio", str(LS_VENV),
+        # Label Studio's virtualenv as README gives it, relative to where finepose runs (the servers run elsewhere)
+        [sys.executable, "-m", "ls_backend.cli", "up", "--data", str(data), "--label-studio", os.path.relpath(LS_VENV, REPO),
          "--port", str(free_port()), "--backend-port", str(free_port())],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     started = time.monotonic()
