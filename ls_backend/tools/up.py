@@ -188,7 +188,9 @@ def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: P
     os.chmod(up.data, 0o700)  # Label Studio's database and the token live here
     state = up.state()
     up.save(state)
-    stop_on = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C, and SIGINT even where the shell started ``up`` with it ignored (``up &``), SIGTERM,
+    # SIGHUP (a closed terminal): each stops both servers
+    stop_on = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         up.start_label_studio(state)
         state["token"] = up.token(state)
@@ -220,5 +222,5 @@ def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: P
 
 
 def _interrupt(signum, frame) -> None:
-    """SIGTERM and SIGHUP (a closed terminal) stop ``up`` as Ctrl-C does."""
+    """SIGINT, SIGTERM and SIGHUP stop ``up`` as Ctrl-C does."""
     raise KeyboardInterrupt

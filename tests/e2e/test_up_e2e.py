@@ -26,13 +26,15 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_AZIMUTHS = {"demo0.png": 35.0, "demo1.png": 300.0, "demo2.png": 150.0}
 
 
-def start_up(data: Path) -> tuple[subprocess.Popen, dict]:
-    """``finepose up`` in its own process; what it said when ready."""
+def start_up(data: Path, sigint_ignored: bool = False) -> tuple[subprocess.Popen, dict]:
+    """``finepose up`` in its own process; what it said when ready. ``sigint_ignored``: as a
+    shell starts a background job (``finepose up &``): SIGINT ignored when it starts."""
     process = subprocess.Popen(
         # Label Studio's virtualenv as README gives it, relative to where finepose runs (the servers run elsewhere)
         [sys.executable, "-m", "ls_backend.cli", "up", "--data", str(data), "--label-studio", os.path.relpath(LS_VENV, REPO),
          "--port", str(free_port()), "--backend-port", str(free_port())],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None)
     started = time.monotonic()
     while time.monotonic() - started < 400:
         ready, _, _ = select.select([process.stdout], [], [], 5)
@@ -76,7 +78,7 @@ def test_up_serves_a_demo_with_predictions_and_stops_cleanly(tmp_path):
     finally:
         if process.poll() is None:
             ctrl_c(process, said)
-    again, said_again = start_up(data)
+    again, said_again = start_up(data, sigint_ignored=True)
     try:
         same_project = said_again["project"].split("/projects/")[1] == said["project"].split("/projects/")[1]
         assert same_project and (said_again["login"], said_again["password"]) == (said["login"], said["password"])
