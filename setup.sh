@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES="libusb-1.0-0 libgomp1 libvulkan1 mesa-vulkan-drivers"  # open3d 0.20 needs libusb to import; vulkan: shaded overlays (lavapipe on CPU)
+APT_PACKAGES=$(sed 's/#.*//' scripts/apt-packages.txt | xargs)  # the same list docker/Dockerfile installs
 if command -v apt-get >/dev/null; then
   missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then

@@ -20,7 +20,7 @@ from typing import Callable
 from flask import Blueprint, jsonify, request
 
 from ls_backend.backend.model import FineposeModel
-from ls_backend.errors import BadRequest
+from ls_backend.errors import BadRequest, ConfigError, FineposeError
 from ls_backend.resources import Resources
 from ls_backend.studio import validation
 
@@ -60,7 +60,12 @@ def create_backend_blueprint(resources: Resources, on_tasks: Callable | None = N
     @bp.get("/")
     @bp.get("/health")
     def health():
-        registry = resources.registry
+        """200 ``UP`` when predictions can be served; 503 naming the setting otherwise (no
+        registry, or one that cannot be loaded), which Label Studio shows when connecting."""
+        try:
+            registry = resources.require_registry()
+        except FineposeError as exc:
+            raise ConfigError(f"not ready: {exc}") from None
         return jsonify(
             status="UP",
             model_class="FineposeModel",

@@ -344,6 +344,48 @@ def test_half_configured_basic_auth_refuses_to_start(env, missing, tmp_path):
     assert result.returncode != 0 and missing in result.stderr + result.stdout
 
 
+def test_a_registry_missing_at_start_keeps_the_server_up_and_health_says_so_until_it_appears(world, tmp_path):
+    """``finepose serve`` with ``FINEPOSE_PRELOAD_MESHES=1`` and a registry not there yet (a
+    container whose volume is filled later): the server stays up, ``/health`` answers 503 naming
+    FINEPOSE_REGISTRY (Label Studio shows it; a healthcheck fails), and answers 200 once the
+    file appears, without a restart."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    registry = tmp_path / "meshes" / "registry.json"
+    env = {**os.environ, "MODEL_DIR": str(tmp_path / "model-dir"), "FINEPOSE_REGISTRY": str(registry),
+           "FINEPOSE_PRELOAD_MESHES": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "ls_backend.cli", "serve", "--host", "127.0.0.1", "--port",
+                               str(port), "--workers", "1"], env=env, cwd=Path(__file__).parents[2],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url, deadline, health = f"http://127.0.0.1:{port}/health", time.monotonic() + 120, None
+        while health is None and time.monotonic() < deadline:
+            assert server.poll() is None, "the server exited"
+            try:
+                health = requests.get(url, timeout=5)
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        assert health is not None and health.status_code == 503, health
+        assert "FINEPOSE_REGISTRY" in health.json()["error"] and str(tmp_path) not in health.text, health.text
+        registry.parent.mkdir()
+        (registry.parent / "toy_car.ply").write_bytes((world.root / "toy_car.ply").read_bytes())
+        registry.write_text((world.root / "registry.json").read_text())
+        health = requests.get(url, timeout=5)
+        assert health.status_code == 200 and health.json()["models"] == 1 and server.poll() is None
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_a_backend_without_registry_is_not_ready(world):
+    client = create_app(Resources(replace(world.resources.settings, registry=None))).test_client()
+    health = client.get("/health")
+    assert health.status_code == 503 and "FINEPOSE_REGISTRY" in health.get_json()["error"]
+
+
 def test_health_and_errors_carry_no_paths_or_model_lists(world):
     client = create_app(world.resources).test_client()
     health = client.get("/health")
