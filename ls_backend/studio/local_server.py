@@ -94,9 +94,15 @@ def session_api(session: requests.Session, url: str, method: str, path: str, **k
     return session.request(method, url + path, headers=headers, timeout=TIMEOUT_S, **kwargs)
 
 
+class TokenExists(RuntimeError):
+    """The user already has a Personal Access Token (Label Studio allows one at a time)."""
+
+
 def personal_access_token(session: requests.Session, url: str) -> str:
-    """A new Personal Access Token of the logged-in user."""
+    """A new Personal Access Token of the logged-in user (:class:`TokenExists` when there is one)."""
     r = session_api(session, url, "POST", "/api/token/", json={})
+    if r.status_code == 409:
+        raise TokenExists(r.text[:300])
     if r.status_code >= 300:
         raise RuntimeError(f"cannot create a Personal Access Token: HTTP {r.status_code} {r.text[:300]}")
     return r.json()["token"]

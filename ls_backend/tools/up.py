@@ -10,6 +10,12 @@ their masks, served as Label Studio local files. With ``--photos``, ``--registry
 Everything lives in ``--data`` (default ``finepose-up``): ``label-studio/`` (its database),
 ``files/`` (its local-files root), ``backend.log``, ``label-studio.log`` and ``up.json`` (the
 login, the token and Label Studio's secret key; owner-only).
+
+With ``label_studio_url`` it starts no Label Studio but uses the one there (docker compose's):
+it logs in as the user that Label Studio created from ``LABEL_STUDIO_USERNAME`` and
+``LABEL_STUDIO_PASSWORD`` (the same variables, given to both), and ``files/`` must be that Label
+Studio's local-files root (a shared volume). ``backend_url`` is where Label Studio reaches the
+backend, ``editor_url`` where browsers do.
 """
 
 from __future__ import annotations
@@ -67,15 +73,26 @@ def demo_world(folder: Path) -> tuple[Path, Path, Path]:
 class Up:
     """The two servers and what they were started with."""
 
-    def __init__(self, data: Path, ls_venv: Path, port: int, backend_port: int):
+    def __init__(self, data: Path, ls_venv: Path, port: int, backend_port: int, *, label_studio_url: str | None = None,
+                 backend_host: str = "127.0.0.1", backend_url: str | None = None, editor_url: str | None = None):
         self.data, self.ls_venv = Path(data).resolve(), Path(ls_venv).resolve()  # the servers run in data/
-        self.ls_url, self.backend_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}"
-        self.port, self.backend_port = port, backend_port
+        self.attached = label_studio_url is not None  # to a Label Studio started elsewhere
+        self.ls_url = (label_studio_url or f"http://127.0.0.1:{port}").rstrip("/")
+        self.local_backend_url = f"http://127.0.0.1:{backend_port}"  # where up itself checks it
+        self.backend_url = (backend_url or self.local_backend_url).rstrip("/")
+        self.editor_url = (editor_url or self.backend_url).rstrip("/")
+        self.port, self.backend_port, self.backend_host = port, backend_port, backend_host
         self.processes: list[subprocess.Popen] = []
         self.state_path = self.data / "up.json"
 
-    def state(self) -> dict:
-        """The login, token and secret key of an earlier ``up`` in this folder, or new ones."""
+    def state(self, login: tuple[str, str] | None = None, api_key: str | None = None) -> dict:
+        """The login, token and secret key of an earlier ``up`` in this folder, or new ones;
+        ``login`` (email, password): the user of an attached Label Studio, ``api_key`` its
+        token where the user gives one."""
+        if login is not None:
+            saved = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+            token = api_key or (saved.get("token") if saved.get("email") == login[0] else None)
+            return {"email": login[0], "password": login[1], "secret_key": "", **({"token": token} if token else {})}
         if self.state_path.is_file():
             try:
                 state = json.loads(self.state_path.read_text())
@@ -90,6 +107,8 @@ class Up:
         return {"email": EMAIL, "password": "fp-" + secrets.token_urlsafe(12), "secret_key": secrets.token_urlsafe(40)}
 
     def save(self, state: dict) -> None:
+        if self.attached:  # its password stays where the user keeps it (the environment)
+            state = {k: v for k, v in state.items() if k != "password"}
         with open(os.open(self.state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             json.dump(state, f, indent=1)
         os.chmod(self.state_path, 0o600)
@@ -112,6 +131,14 @@ class Up:
         self.processes.append(local_server.popen(command, env, self.data, self.data / "label-studio.log"))
         self.wait(self.ls_url, self.processes[-1], "Label Studio", self.data / "label-studio.log")
 
+    def wait_for_label_studio(self) -> None:
+        """An attached Label Studio: wait until it answers (it may still be migrating)."""
+        started = time.monotonic()
+        while not local_server.healthy(self.ls_url):
+            if time.monotonic() - started > START_TIMEOUT_S:
+                raise ConfigError(f"Label Studio at {self.ls_url} did not answer /health within {START_TIMEOUT_S:.0f} s")
+            time.sleep(2.0)
+
     def token(self, state: dict) -> str:
         """The saved Personal Access Token while Label Studio accepts it, else a new one."""
         from ls_backend.studio.client import Connection
@@ -122,20 +149,25 @@ class Up:
                 return state["token"]
             except Exception:  # noqa: BLE001 (revoked, or a new database): make another
                 pass
+        where = self.ls_url if self.attached else f"the Label Studio in {self.data}"
         try:
             session = local_server.login(self.ls_url, state["email"], state["password"])
             return local_server.personal_access_token(session, self.ls_url)
+        except local_server.TokenExists:
+            raise ConfigError(f"{state['email']} already has a Personal Access Token at {where} that finepose did not "
+                              "make: set LABEL_STUDIO_API_KEY to it, or revoke it (Account & Settings -> Personal "
+                              "Access Token) and start again") from None
         except (RuntimeError, KeyError, ValueError, OSError) as exc:
-            raise ConfigError(f"cannot log in to the Label Studio in {self.data} as {state['email']}: {exc}") from None
+            raise ConfigError(f"cannot log in to {where} as {state['email']}: {exc}") from None
 
     def start_backend(self, token: str, registry: Path) -> None:
         env = {**os.environ, "LABEL_STUDIO_URL": self.ls_url, "LABEL_STUDIO_API_KEY": token,
                "FINEPOSE_REGISTRY": str(registry), "MODEL_DIR": str(self.data / "model-dir"),
-               "FINEPOSE_EDITOR_URL": self.backend_url, "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.data / "files")}
-        command = [sys.executable, "-m", "ls_backend.cli", "serve", "--host", "127.0.0.1",
+               "FINEPOSE_EDITOR_URL": self.editor_url, "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.data / "files")}
+        command = [sys.executable, "-m", "ls_backend.cli", "serve", "--host", self.backend_host,
                    "--port", str(self.backend_port)]
         self.processes.append(local_server.popen(command, env, self.data, self.data / "backend.log"))
-        self.wait(self.backend_url, self.processes[-1], "the backend", self.data / "backend.log")
+        self.wait(self.local_backend_url, self.processes[-1], "the backend", self.data / "backend.log")
 
     def wait(self, url: str, process: subprocess.Popen, name: str, log: Path) -> None:
         started = time.monotonic()
@@ -164,10 +196,14 @@ class Up:
 
 def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: Path | None = None,
            registry: Path | None = None, model: str | None = None, masks: Path | None = None,
-           title: str | None = None, say=print, until=None, links=None) -> dict:
+           title: str | None = None, say=print, until=None, links=None, label_studio_url: str | None = None,
+           login: tuple[str, str] | None = None, api_key: str | None = None, backend_host: str = "127.0.0.1", backend_url: str | None = None,
+           editor_url: str | None = None) -> dict:
     """Start everything, say how to log in (one JSON line), serve until Ctrl-C (or until
     ``until()`` is true), stop everything. Returns what was said. ``links``: writes the pose
-    editor's links (see :func:`ls_backend.tools.project.create_project`)."""
+    editor's links (see :func:`ls_backend.tools.project.create_project`). ``label_studio_url``
+    with ``login`` (email, password) and optionally its ``api_key``: use that Label Studio
+    instead of starting one; the other keywords: see :class:`Up`."""
     from ls_backend.settings import Settings
     from ls_backend.studio.client import Connection
     from ls_backend.registry import Registry
@@ -180,32 +216,37 @@ def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: P
 
         photo_files(photos)
         Registry.load(registry).entry(model)
-    for wanted, flag in ((port, "--port"), (backend_port, "--backend-port")):
-        if not local_server.port_free(wanted):
+    if label_studio_url is not None and not (login and all(login)):
+        raise ConfigError("a Label Studio of its own (--label-studio-url) needs its user: set LABEL_STUDIO_USERNAME and "
+                          "LABEL_STUDIO_PASSWORD, as for that Label Studio")
+    for wanted, flag in ((port, "--port"), (backend_port, "--backend-port"))[1 if label_studio_url else 0:]:
+        if not local_server.port_free(wanted, backend_host if flag == "--backend-port" else "127.0.0.1"):
             raise ConfigError(f"port {wanted} is in use (another Label Studio or backend?): stop it or give {flag}")
-    up = Up(data, ls_venv, port, backend_port)
+    up = Up(data, ls_venv, port, backend_port, label_studio_url=label_studio_url, backend_host=backend_host,
+            backend_url=backend_url, editor_url=editor_url)
     up.data.mkdir(parents=True, exist_ok=True)
     os.chmod(up.data, 0o700)  # Label Studio's database and the token live here
-    state = up.state()
+    state = up.state(login, api_key) if up.attached else up.state()
     up.save(state)
     # Ctrl-C, and SIGINT even where the shell started ``up`` with it ignored (``up &``), SIGTERM,
     # SIGHUP (a closed terminal): each stops both servers
     stop_on = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        up.start_label_studio(state)
+        up.wait_for_label_studio() if up.attached else up.start_label_studio(state)
         state["token"] = up.token(state)
         up.save(state)
         if photos is None:
             registry, photos, masks = demo_world(up.data / "files" / "demo")
             model, title = DEMO_MODEL, DEMO_TITLE
         up.start_backend(state["token"], Path(registry).resolve())
-        settings = Settings(label_studio_url=up.ls_url, api_key=state["token"], editor_url=up.backend_url,
+        settings = Settings(label_studio_url=up.ls_url, api_key=state["token"], editor_url=up.editor_url,
                             local_files_document_root=(up.data / "files").resolve(), registry=Path(registry))
         made = create_project(Connection(up.ls_url, state["token"]), settings, Registry.load(registry),
                               title or "finepose", Path(photos), model=model, masks=masks, backend_url=up.backend_url,
                               links=links)
-        said = {"label_studio": up.ls_url, "project": made["url"], "login": state["email"], "password": state["password"],
-                "backend": up.backend_url, "demo": photos == up.data / "files" / "demo" / "photos",
+        said = {"label_studio": up.ls_url, "project": made["url"], "login": state["email"],
+                "password": "(LABEL_STUDIO_PASSWORD)" if up.attached else state["password"],
+                "backend": up.backend_url, "editor": up.editor_url, "demo": photos == up.data / "files" / "demo" / "photos",
                 "pids": [p.pid for p in up.processes], "stop": "Ctrl-C"}
         say(json.dumps(said))
         while until is None or not until():

@@ -158,9 +158,11 @@ class LabelStudioServer:
 
     # --- users --------------------------------------------------------------------------
     def create_user(
-        self, email: str, password: str | None = None, first_name: str = "", last_name: str = ""
+        self, email: str, password: str | None = None, first_name: str = "", last_name: str = "",
+        with_token: bool = True,
     ) -> LabelStudioUser:
-        """A new member of the (single) organization with its own password and API token.
+        """A new member of the (single) organization with its own password and API token
+        (none with ``with_token=False``: its ``id`` then stays 0).
 
         Goes through Label Studio's own sign-up form (as a person would), then creates the
         user's Personal Access Token with the session (or reads the legacy token, see
@@ -180,6 +182,10 @@ class LabelStudioServer:
         if r.status_code != 302:
             errors = re.findall(r'class="[^"]*error[^"]*"[^>]*>([^<]+)<', r.text)
             raise RuntimeError(f"sign-up of {email} failed: HTTP {r.status_code} {errors[:3]}")
+        if not with_token:  # as a person who never opened Account & Settings
+            user = LabelStudioUser(id=0, email=email, password=password, api_key="", url=self.url)
+            self.users.append(user)
+            return user
         token = user_token(s, self.url, self.token_kind)
         user = LabelStudioUser(id=0, email=email, password=password, api_key=token, url=self.url)
         me = user.api("GET", "/api/current-user/whoami")
