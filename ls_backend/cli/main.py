@@ -18,11 +18,11 @@ import sys
 
 from geometry.errors import GeometryError
 
-from ls_backend.cli import backend, batch, dataset, editor, evaluate, pose, project, registry, stats, study, up
+from ls_backend.cli import backend, batch, dataset, editor, evaluate, pose, project, registry, stats, study, up, weights
 from ls_backend.errors import FineposeError
 
 #: Command groups in the order ``finepose --help`` lists them.
-GROUPS = (pose, up, backend, project, registry, dataset, stats, evaluate, study, batch, editor)
+GROUPS = (pose, up, backend, project, registry, weights, dataset, stats, evaluate, study, batch, editor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,8 @@ from geometry.pose import PARAMETER_NAMES, Pose
 from geometry.refine import refine
 from geometry.search import RELEASE_STEPS
 
-from ls_backend.studio.predictions import PROJECTION, brush_result, number_result, outline, pose_numbers, snapped
+from ls_backend.studio.predictions import (PROJECTION, brush_result, model_choice_result, number_result, outline,
+                                          pose_numbers, snapped)
 from ls_backend.editor import links, meshdata
 from ls_backend.process import made_once
 from ls_backend.redact import scrubber
@@ -203,6 +204,9 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
         projection = resources.require_registry().renderer(task.model_id).render(saved)
         result = [number_result(task.config, name, value) for name, value in numbers.items()]
         result.append(brush_result(task.config, PROJECTION, outline(projection)))  # drawn as predictions are
+        choice = model_choice_result(task.config, task.model_id)  # a project listing its models: the one posed
+        if choice is not None:
+            result.append(choice)
         annotation = source.create_annotation(task_id, result, lead_time)
         cache.forget(task_id)
         logger.info("editor: task %s annotated (annotation %s)", task_id, annotation)

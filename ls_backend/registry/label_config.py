@@ -23,6 +23,7 @@ from ls_backend.templates import POSE_ANNOTATION, POSE_ANNOTATION_AIRCRAFT, read
 MARKER = "<!-- finepose:model-choices"
 TEMPLATES = {"car": POSE_ANNOTATION, "aeroplane": POSE_ANNOTATION_AIRCRAFT}
 HEADER = '<Header value="Pose of CAD model: $model" size="5"/>'  # $model: undefined without data.model
+ERROR_HEADER = '  <Header value="$finepose_error" size="5" underline="false"/>'
 EDITOR_LINK = re.compile(r'^[ \t]*<HyperText name="editor"[^>]*/>[ \t]*\n', re.MULTILINE)
 
 
@@ -60,9 +61,11 @@ def label_config_for(registry: Registry, category: str | None = None, default: s
     line_end = text.index("\n", start) + 1
     text = text[:line_start] + model_choices(ids, default) + text[line_end:]
     text = text.replace(HEADER, '<Header value="Pose of the CAD model picked beside the photo" size="5"/>')
-    # The pose editor's link ($editor) would make Label Studio refuse every uploaded photo
-    # ('"editor" key is expected in task data'): an uploads project goes without it.
-    text = EDITOR_LINK.sub("", text)
+    # The pose editor's link ($editor, a HyperText: an object tag, so a data key) would make
+    # Label Studio refuse every uploaded photo ('"editor" key is expected in task data'): an
+    # uploads project goes without it, and shows why finepose could not refine the task in a
+    # Header instead (not an object tag: uploads still have one data key).
+    text = EDITOR_LINK.sub(ERROR_HEADER + "\n", text)
     return text, {"category": category, "models": len(ids), "default": default}
 
 

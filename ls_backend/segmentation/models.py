@@ -107,8 +107,12 @@ class Segmenter:
                 except WeightsError as exc:
                     errors.append(exc)
             if errors:
-                kind = MissingWeightsError if all(isinstance(e, MissingWeightsError) for e in errors) else WeightsError
-                raise kind("\n".join(str(e) for e in errors)) from errors[0]
+                details = "\n".join(str(e) for e in errors)
+                if all(isinstance(e, MissingWeightsError) for e in errors):  # what to do first, then where
+                    raise MissingWeightsError(
+                        "segmentation weights not installed: run 'finepose weights download' on the backend's machine, "
+                        f"or give the task a reference mask. {details}") from errors[0]
+                raise WeightsError(details) from errors[0]
         return self
 
     def instances(self, image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -128,8 +128,9 @@ def missing_message(model: str, config: WeightsConfig = WeightsConfig()) -> str:
     name, env, explicit = weights_file_name(model), WEIGHTS_ENV[model], config.explicit(model)
     where = f"{env}={explicit} does not exist" if explicit else f"{cache_dir() / name} does not exist"
     return (
-        f"{TITLES[model]} weights not found: {where}. Put {name} (from {WEIGHTS[model].url}) "
-        f"into {cache_dir()}/ (that is $TORCH_HOME/hub/checkpoints/), or set {env} to the path of the file."
+        f"{TITLES[model]} weights not found: {where}. Run 'finepose weights download' on the backend's machine, "
+        f"or put {name} (from {WEIGHTS[model].url}) into {cache_dir()}/ (that is $TORCH_HOME/hub/checkpoints/), "
+        f"or set {env} to the path of the file."
     )
 
 
@@ -187,3 +188,47 @@ def load_model(model: str, config: WeightsConfig = WeightsConfig()) -> torch.nn.
 def default_device(config: WeightsConfig = WeightsConfig()) -> torch.device:
     """``config.device`` if set, else ``cuda`` when torch sees a GPU, else ``cpu``."""
     return torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def status(config: WeightsConfig = WeightsConfig()) -> dict[str, dict]:
+    """Per model: its file, whether it is there, and (cache files) whether its hash checks."""
+    found = {}
+    for model in WEIGHTS:
+        path = weights_path(model, config)
+        entry = {"file": str(path), "present": path.is_file()}
+        if entry["present"] and config.explicit(model) is None and config.verify:
+            try:
+                check_hash(path)
+                entry["hash"] = "ok"
+            except WeightsError:
+                entry["hash"] = "mismatch"
+        found[model] = entry
+    return found
+
+
+def download(model: str, config: WeightsConfig = WeightsConfig(), base_url: str | None = None,
+             progress: bool = True, timeout_s: float = 60.0) -> Path:
+    """Fetch ``model``'s weights into :func:`weights_path` with torch.hub's own downloader
+    (written to a temporary file and moved into place; the sha256 prefix in the name is checked
+    unless ``config.verify`` is off). ``base_url``: a mirror holding the same file names instead
+    of download.pytorch.org. ``timeout_s``: the most a connection or one read may wait
+    (torch.hub takes none, so it is the process's socket default meanwhile: a command-line
+    use). Returns the path; raises :class:`WeightsError` naming the URL."""
+    import socket
+
+    path = weights_path(model, config)
+    url = f"{base_url.rstrip('/')}/{weights_file_name(model)}" if base_url else WEIGHTS[model].url
+    prefix = _HASH.search(weights_file_name(model))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix.group(1) if prefix and config.verify else None,
+                                       progress=progress)
+    except RuntimeError as exc:  # torch.hub's hash mismatch (it removes the partial file)
+        raise WeightsError(f"{TITLES[model]} weights from {url}: {exc}") from None
+    except OSError as exc:  # URLError, HTTPError, a timeout, a full disk
+        raise WeightsError(f"{TITLES[model]} weights could not be downloaded from {url}: {exc}") from None
+    finally:
+        socket.setdefaulttimeout(before)
+    return path

@@ -108,10 +108,19 @@ def prediction(
             result.append(number_result(config, name, value))
     result.append(brush_result(config, PROJECTION, outline(projection), readonly=True))
     result.append(brush_result(config, REFERENCE, outline(reference), readonly=True))
-    if model_id is not None and config.model_choice is not None and model_id in config.model_ids:
-        result.append({"id": "finepose-model", "from_name": config.model_choice, "to_name": config.image,
-                       "type": "choices", "value": {"choices": [model_id]}})
+    choice = model_choice_result(config, model_id)
+    if choice is not None:
+        result.append(choice)
     return {"result": result, "score": float(iou_after), "model_version": model_version}
+
+
+def model_choice_result(config: PoseConfig, model_id: str | None) -> dict | None:
+    """``model_id`` picked in the config's ``model`` list, or None where the config lists no
+    models or not this one: predictions and the editor's annotations say which model they pose."""
+    if model_id is None or config.model_choice is None or model_id not in config.model_ids:
+        return None
+    return {"id": "finepose-model", "from_name": config.model_choice, "to_name": config.image,
+            "type": "choices", "value": {"choices": [model_id]}}
 
 
 

@@ -30,15 +30,19 @@ from ls_backend.errors import DataError
 from ls_backend.registry.label_config import TEMPLATES, label_config_for
 from ls_backend.studio.client import answered, project_tasks, set_instructions_block
 from ls_backend.studio.project_media import give_files
-from ls_backend.studio.taskdata import import_fields
+from ls_backend.studio.taskdata import EDITOR_FIELD, ERROR_FIELD, import_fields
 from ls_backend.tools.dataset import import_into_project
 from ls_backend.templates import read_template
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # what Label Studio shows and uploads
 FILE_FIELD = "photo_file"
-INSTRUCTIONS = ("Place the CAD model over the object: type the seven numbers, or open the pose editor "
-                "(the link above the photo) and drag. Submit, and finepose refines your pose into a prediction "
-                "beside it.")
+INSTRUCTIONS = ("Place the CAD model over the object: type the seven numbers{editor}. Submit, and finepose "
+                "refines your pose into a prediction beside it. Where finepose could not refine a task, {why} says why.")
+EDITOR = ", or open the pose editor ({where}) and drag"
+#: Where the editor's link and finepose's message are, by how the project got its photos.
+WHERE = {"local files": ("the link above the photo", "the line beside that link"),
+         "upload": ("the Pose editor link in these instructions, or the task's editor column in the Data Manager",
+                    "the line above the photo")}
 
 
 def photo_files(folder: Path) -> list[Path]:
@@ -83,7 +87,8 @@ def create_project(connection, settings, registry, title: str, photos: Path, *, 
     pose_of = _poses(poses, new)
     folders = [Path(photos), *([Path(masks)] if masks else [])] if local else None
     urls = give_files(connection, project.id, [*new, *mask_of.values()], folders, settings.local_files_document_root)
-    fields = import_fields(config)
+    make_links = links is not None and bool(settings.editor_url)
+    fields = {**import_fields(config), **({EDITOR_FIELD: "", ERROR_FIELD: ""} if make_links else {})}
     tasks = []
     for photo in new:
         data = {"image": urls[photo], FILE_FIELD: photo.name, **fields}
@@ -103,10 +108,28 @@ def create_project(connection, settings, registry, title: str, photos: Path, *, 
                "media": "local files" if local else "upload"}
     if backend_url:
         summary["backend"] = _connect_backend(client, project.id, backend_url)
-    if links is not None and settings.editor_url and "$editor" in config:
+    if make_links:
         summary["editor"] = links(client, project.id, settings)
-    set_instructions_block(client, project.id, "finepose-how-to", INSTRUCTIONS)
+    where, why = WHERE[summary["media"]]
+    set_instructions_block(client, project.id, "finepose-how-to",
+                           INSTRUCTIONS.format(editor=EDITOR.format(where=where) if make_links else "", why=why))
+    unmasked = len(new) - len(mask_of)
+    if unmasked:
+        summary.update(_weights_warning(settings, unmasked))
     return summary
+
+
+def _weights_warning(settings, unmasked: int) -> dict:
+    """A warning where photos without a mask meet missing segmentation weights (their
+    predictions would all fail until the weights are there)."""
+    from ls_backend.segmentation.weights import WeightsConfig, status
+
+    missing = [found["file"] for found in status(WeightsConfig.from_settings(settings)).values() if not found["present"]]
+    if not missing:
+        return {}
+    return {"warning": f"{unmasked} photo(s) have no mask and the segmentation weights are not installed "
+                       f"({', '.join(missing)}): their predictions fail until you run 'finepose weights download' "
+                       "(about 400 MB, once; docs/settings.md) or give --masks"}
 
 
 def _assign(files: list[Path], registry, model: str | None, models: dict | None) -> tuple[dict, set]:

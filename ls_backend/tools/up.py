@@ -247,7 +247,8 @@ def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: P
         said = {"label_studio": up.ls_url, "project": made["url"], "login": state["email"],
                 "password": "(LABEL_STUDIO_PASSWORD)" if up.attached else state["password"],
                 "backend": up.backend_url, "editor": up.editor_url, "demo": photos == up.data / "files" / "demo" / "photos",
-                "pids": [p.pid for p in up.processes], "stop": "Ctrl-C"}
+                "pids": [p.pid for p in up.processes], "stop": "Ctrl-C",
+                **({"warning": made["warning"]} if made.get("warning") else {})}
         say(json.dumps(said))
         while until is None or not until():
             if any(p.poll() is not None for p in up.processes):

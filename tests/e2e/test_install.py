@@ -76,8 +76,11 @@ def run(bin_dir: Path, *args, cwd: Path, env: dict | None = None, timeout: float
 
 
 def test_installed_serve_answers_health(installed, tmp_path):
+    from tests.support.world import make_world
+
     port = free_port()
-    env = clean_env({"MODEL_DIR": str(tmp_path / "model-dir")})
+    world = make_world(tmp_path)  # a registry: without one /health answers 503 naming FINEPOSE_REGISTRY
+    env = clean_env({"MODEL_DIR": str(tmp_path / "model-dir"), "FINEPOSE_REGISTRY": str(world.root / "registry.json")})
     server = subprocess.Popen([installed / "finepose", "serve", "--host", "127.0.0.1", "--port", str(port)],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -90,7 +93,7 @@ def test_installed_serve_answers_health(installed, tmp_path):
                 assert server.poll() is None, server.stderr.read().decode()[-3000:]
                 assert time.monotonic() < deadline, "finepose serve did not answer within 60 s"
                 time.sleep(0.5)
-        assert health.status_code == 200 and health.json()["status"] == "UP"
+        assert health.status_code == 200 and health.json()["status"] == "UP" and health.json()["models"] == 1
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -7,7 +7,11 @@ its defaults (Personal Access Token, no local-files serving):
    backend connected;
 3. Retrieve Predictions: every task gets a prediction whose seven numbers, read in the
    registry's frame, are the true pose (azimuth 0 = the model's front);
-4. ``project create`` again with one more photo adds only that photo.
+4. ``project create`` again with one more photo adds only that photo;
+5. an annotator (a user of their own) opens the labeling stream in Chromium, sees the
+   prediction and submits it: the annotation is theirs and holds the prediction's numbers;
+6. a photo without a mask on a machine without segmentation weights: ``project create`` warns,
+   and the task's labeling screen says why it has no prediction and what to run.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from ls_backend.settings import Settings
 from ls_backend.studio.resolve import prediction_pose
 from geometry.frame_detection import axis_rotations
 from tests.support.backend_client import serving
+from tests.support.browser import annotate_stream, screenshot_task
 from tests.support.label_studio import label_studio  # noqa: F401
+from tests.support.label_studio import numbers, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -95,6 +101,7 @@ def test_own_model_and_photos_to_predictions(label_studio, tmp_path, capsys, mon
 
     resources_module._shared_resources.forget()
     with serving(create_app(Resources(settings))) as backend_url:
+        monkeypatch.setenv("FINEPOSE_EDITOR_URL", backend_url)  # the pose editor's links are written too
         code, made, err = finepose(capsys, "project", "create", "--title", "my cars", "--photos", photos,
                                    "--masks", masks, "--model", "my-car", "--backend", backend_url)
         assert code == 0, err
@@ -129,6 +136,40 @@ def test_own_model_and_photos_to_predictions(label_studio, tmp_path, capsys, mon
         assert (again["project"], again["created"], again["added"], again["already_there"]) == (made["project"], False, 1, 3)
         assert again["backend"] == "already connected"
         assert len(list(client.tasks.list(project=made["project"]))) == 4
+        assert "warning" not in again  # every photo has its mask
+
+        # 5. an annotator of their own submits a prediction in the labeling stream
+        r = ls.api("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={made['project']}",
+                   json={"selectedItems": {"all": True, "excluded": []}})
+        assert r.status_code == 200, r.text
+        shown = {t.id: [numbers(p.result) for p in client.predictions.list(task=t.id)]
+                 for t in client.tasks.list(project=made["project"])}  # before the webhook adds its own
+        annotator = ls.create_user("newcomer@finepose.test")
+        seen = annotate_stream(ls, made["project"], out / "stream", email=annotator.email, password=annotator.password)
+        annotation = client.annotations.get(id=seen["annotation_id"])
+        assert annotation.completed_by == annotator.id
+        assert numbers(annotation.result) in shown[annotation.task]  # a prediction, submitted as shown
+        assert seen["warnings"] == [], seen["warnings"]
+        assert "Pose editor link in these instructions" in seen["instructions"], seen["instructions"]
+        instructions = client.projects.get(id=made["project"]).expert_instruction  # after two runs: each block once
+        assert instructions.count("Place the CAD model") == 1 and instructions.count("Pose editor: the next") == 1
+
+        # 6. a photo without a mask, and no segmentation weights on this machine
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+        Image.open(photos / "car0.png").save(photos / "street.png")
+        code, third, err = finepose(capsys, "project", "create", "--title", "my cars", "--photos", photos,
+                                    "--masks", masks, "--model", "my-car", "--backend", backend_url)
+        assert code == 0 and third["added"] == 1 and third["masks"] == 0, err
+        assert "finepose weights download" in third["warning"] and "1 photo(s) have no mask" in third["warning"]
+        [street] = [t for t in client.tasks.list(project=made["project"], fields="all") if t.data["photo_file"] == "street.png"]
+        r = ls.api("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={made['project']}",
+                   json={"selectedItems": {"all": False, "included": [street.id]}})
+        assert r.status_code == 200, r.text
+        wait_until(lambda: "weights" in (client.tasks.get(id=street.id).data.get("finepose_error") or ""), 60)
+        assert client.predictions.list(task=street.id) == []
+        shown = screenshot_task(ls, made["project"], street.id, out / "task_without_weights.png", min_regions=0,
+                                email=annotator.email, password=annotator.password)
+        assert "segmentation weights not installed: run 'finepose weights download'" in shown["text"], shown["text"]
 
     # what a newcomer gets wrong is said in one line
     for args, words in ((["--model", "nope"], "nope"), (["--photos", tmp_path / "none"], "photo folder not found")):

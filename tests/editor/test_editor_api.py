@@ -177,3 +177,22 @@ def test_the_page_and_its_state_name_no_server_path(world, tmp_path, monkeypatch
     assert "data.pose not used" in answer["start"]["notes"] and answer["start"]["source"] == "default view"
     for body in (page.get_data(as_text=True), state.get_data(as_text=True)):
         assert str(tmp_path) not in body and str(world.root) not in body
+
+
+def test_save_in_a_project_listing_its_models_picks_the_posed_one(world):
+    """Uploaded photos get the config with a *CAD model* list (required): an annotation saved
+    from the editor picks the model it posed there, as predictions do; before, the list came
+    back empty and Label Studio asked for it again on Update."""
+    from ls_backend.registry.label_config import label_config_for
+
+    config, _ = label_config_for(world.resources.registry, default="toy-car")
+    data = {"image": world.url("photo.png"), "model": "toy-car", "reference": world.url("reference.png")}
+    source = LocalSource({1: {"data": data}}, config)
+    app = Flask("editor-api-models")
+    app.register_blueprint(create_editor_blueprint(world.resources, source=source))
+    app.register_error_handler(Exception, error_handler(world.resources))
+    answer = app.test_client().post(f"/editor/1/save?t={token(world)}", json={"pose": numbers(world.true_pose)})
+    assert answer.status_code == 200, answer.get_json()
+    [annotation] = source.tasks[1]["annotations"]
+    [choice] = [r for r in annotation["result"] if r["type"] == "choices"]
+    assert choice["from_name"] == "model" and choice["value"]["choices"] == ["toy-car"]

@@ -101,7 +101,8 @@ def annotate_stream(ls, project_id: int, out_dir: Path | str, *, email: str | No
                     timeout: float = 120) -> dict:
     """As an annotator: log in, open the project's labeling stream (Label All Tasks), wait for
     the first task's image and the prediction's regions, save ``stream.png``, read the side
-    panel's fields, click Submit and record every warning Label Studio shows; then open the
+    panel's fields (the project's instructions, where Label Studio shows them first, read and
+    closed), click Submit and record every warning Label Studio shows; then open the
     Data Manager and save ``data_manager.png``. Returns what was seen (``fields``: name ->
     [value, disabled, bottom px, text fits], ``warnings``, ``submit_seconds``, ...)."""
     return _subprocess({
@@ -223,6 +224,13 @@ def _stream(page, job) -> dict:
     page.wait_for_function("() => document.querySelectorAll('.lsf-number input').length > 0 && "
                            "Array.from(document.querySelectorAll('.lsf-number input')).some(i => i.value !== '')")
     page.wait_for_timeout(1500)  # Konva draws brush masks asynchronously
+    shown = page.locator(".lsf-modal-ls_visible")
+    instructions = ""
+    if shown.count():  # the project's instructions, shown on opening: read, then closed
+        page.screenshot(path=str(out / "instructions.png"))
+        instructions = shown.first.inner_text()
+        shown.first.locator("[class*=close], button").first.click()
+        page.wait_for_function("() => !document.querySelector('.lsf-modal-ls_visible')")
     page.screenshot(path=str(out / "stream.png"))
     image = page.evaluate("""() => { const i = Array.from(document.querySelectorAll('img')).filter(i => i.naturalWidth > 0)
         .sort((a, b) => b.getBoundingClientRect().width - a.getBoundingClientRect().width)[0];
@@ -243,7 +251,8 @@ def _stream(page, job) -> dict:
     page.screenshot(path=str(out / "data_manager.png"))
     table = page.evaluate("() => document.body.innerText")
     return {"fields": fields, "image_box": image, "warnings": warnings, "submit_seconds": round(submit_seconds, 3),
-            "annotation_id": annotation.get("id"), "task_url_before": task_before, "data_manager_text": table}
+            "annotation_id": annotation.get("id"), "task_url_before": task_before, "data_manager_text": table,
+            "instructions": instructions}
 
 
 
@@ -475,7 +484,8 @@ def _run(job: dict) -> dict:
                     const img = Array.from(document.querySelectorAll('.lsf-main-view img, img'))
                         .find(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 50);
                     return {regions: document.querySelectorAll('.lsf-outliner-item').length,
-                            image_size: img ? [img.naturalWidth, img.naturalHeight] : null};
+                            image_size: img ? [img.naturalWidth, img.naturalHeight] : null,
+                            text: document.body.innerText};
                 }"""
             )
             page.screenshot(path=job["out"], full_page=False)
