@@ -5,7 +5,7 @@ Prints (asserts nothing), per mesh and in all: how often the up axis, the length
 front were found, and how often the front was declared unsure; with keypoints (Pascal3D+
 meshes have them) and from the shape alone. The truth: Pascal3D+ meshes are canonical (z up,
 front at -y); the ShapeNet airplane has y up and its front at +x (checked on its
-preview: not the ``shapenet`` frame's +z); the procedural car is canonical.
+preview: the ``shapenet_core`` frame); the procedural car is canonical.
 
     python bench/frame_bench.py [--data ../shared/data]
 """
@@ -21,15 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from geometry.frame_detection import axis_rotations, detect_frame, frame_from_axes  # noqa: E402
+from geometry.frame_detection import axis_rotations, detect_frame  # noqa: E402
+from geometry.frames import FRAMES  # noqa: E402
 from geometry.mesh import Mesh, load_mesh  # noqa: E402
 from geometry.procedural import car_mesh  # noqa: E402
 from tests.support.data import DATA  # noqa: E402
 
 
-# The RenderForCNN-aligned ShapeNet airplane: y up, front at +x (not the ``shapenet`` frame's
-# +z), as its preview shows (nose, wings and fin seen from the front, side and top).
-SHAPENET_AIRPLANE = frame_from_axes("+y", "+x")
+# The RenderForCNN-aligned ShapeNet airplane: y up, front at +x, the ``shapenet_core`` frame (not
+# ``shapenet``'s +z), as its preview shows (nose, wings and fin seen from the front, side and top).
+SHAPENET_AIRPLANE = FRAMES["shapenet_core"]
 
 
 def meshes(data: Path):

@@ -1,6 +1,18 @@
 """Named mesh frames: 3x3 matrices from mesh-file coordinates to finepose's canonical frame.
 
-The canonical model frame is Pascal3D+'s: z up, front at -y, model origin at the centre.
+The canonical model frame is Pascal3D+'s: z up, front at -y, the model's left-right mirror
+plane x = 0, origin at the centre. A model drawn in its right frame shows what the labels say:
+azimuth 0 looks at its front, positive elevation from above. One name, one frame:
+
+- ``pascal3d`` (= ``canonical``): Pascal3D+ / ObjectNet3D CAD files;
+- ``shapenet_core``: ShapeNetCore v1 files as the fine-grained release and RenderForCNN use
+  them: y up, front at +x (measured on the release's car and RenderForCNN's airplane);
+- ``shapenet``: y up, front at +z, the frame finepose used to name ShapeNet's; it is kept for
+  the registries that name it (it is not ShapeNetCore's);
+- ``shapenet_seed``: the release's poses, which image ShapeNetCore files mirrored (see
+  :mod:`geometry.conventions.seed`): a frame for reading and writing release records, whose
+  numbers do not mean front = azimuth 0. Register release meshes as ``shapenet_core``: release
+  poses are converted to it (:func:`express_in_frame`).
 """
 
 from __future__ import annotations
@@ -24,11 +36,15 @@ FRAMES = {
     # Pascal3D+ / ObjectNet3D CAD models are already canonical.
     "pascal3d": np.eye(3),
     "canonical": np.eye(3),
-    # ShapeNetCore OBJ files: y up, front at +z (the release's azimuth origin) -> z up, front at -y.
+    # ShapeNetCore v1 files (the release's, RenderForCNN's): y up, front at +x -> z up, front at -y.
+    "shapenet_core": np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+    # y up, front at +z: finepose's earlier "shapenet", kept for registries that name it.
     "shapenet": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]),
-    # The fine-grained release's poses image ShapeNetCore models mirrored in x.
+    # The fine-grained release's poses image ShapeNetCore models mirrored (+z taken as the front).
     "shapenet_seed": SEED_MESH_FRAME,
 }
+#: The canonical frame's left-right mirror (x = 0 is the plane of symmetry of cars and aircraft).
+LATERAL_MIRROR = np.diag([-1.0, 1.0, 1.0])
 
 
 def frame_matrix(name_or_matrix) -> np.ndarray:
@@ -59,25 +75,30 @@ def describe_frame(matrix: np.ndarray) -> str:
 
 
 def express_in_frame(pose: Pose, frame) -> Pose:
-    """The same camera (every mesh point imaged at the same pixel) with ``mesh_frame = frame``.
+    """The same picture of the model with ``mesh_frame = frame``.
 
     The camera takes mesh points ``X`` to ``R(a, e, theta) F X + t``; in the frame ``G`` the
-    rotation becomes ``R F G^-1``, which must be proper: the angles change, distance, focal, u
-    and v do not. Frames that differ by a reflection (the release's mirrored ``shapenet_seed``
-    against ``shapenet`` or ``pascal3d``) image the model mirrored: no camera in the other frame
-    gives the same picture, and :class:`FrameError` names both frames.
+    rotation becomes ``R F G^-1``: the angles change, distance, focal, u and v do not, and
+    every mesh point is imaged at the same pixel. Where ``F G^-1`` is a reflection (the
+    release's mirrored ``shapenet_seed`` against any proper frame), the pose images the model
+    mirrored; finepose's models are mirror-symmetric (cars, aircraft: the canonical x = 0
+    plane of the proper frame), so the rotation ``R F G^-1 M`` (``G`` proper; else ``R M F G^-1``;
+    ``M`` = :data:`LATERAL_MIRROR`) draws the same silhouette, with the model's left and right sides swapped (exact for an exactly symmetric
+    mesh; measured on the release's ShapeNet airplane in tests/geometry/test_frames.py).
+    Matrices that are not orthonormal raise :class:`FrameError` naming both frames.
     """
     target = frame_matrix(frame)
     change = pose.mesh_frame @ np.linalg.inv(target)
     if np.allclose(change, np.eye(3), atol=1e-9):
         return replace(pose, mesh_frame=target)
-    if not np.allclose(change @ change.T, np.eye(3), atol=1e-6) or np.linalg.det(change) < 0:
-        kind = "a reflection" if np.linalg.det(change) < 0 else "more than a rotation"
+    if not np.allclose(change @ change.T, np.eye(3), atol=1e-6):
         raise FrameError(
             f"the pose is in mesh frame {describe_frame(pose.mesh_frame)}, the model in "
-            f"{describe_frame(target)}: they differ by {kind}, so the pose would show the model "
-            "mirrored; register the model with the pose's frame (release poses: frame 'shapenet_seed')"
+            f"{describe_frame(target)}: they differ by more than a rotation or a reflection"
         )
+    if np.linalg.det(change) < 0:  # mirrored: the symmetric model's mirror image is itself,
+        # mirrored about x = 0 of the proper one of the two frames (the canonical, symmetric one)
+        change = change @ LATERAL_MIRROR if np.linalg.det(target) > 0 else LATERAL_MIRROR @ change
     rot = rotation(pose.azimuth, pose.elevation, pose.theta) @ change
     azimuth, elevation, theta = angles_from_rotation(rot)
     return replace(pose, azimuth=azimuth % 360.0, elevation=elevation, theta=theta, mesh_frame=target)
@@ -90,7 +111,8 @@ def pose_in_model_frame(pose: Pose, model_frame, *, names_frame: bool) -> Pose:
     a name of :data:`FRAMES` or a 3x3 matrix), or None when nothing names it: the pose then
     keeps its own. ``names_frame``: whether the pose's source fixed its frame (a ``mesh_frame``
     in its JSON, a release record: :func:`geometry.pose_io.names_frame`). A pose that names
-    its frame is converted (:func:`express_in_frame`, refused across a reflection); any other
+    its frame is converted (:func:`express_in_frame`; across a reflection through the model's
+    mirror symmetry); any other
     pose's numbers are read in the model's frame. Every entry point that reads a pose (the
     backend, the webhook, interactive calls, evaluate, study, batch, the CLI) goes through here,
     so the 7 numbers of a model mean one thing whatever their source.

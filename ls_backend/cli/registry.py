@@ -6,7 +6,7 @@ from __future__ import annotations
 from geometry.frames import FRAMES
 
 from ls_backend.cli.output import print_json
-from ls_backend.registry.build import DEFAULT_FRAME
+from ls_backend.registry.build import RELEASE_MESH_FRAME
 from ls_backend.registry.schema import CATEGORIES
 
 
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         q.add_argument("--shapenet-root", help="ShapeNetCore.v1 root: ROOT/<synset>/<model_id>/model.obj")
         q.add_argument("--synset", help="car, airplane or an 8-digit synset id (with --shapenet-root)")
         q.add_argument("--mesh-template", help="mesh path with {model_id} (instead of --shapenet-root)")
-        q.add_argument("--frame", choices=sorted(FRAMES), default=DEFAULT_FRAME, help="mesh frame of the meshes")
+        q.add_argument("--frame", choices=sorted(FRAMES), default=RELEASE_MESH_FRAME, help="mesh frame of the meshes")
         q.add_argument("--category", choices=CATEGORIES,
                        help="segmentation category of every entry (default: the one --synset names)")
         q.add_argument("--by", choices=("category", "model"), default=by_default, help="registry keys")

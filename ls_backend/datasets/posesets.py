@@ -84,7 +84,7 @@ class PoseRecord:
 
     def pose_in(self, entry, width: int, height: int) -> Pose:
         """:meth:`pose_for`, in the frame of the model (``entry``, a registry's ``ModelEntry``):
-        converted when it fixes another (:attr:`frame_fixed`), refused across a reflection."""
+        converted when it fixes another (:attr:`frame_fixed`; see :func:`geometry.frames.express_in_frame`)."""
         return entry.pose_in_frame(self.pose_for(width, height), names_frame=self.frame_fixed)
 
     def pose_for(self, width: int, height: int) -> Pose:

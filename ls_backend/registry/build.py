@@ -24,7 +24,8 @@ categories may share a model.
 Mesh paths: ``--shapenet-root ROOT --synset car|airplane|<8 digits>`` gives
 ``ROOT/<synset>/<model_id>/model.obj`` (ShapeNetCore.v1 layout; absolute), or
 ``--mesh-template`` any string with ``{model_id}`` (relative paths are read from the
-registry's folder). The frame defaults to ``shapenet_seed``, the release's. Every entry gets
+registry's folder). The frame defaults to ``shapenet_core``, the files' own (release poses are
+converted to it; see :mod:`geometry.frames`). Every entry gets
 the registry's required ``category`` (it picks the segmentation classes): ``--category``, or
 the one the ShapeNet synset names (02958343 car, 02691156 aeroplane); nothing is guessed.
 """
@@ -51,7 +52,7 @@ SYNSET_CATEGORIES = {"02958343": "car", "02691156": "aeroplane"}
 TOKEN_WEIGHT, YEAR_WEIGHT = 0.8, 0.2
 SOFT_TOKEN_RATIO = 0.8
 YEAR_SCALE = 5.0
-DEFAULT_FRAME = "shapenet_seed"
+RELEASE_MESH_FRAME = "shapenet_core"  # the frame of the release's ShapeNetCore files (geometry.frames)
 MODEL_ID = re.compile(r"[0-9a-f]{20,32}")
 
 
@@ -269,7 +270,7 @@ def _write_registry(path: str, registry: dict) -> dict:
 
 def match_registry(categories: str | Path, metadata: str | Path, out: str | Path, *,
                    shapenet_root: str | Path | None = None, synset: str | None = None,
-                   mesh_template: str | None = None, category: str | None = None, frame: str = DEFAULT_FRAME,
+                   mesh_template: str | None = None, category: str | None = None, frame: str = RELEASE_MESH_FRAME,
                    by: str = "category", top: int = 3, accept: float | None = None,
                    report: str | Path | None = None) -> dict:
     """``registry match``: match the category names in the file ``categories`` to the models
@@ -304,7 +305,7 @@ def match_registry(categories: str | Path, metadata: str | Path, out: str | Path
 
 def registry_from_cad(cad: str | Path, out: str | Path, *, names: str | Path | None = None,
                       shapenet_root: str | Path | None = None, synset: str | None = None,
-                      mesh_template: str | None = None, category: str | None = None, frame: str = DEFAULT_FRAME,
+                      mesh_template: str | None = None, category: str | None = None, frame: str = RELEASE_MESH_FRAME,
                       by: str = "model") -> dict:
     """``registry from-cad``: the registry of the release's CAD list ``cad`` (category i ->
     model id on line i), categories named by the file ``names`` (else 1, 2, ...); written to

@@ -30,11 +30,13 @@ import numpy as np
 from tqdm import tqdm
 
 from geometry.conventions import seed
+from geometry.frames import express_in_frame
 from geometry.pose import Pose
 from geometry.pose_io import pose_from_dict, read_pose
 
 from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
 from ls_backend.errors import DataError, FineposeError
+from ls_backend.registry.build import RELEASE_MESH_FRAME
 from ls_backend.studio.client import project_tasks
 from ls_backend.studio.label_config import PoseConfig, parse_label_config
 from ls_backend.studio.predictions import number_result, pose_numbers
@@ -60,12 +62,16 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def seed_tasks(human: Path, images: Path, url_template: str, refined: Path | None = None,
-               label_config: str | None = None) -> tuple[list[dict], list[str]]:
+               label_config: str | None = None, frame_of=None) -> tuple[list[dict], list[str]]:
     """Tasks for every record of ``human`` whose image is in ``images``; also the missing names.
 
     ``url_template``: the task image URL with ``{name}`` for the file name, e.g.
-    ``/data/local-files/?d=stanford_cars/{name}``.
+    ``/data/local-files/?d=stanford_cars/{name}``. ``data.pose`` keeps each record as it is
+    (it names its convention, so it is read in any model frame); the refined poses become
+    predictions whose numbers are in ``frame_of(model_id)`` (default: ``shapenet_core``, the
+    release meshes' own frame), so they mean what Label Studio's labels say.
     """
+    frame_of = frame_of or (lambda model_id: RELEASE_MESH_FRAME)
     config = parse_label_config(label_config or read_template(POSE_ANNOTATION))
     extra = import_fields(label_config or read_template(POSE_ANNOTATION))
     records = load_pose_set(human)
@@ -88,7 +94,7 @@ def seed_tasks(human: Path, images: Path, url_template: str, refined: Path | Non
             }
         }
         if name in refined_set:
-            refined_pose = refined_set[name].pose_for(width, height)
+            refined_pose = express_in_frame(refined_set[name].pose_for(width, height), frame_of(record.model))
             result = [number_result(config, k, v) for k, v in pose_numbers(refined_pose).items()]
             task["predictions"] = [{"model_version": RELEASE_VERSION, "result": result}]
         tasks.append(task)
@@ -195,7 +201,8 @@ def write_release_pickle(path: Path, rows) -> None:
         if origin == "data.pose" and isinstance(imported, dict) and imported.get("convention") == "seed":
             records[name] = {"model_id": model, **{k: imported[k] for k in seed.FIELDS}}  # as imported
             continue
-        records[name] = seed.from_pose(pose, pose.width, pose.height, model_id=model)
+        release_frame = express_in_frame(pose, "shapenet_seed")  # the release's convention, at export only
+        records[name] = seed.from_pose(release_frame, pose.width, pose.height, model_id=model)
     with open(path, "wb") as f:
         pickle.dump(records, f, protocol=2)
 

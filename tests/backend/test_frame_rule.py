@@ -1,6 +1,8 @@
 """finepose's one frame rule (geometry.frames.pose_in_model_frame): every pose of a model is
-expressed in the registry model's frame, converted across a rotation, refused across a
-reflection; the backend's prediction, the webhook and the numbers agree."""
+expressed in the registry model's frame, converted across a rotation, and across a reflection
+through the model's mirror symmetry; the backend's prediction, the webhook, the editor and the
+numbers agree, and a release record on a model registered in its true frame reads as the
+model's own numbers (azimuth 0 = its front)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from geometry.camera import project
 from geometry.conventions import pascal3d, seed
 from geometry.frames import FRAMES, FrameError, express_in_frame, frame_matrix, pose_in_model_frame
 from geometry.iou import iou
+from geometry.masks import write_mask
+from geometry.mesh import Mesh, save_mesh
 from geometry.pose import PARAMETER_NAMES, Pose
 from geometry.pose_io import read_pose
 from ls_backend.server.app import create_app
@@ -43,11 +47,27 @@ def test_a_rotation_apart_the_pose_is_converted_and_images_every_point_alike(sou
             pose.distance, pose.focal, pose.u, pose.v)
 
 
-@pytest.mark.parametrize("source,target", [("shapenet_seed", "shapenet"), ("pascal3d", "shapenet_seed")])
-def test_a_reflection_apart_the_pose_is_refused_naming_both_frames(source, target):
-    pose = random_pose(np.random.default_rng(2), source)
-    with pytest.raises(FrameError, match=rf"mesh frame '{source}', the model in '{target}'.*reflection"):
-        express_in_frame(pose, target)
+@pytest.mark.parametrize("source,target", [("shapenet_seed", "shapenet_core"), ("pascal3d", "shapenet_seed"),
+                                           ("shapenet_seed", "pascal3d")])
+def test_a_reflection_apart_the_pose_is_converted_through_the_model_mirror_symmetry(source, target):
+    """Each point is imaged where its mirror image (across the proper frame's x = 0) was: the
+    same silhouette for a symmetric model; converting back gives the numbers again."""
+    rng = np.random.default_rng(2)
+    proper = target if np.linalg.det(FRAMES[target]) > 0 else source
+    mirrored = POINTS * [-1.0, 1.0, 1.0]  # canonical points of the proper frame, mirrored ...
+    file_points, file_mirrored = (pts @ FRAMES[proper] for pts in (POINTS, mirrored))  # ... in file coordinates
+    for _ in range(20):
+        pose = random_pose(rng, source)
+        converted = express_in_frame(pose, target)
+        np.testing.assert_allclose(project(converted, file_points), project(pose, file_mirrored), atol=1e-6)
+        back = express_in_frame(converted, source)
+        np.testing.assert_allclose(back.vector(), pose.vector(), atol=1e-9)
+
+
+def test_a_matrix_that_is_not_a_rotation_or_reflection_is_refused_naming_both_frames():
+    pose = random_pose(np.random.default_rng(2), "pascal3d")
+    with pytest.raises(FrameError, match=r"mesh frame 'pascal3d', the model in matrix .*more than a rotation"):
+        express_in_frame(pose, np.diag([2.0, 1.0, 1.0]))
 
 
 def test_numbers_naming_no_frame_are_read_in_the_model_frame_and_none_keeps_the_pose_own():
@@ -60,8 +80,7 @@ def test_numbers_naming_no_frame_are_read_in_the_model_frame_and_none_keeps_the_
     record = {"convention": "seed", **seed.from_pose(replace(pose, mesh_frame=seed.MESH_FRAME), 600, 400),
               "image_width": 600, "image_height": 400}
     np.testing.assert_allclose(read_pose(record, model_frame="shapenet_seed").mesh_frame, seed.MESH_FRAME)
-    with pytest.raises(FrameError, match="reflection"):
-        read_pose(record, model_frame="shapenet")
+    np.testing.assert_allclose(read_pose(record, model_frame="shapenet_core").mesh_frame, FRAMES["shapenet_core"])
 
 
 # --- the backend: predicted numbers submitted unchanged come back no worse from the webhook ---------
@@ -69,16 +88,19 @@ def test_numbers_naming_no_frame_are_read_in_the_model_frame_and_none_keeps_the_
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """The toy car registered twice: as a Pascal3D+ model and in the release's mirrored frame,
-    each with its photo's reference rendered at the true pose in that frame."""
-    world = make_world(tmp_path_factory.mktemp("frames"))
+    """The toy car registered as a Pascal3D+ model, in the release's mirrored frame and in the
+    ``shapenet`` frame (one file), and as a ShapeNetCore file in ``shapenet_core``; references
+    rendered at the true pose in the Pascal3D+ and the release's frames."""
+    world = make_world(tmp_path_factory.mktemp("frames"), editor_secret="frames-secret")
     registry = {
         "toy-car": {"mesh": "toy_car.ply", "frame": "pascal3d", "category": "car"},
         "toy-car-release": {"mesh": "toy_car.ply", "frame": "shapenet_seed", "category": "car"},
         "toy-car-shapenet": {"mesh": "toy_car.ply", "frame": "shapenet", "category": "car"},
+        "toy-car-core": {"mesh": "toy_car_core.ply", "frame": "shapenet_core", "category": "car"},
     }
     (world.root / "registry.json").write_text(json.dumps(registry))
-    from geometry.masks import write_mask
+    car = world.renderer.mesh  # the same car as a ShapeNetCore file: file = F^T canonical
+    save_mesh(world.root / "toy_car_core.ply", Mesh(car.vertices @ FRAMES["shapenet_core"], car.triangles))
 
     write_mask(world.root / "reference-release.png",
                world.renderer.render(replace(world.true_pose, mesh_frame=seed.MESH_FRAME)))
@@ -128,17 +150,62 @@ def test_submitting_the_prediction_unchanged_never_makes_the_webhook_pose_worse(
     assert iou(world.renderer.render(stored_pose), truth_mask) >= submitted_iou - 0.002
 
 
-def test_a_release_pose_on_a_model_registered_in_another_handedness_is_passed_over_by_name(world):
-    """The pose is not used (a reflection cannot be converted), and the message names both
-    frames; the task is still predicted, from the automatic pose."""
-    record = {"convention": "seed", **seed.from_pose(replace(world.start_pose, mesh_frame=seed.MESH_FRAME), 480, 320),
-              "image_width": 480, "image_height": 320}
-    task = world.task(task_id=12, model="toy-car-shapenet", pose=record, reference=world.url("reference.png"))
-    client = create_app(world.resources).test_client()
-    response = client.post("/predict", json={"tasks": [task], "label_config": world.label_config})
+def editor_start(world, task) -> dict:
+    """The seven numbers the pose editor opens a task with."""
+    from flask import Flask
+
+    from ls_backend.editor import create_editor_blueprint, links
+    from ls_backend.server.app import error_handler
+    from tests.support.editor_world import LocalSource
+
+    source = LocalSource({task["id"]: {"data": task["data"]}}, world.label_config)
+    app = Flask("frames-editor")
+    app.register_blueprint(create_editor_blueprint(world.resources, source=source))
+    app.register_error_handler(Exception, error_handler(world.resources))
+    signed = links.LinkSigner(world.settings).token(1, task["id"])
+    state = app.test_client().get(f"/editor/{task['id']}/state?t={signed}").get_json()
+    return state["start"]
+
+
+def predicted_numbers(world, task) -> dict:
+    response = create_app(world.resources).test_client().post("/predict", json={"tasks": [task],
+                                                                               "label_config": world.label_config})
     assert response.status_code == 200, response.get_json()
     best = response.get_json()["results"][0]
     best = best[-1] if isinstance(best, list) else best
-    [message] = [r["value"]["text"][0] for r in best["result"] if r["type"] == "textarea"]
-    assert "data.pose not used" in message and "'shapenet_seed'" in message and "'shapenet'" in message
-    assert "automatic pose" in message
+    messages = " ".join(t for r in best["result"] if r["type"] == "textarea" for t in r["value"]["text"])
+    assert "not used" not in messages, messages  # the given pose was used (a front/back note may remain)
+    return {r["from_name"]: r["value"]["number"] for r in best["result"] if r["type"] == "number"}
+
+
+def test_a_release_record_and_the_same_pose_in_the_true_frame_show_the_same_seven_numbers(world):
+    """The toy car as a ShapeNetCore file (y up, front at +x) registered ``shapenet_core``: a
+    release record (``shapenet_seed``, which images it mirrored) and the same pose as finepose
+    JSON in ``shapenet_core`` open the editor with the same numbers and are predicted to the
+    same numbers; the numbers are the truth's in the canonical frame, and a front view reads
+    azimuth 0 (the release's own number for it is not)."""
+    start_core = replace(world.start_pose, mesh_frame=FRAMES["shapenet_core"])
+    record = {"convention": "seed", **seed.from_pose(express_in_frame(start_core, "shapenet_seed"), 480, 320),
+              "image_width": 480, "image_height": 320}
+    as_json = start_core.to_dict()  # names its frame, shapenet_core
+    shown, predicted = [], []
+    for k, pose in enumerate((record, as_json)):
+        task = world.task(task_id=20 + k, model="toy-car-core", pose=pose, reference=world.url("reference.png"))
+        shown.append(editor_start(world, task))
+        predicted.append(predicted_numbers(world, task))
+    assert shown[0]["source"] == shown[1]["source"] == "data.pose"
+    assert shown[0]["pose"] == pytest.approx(shown[1]["pose"], abs=1e-6)
+    assert shown[0]["pose"]["azimuth"] == pytest.approx(world.start_pose.azimuth, abs=1e-6)  # the canonical numbers
+    assert predicted[0] == predicted[1]
+    assert abs(predicted[0]["azimuth"] - world.true_pose.azimuth) < 1.0, predicted[0]
+
+    front_truth = replace(world.true_pose, azimuth=0.0)  # the photo of its front
+    write_mask(world.root / "reference-front.png", world.renderer.render(front_truth))
+    front_start = replace(front_truth, azimuth=4.0, elevation=front_truth.elevation + 3, mesh_frame=FRAMES["shapenet_core"])
+    release = seed.from_pose(express_in_frame(front_start, "shapenet_seed"), 480, 320)
+    assert abs((np.degrees(release["azimuth"]) + 180) % 360 - 180) > 30  # not 0 in the release's numbers
+    task = world.task(task_id=30, model="toy-car-core", reference=world.url("reference-front.png"),
+                      pose={"convention": "seed", **release, "image_width": 480, "image_height": 320})
+    assert abs(editor_start(world, task)["pose"]["azimuth"] - 4.0) < 1e-6
+    front = predicted_numbers(world, task)["azimuth"]
+    assert min(front, 360 - front) < 1.5, front

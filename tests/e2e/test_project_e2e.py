@@ -1,7 +1,7 @@
 """A newcomer's own CAD model and photos, through the command line, on Label Studio 1.23.2 with
 its defaults (Personal Access Token, no local-files serving):
 
-1. ``finepose registry add`` on an OBJ in the ShapeNet frame turned by an axis rotation (its
+1. ``finepose registry add`` on an OBJ in ShapeNetCore's frame turned by an axis rotation (its
    frame found from its shape; the preview kept);
 2. ``finepose project create`` with photos rendered at known poses and their masks, the
    backend connected;
@@ -72,7 +72,7 @@ def test_own_model_and_photos_to_predictions(label_studio, tmp_path, capsys, mon
     ls = label_studio
     car = car_mesh()
     turn = axis_rotations()[17]
-    in_file = Mesh(car.vertices @ FRAMES["shapenet"] @ turn.T, car.triangles)  # file = turn @ S^T @ canonical
+    in_file = Mesh(car.vertices @ FRAMES["shapenet_core"] @ turn.T, car.triangles)  # file = turn @ S^T @ canonical
     (tmp_path / "cad").mkdir()
     save_mesh(tmp_path / "cad" / "my_car.obj", in_file)
     code, added, err = finepose(capsys, "registry", "add", tmp_path / "cad" / "my_car.obj", "--id", "my-car",

@@ -105,7 +105,7 @@ def test_match_command_writes_registry_and_report(tmp_path, capsys):
     registry = json.loads((tmp_path / "registry.json").read_text())
     entry = registry["Audi TT Hatchback 2011"]
     assert entry["mesh"] == str(tmp_path / "ShapeNetCore.v1" / "02958343" / "a2" / "model.obj")
-    assert entry["frame"] == "shapenet_seed" and entry["model_id"] == "a2" and entry["category"] == "car"
+    assert entry["frame"] == "shapenet_core" and entry["model_id"] == "a2" and entry["category"] == "car"
     assert json.loads((tmp_path / "report.json").read_text())["unmatched"] == printed["unmatched"]
 
 
@@ -130,7 +130,7 @@ def test_from_cad_groups_categories_sharing_a_model(tmp_path, capsys):
     registry = json.loads((tmp_path / "by_model.json").read_text())
     assert registry[ids[1]] == {
         "mesh": f"meshes/{ids[1]}.obj",
-        "frame": "shapenet_seed",
+        "frame": "shapenet_core",
         "category": "car",
         "categories": ["B 2011", "C 2012"],
     }
