@@ -26,7 +26,7 @@ from ls_backend.settings import Settings
 from tests.support.world import make_world
 from tests.support.hostile_media import HostileMediaServer, StubLabelStudio, rle_claiming
 from tests.support.malformed import ClientTarget, fuzzed_requests, malformed_cases, plant_files, predict_body, send, valid_task
-from tests.support.backend_client import serving
+from tests.support.backend_client import first_health, serving
 
 #: Every answer finepose's app gave during this module's tests: (path, status, body).
 ANSWERS: list[tuple[str, int, str]] = []
@@ -361,19 +361,14 @@ def test_a_registry_missing_at_start_keeps_the_server_up_and_health_says_so_unti
                                str(port), "--workers", "1"], env=env, cwd=Path(__file__).parents[2],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        url, deadline, health = f"http://127.0.0.1:{port}/health", time.monotonic() + 120, None
-        while health is None and time.monotonic() < deadline:
-            assert server.poll() is None, "the server exited"
-            try:
-                health = requests.get(url, timeout=5)
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        assert health is not None and health.status_code == 503, health
+        url = f"http://127.0.0.1:{port}"
+        health = first_health(url, server)
+        assert health.status_code == 503, health
         assert "FINEPOSE_REGISTRY" in health.json()["error"] and str(tmp_path) not in health.text, health.text
         registry.parent.mkdir()
         (registry.parent / "toy_car.ply").write_bytes((world.root / "toy_car.ply").read_bytes())
         registry.write_text((world.root / "registry.json").read_text())
-        health = requests.get(url, timeout=5)
+        health = requests.get(f"{url}/health", timeout=5)
         assert health.status_code == 200 and health.json()["models"] == 1 and server.poll() is None
     finally:
         os.killpg(server.pid, 15)

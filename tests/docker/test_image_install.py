@@ -6,6 +6,7 @@ runs here; this checks what the image's Python layer does."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -13,11 +14,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
+
+from tests.support.backend_client import first_health
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parents[2]
@@ -83,25 +85,20 @@ def test_the_dockerfile_install_replayed_in_a_fresh_venv_serves_health(tmp_path)
     for folder in ("model-dir", "torch", "meshes"):
         (data / folder).mkdir(parents=True, exist_ok=True)
     cmd = next(args for op, args in steps if op == "CMD")
-    server = subprocess.Popen(eval(cmd), cwd=tmp_path, env=env, start_new_session=True,  # noqa: S307 (a JSON array)
+    server = subprocess.Popen(json.loads(cmd), cwd=tmp_path, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        url, health, deadline = f"http://127.0.0.1:{env['PORT']}/health", None, time.monotonic() + 180
-        while health is None and time.monotonic() < deadline:
-            assert server.poll() is None, "the image's CMD exited"
-            try:
-                health = requests.get(url, timeout=5)
-            except requests.ConnectionError:
-                time.sleep(1.0)
+        url = f"http://127.0.0.1:{env['PORT']}"
+        health = first_health(url, server, timeout=180)
         # the image's FINEPOSE_REGISTRY is not there yet: up, and not ready, naming it
-        assert health is not None and health.status_code == 503 and "FINEPOSE_REGISTRY" in health.text, health
+        assert health.status_code == 503 and "FINEPOSE_REGISTRY" in health.text, health
         from tests.support.world import make_world
 
         (tmp_path / "world").mkdir()
         world = make_world(tmp_path / "world")
         shutil.copyfile(world.root / "toy_car.ply", data / "meshes" / "toy_car.ply")
         shutil.copyfile(world.root / "registry.json", data / "meshes" / "registry.json")
-        health = requests.get(url, timeout=5)
+        health = requests.get(f"{url}/health", timeout=5)
         assert health.status_code == 200 and health.json()["models"] == 1, health.text
     finally:
         os.killpg(server.pid, 15)

@@ -4,6 +4,7 @@ on a loopback port, and an in-memory Label Studio for the webhook's calls."""
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -33,6 +34,21 @@ def brushes(prediction, fill: bool = True) -> dict:
 def pose_of(prediction, world):
     values = numbers(prediction)
     return replace(world.true_pose, **{name: values[name] for name in PARAMETER_NAMES})
+
+
+def first_health(url: str, process, timeout: float = 120.0):
+    """The first answer of ``url``/health from a server starting in ``process`` (a Popen),
+    polled until it answers; AssertionError when the process exits or ``timeout`` passes."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the server exited ({process.returncode})"
+        try:
+            return requests.get(f"{url}/health", timeout=5)
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url}/health did not answer within {timeout:.0f} s")
 
 
 @contextmanager
