@@ -82,9 +82,10 @@ def express_in_frame(pose: Pose, frame) -> Pose:
     every mesh point is imaged at the same pixel. Where ``F G^-1`` is a reflection (the
     release's mirrored ``shapenet_seed`` against any proper frame), the pose images the model
     mirrored; finepose's models are mirror-symmetric (cars, aircraft: the canonical x = 0
-    plane of the proper frame), so the rotation ``R F G^-1 M`` (``G`` proper; else ``R M F G^-1``;
-    ``M`` = :data:`LATERAL_MIRROR`) draws the same silhouette, with the model's left and right sides swapped (exact for an exactly symmetric
-    mesh; measured on the release's ShapeNet airplane in tests/geometry/test_frames.py).
+    plane of the proper frame), so the rotation ``R F G^-1 M`` (``G`` proper; else
+    ``R M F G^-1``; ``M`` = :data:`LATERAL_MIRROR`) draws the same silhouette, with the model's
+    left and right sides swapped (exact for an exactly symmetric mesh; on the release's
+    ShapeNet airplane IoU >= 0.99, tests/geometry/test_frames.py).
     Matrices that are not orthonormal raise :class:`FrameError` naming both frames.
     """
     target = frame_matrix(frame)

@@ -28,7 +28,8 @@ def register(subparsers) -> None:
     q.add_argument("mesh", help="the model's mesh: OBJ, OFF, PLY, STL, GLB or glTF")
     q.add_argument("--id", required=True, dest="model_id", help="the model id tasks name in data.model")
     q.add_argument("--category", required=True, choices=CATEGORIES)
-    q.add_argument("--registry", default="registry.json", help="registry JSON to add to (made if missing)")
+    q.add_argument("--registry", default="registry.json",
+                   help="registry JSON to add to (made if missing; default: %(default)s in this folder)")
     q.add_argument("--frame", default="auto", choices=["auto", *sorted(FRAMES)],
                    help="auto: find up and front from the shape (and keypoints); or a known frame")
     q.add_argument("--up", help="override: the mesh axis pointing up, e.g. --up=+y")

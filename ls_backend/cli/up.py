@@ -12,21 +12,22 @@ def register(subparsers) -> None:
     p.add_argument("--label-studio", type=Path, default=Path(os.environ.get("FINEPOSE_LS_VENV", ".venv-ls")),
                    help="Label Studio's virtualenv (bash scripts/setup_label_studio.sh makes .venv-ls)")
     p.add_argument("--port", type=int, default=8080, help="Label Studio's port")
-    p.add_argument("--backend-port", type=int, default=9090)
+    p.add_argument("--backend-port", type=int, default=9090, help="the backend's port")
     elsewhere = p.add_argument_group(
         "a Label Studio started elsewhere (docker compose): its user comes from LABEL_STUDIO_USERNAME and "
         "LABEL_STUDIO_PASSWORD (and LABEL_STUDIO_API_KEY where that user has a token already), and DATA/files must "
         "be its local-files root")
     elsewhere.add_argument("--label-studio-url", help="use the Label Studio at this URL instead of starting one")
     elsewhere.add_argument("--backend-host", default="127.0.0.1", help="the address the backend listens on")
-    elsewhere.add_argument("--backend-url", help="where Label Studio reaches the backend (default http://127.0.0.1:PORT)")
+    elsewhere.add_argument("--backend-url",
+                           help="where Label Studio reaches the backend (default http://127.0.0.1:PORT)")
     elsewhere.add_argument("--editor-url", help="where browsers reach the pose editor (default: --backend-url)")
     own = p.add_argument_group("your own project instead of the demo")
-    own.add_argument("--photos", type=Path)
-    own.add_argument("--registry", type=Path)
-    own.add_argument("--model")
-    own.add_argument("--masks", type=Path)
-    own.add_argument("--title")
+    own.add_argument("--photos", type=Path, help="a folder of photos")
+    own.add_argument("--registry", type=Path, help="the registry JSON (finepose registry add writes one)")
+    own.add_argument("--model", help="the registry's model id the photos show")
+    own.add_argument("--masks", type=Path, help="reference masks, matched to the photos by file stem")
+    own.add_argument("--title", help="the project's title")
     p.set_defaults(func=cmd_up)
 
 

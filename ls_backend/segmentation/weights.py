@@ -219,12 +219,12 @@ def download(model: str, config: WeightsConfig = WeightsConfig(), base_url: str 
     path = weights_path(model, config)
     url = f"{base_url.rstrip('/')}/{weights_file_name(model)}" if base_url else WEIGHTS[model].url
     prefix = _HASH.search(weights_file_name(model))
+    hash_prefix = prefix.group(1) if prefix and config.verify else None
     path.parent.mkdir(parents=True, exist_ok=True)
     before = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout_s)
     try:
-        torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix.group(1) if prefix and config.verify else None,
-                                       progress=progress)
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=progress)
     except RuntimeError as exc:  # torch.hub's hash mismatch (it removes the partial file)
         raise WeightsError(f"{TITLES[model]} weights from {url}: {exc}") from None
     except OSError as exc:  # URLError, HTTPError, a timeout, a full disk

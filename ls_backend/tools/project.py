@@ -120,16 +120,16 @@ def create_project(connection, settings, registry, title: str, photos: Path, *, 
 
 
 def _weights_warning(settings, unmasked: int) -> dict:
-    """A warning where photos without a mask meet missing segmentation weights (their
-    predictions would all fail until the weights are there)."""
+    """A warning where photos without a mask meet segmentation weights missing on this machine
+    (the backend's, when it runs here: their predictions fail until the weights are there)."""
     from ls_backend.segmentation.weights import WeightsConfig, status
 
     missing = [found["file"] for found in status(WeightsConfig.from_settings(settings)).values() if not found["present"]]
     if not missing:
         return {}
-    return {"warning": f"{unmasked} photo(s) have no mask and the segmentation weights are not installed "
-                       f"({', '.join(missing)}): their predictions fail until you run 'finepose weights download' "
-                       "(about 400 MB, once; docs/settings.md) or give --masks"}
+    return {"warning": f"{unmasked} photo(s) have no mask and the segmentation weights are not installed on this "
+                       f"machine ({', '.join(missing)}): their predictions fail until you run 'finepose weights "
+                       "download' where the backend runs (about 400 MB, once; docs/settings.md) or give --masks"}
 
 
 def _assign(files: list[Path], registry, model: str | None, models: dict | None) -> tuple[dict, set]:

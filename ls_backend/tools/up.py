@@ -40,6 +40,8 @@ EMAIL = "annotator@finepose.local"
 DEMO_TITLE = "finepose demo (synthetic car, made in code)"
 DEMO_MODEL = "demo-car"
 START_TIMEOUT_S = 300.0
+#: What stops ``up``: Ctrl-C, and SIGTERM (``docker stop``, ``kill``) and SIGHUP (a closed terminal).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def demo_world(folder: Path) -> tuple[Path, Path, Path]:
@@ -90,8 +92,11 @@ class Up:
         ``login`` (email, password): the user of an attached Label Studio, ``api_key`` its
         token where the user gives one."""
         if login is not None:
-            saved = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-            token = api_key or (saved.get("token") if saved.get("email") == login[0] else None)
+            try:
+                saved = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+            except (OSError, ValueError):
+                saved = {}  # only its token is read back, and a new one can be made
+            token = api_key or (saved.get("token") if isinstance(saved, dict) and saved.get("email") == login[0] else None)
             return {"email": login[0], "password": login[1], "secret_key": "", **({"token": token} if token else {})}
         if self.state_path.is_file():
             try:
@@ -181,24 +186,34 @@ class Up:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        """Each server's process group: SIGINT, then SIGTERM, then SIGKILL."""
-        for process in reversed(self.processes):
-            for sig, wait in ((signal.SIGINT, 15), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-                if process.poll() is not None:
-                    break
-                try:
-                    os.killpg(process.pid, sig)
-                    process.wait(timeout=wait)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    continue
+        """Each server's process group: SIGINT, then SIGTERM, then SIGKILL, each given its time.
+        Nothing interrupts the stopping: a second Ctrl-C (or SIGTERM, SIGHUP) meanwhile moves on
+        to the next, harder signal at once (before, it aborted here and left a server running)."""
+        hurry: list[int] = []
+        previous = {sig: signal.signal(sig, lambda signum, frame: hurry.append(signum)) for sig in STOP_SIGNALS}
+        try:
+            for process in reversed(self.processes):
+                for sig, wait in ((signal.SIGINT, 15), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+                    if process.poll() is not None:
+                        break
+                    try:
+                        os.killpg(process.pid, sig)
+                    except ProcessLookupError:
+                        break
+                    asked, deadline = len(hurry), time.monotonic() + wait
+                    while process.poll() is None and time.monotonic() < deadline and len(hurry) == asked:
+                        time.sleep(0.1)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         self.processes.clear()
 
 
 def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: Path | None = None,
            registry: Path | None = None, model: str | None = None, masks: Path | None = None,
            title: str | None = None, say=print, until=None, links=None, label_studio_url: str | None = None,
-           login: tuple[str, str] | None = None, api_key: str | None = None, backend_host: str = "127.0.0.1", backend_url: str | None = None,
-           editor_url: str | None = None) -> dict:
+           login: tuple[str, str] | None = None, api_key: str | None = None, backend_host: str = "127.0.0.1",
+           backend_url: str | None = None, editor_url: str | None = None) -> dict:
     """Start everything, say how to log in (one JSON line), serve until Ctrl-C (or until
     ``until()`` is true), stop everything. Returns what was said. ``links``: writes the pose
     editor's links (see :func:`ls_backend.tools.project.create_project`). ``label_studio_url``
@@ -230,7 +245,7 @@ def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: P
     up.save(state)
     # Ctrl-C, and SIGINT even where the shell started ``up`` with it ignored (``up &``), SIGTERM,
     # SIGHUP (a closed terminal): each stops both servers
-    stop_on = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    stop_on = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
     try:
         up.wait_for_label_studio() if up.attached else up.start_label_studio(state)
         state["token"] = up.token(state)
