@@ -45,6 +45,8 @@ FRAMES = {
 }
 #: The canonical frame's left-right mirror (x = 0 is the plane of symmetry of cars and aircraft).
 LATERAL_MIRROR = np.diag([-1.0, 1.0, 1.0])
+#: The left-right mirror of the release's ShapeNetCore files, in file coordinates (z is their side axis).
+RELEASE_FILE_MIRROR = np.diag([1.0, 1.0, -1.0])
 
 
 def frame_matrix(name_or_matrix) -> np.ndarray:
@@ -80,13 +82,16 @@ def express_in_frame(pose: Pose, frame) -> Pose:
     The camera takes mesh points ``X`` to ``R(a, e, theta) F X + t``; in the frame ``G`` the
     rotation becomes ``R F G^-1``: the angles change, distance, focal, u and v do not, and
     every mesh point is imaged at the same pixel. Where ``F G^-1`` is a reflection (the
-    release's mirrored ``shapenet_seed`` against any proper frame), the pose images the model
-    mirrored; finepose's models are mirror-symmetric (cars, aircraft: the canonical x = 0
-    plane of the proper frame), so the rotation ``R F G^-1 M`` (``G`` proper; else
-    ``R M F G^-1``; ``M`` = :data:`LATERAL_MIRROR`) draws the same silhouette, with the model's
-    left and right sides swapped (exact for an exactly symmetric mesh; on the release's
-    ShapeNet airplane IoU >= 0.99, tests/geometry/test_frames.py).
-    Matrices that are not orthonormal raise :class:`FrameError` naming both frames.
+    release's mirrored ``shapenet_seed`` against a proper frame), the pose images the model
+    mirrored. The release's ShapeNetCore files are mirror-symmetric about their z = 0 plane, so
+    when the proper frame puts that plane at canonical x = 0 (``shapenet_core``, or what
+    ``registry add`` finds for such a file), the rotation ``R F G^-1 M`` (``G`` proper; else
+    ``R M F G^-1``; ``M`` = :data:`LATERAL_MIRROR`) draws the same silhouette with the model's
+    left and right swapped (exact for an exactly symmetric mesh; on the release's ShapeNet
+    airplane IoU >= 0.99, tests/geometry/test_frames.py). Any other reflection (the release
+    against ``pascal3d`` or the old ``shapenet``, whose side axis is not the file's z) would
+    draw another picture: :class:`FrameError` names both frames, as it does for matrices that
+    are not orthonormal.
     """
     target = frame_matrix(frame)
     change = pose.mesh_frame @ np.linalg.inv(target)
@@ -97,8 +102,15 @@ def express_in_frame(pose: Pose, frame) -> Pose:
             f"the pose is in mesh frame {describe_frame(pose.mesh_frame)}, the model in "
             f"{describe_frame(target)}: they differ by more than a rotation or a reflection"
         )
-    if np.linalg.det(change) < 0:  # mirrored: the symmetric model's mirror image is itself,
-        # mirrored about x = 0 of the proper one of the two frames (the canonical, symmetric one)
+    if np.linalg.det(change) < 0:  # mirrored: the symmetric model's mirror image is itself
+        proper = target if np.linalg.det(target) > 0 else pose.mesh_frame
+        if not np.allclose(LATERAL_MIRROR @ proper, proper @ RELEASE_FILE_MIRROR, atol=1e-9):
+            raise FrameError(
+                f"the pose is in mesh frame {describe_frame(pose.mesh_frame)}, the model in "
+                f"{describe_frame(target)}: they differ by a reflection across another plane than the "
+                "model's left-right one, so the pose would show the model mirrored; register the release's "
+                "ShapeNetCore meshes as 'shapenet_core' (or with the frame registry add finds)"
+            )
         change = change @ LATERAL_MIRROR if np.linalg.det(target) > 0 else LATERAL_MIRROR @ change
     rot = rotation(pose.azimuth, pose.elevation, pose.theta) @ change
     azimuth, elevation, theta = angles_from_rotation(rot)
@@ -112,8 +124,8 @@ def pose_in_model_frame(pose: Pose, model_frame, *, names_frame: bool) -> Pose:
     a name of :data:`FRAMES` or a 3x3 matrix), or None when nothing names it: the pose then
     keeps its own. ``names_frame``: whether the pose's source fixed its frame (a ``mesh_frame``
     in its JSON, a release record: :func:`geometry.pose_io.names_frame`). A pose that names
-    its frame is converted (:func:`express_in_frame`; across a reflection through the model's
-    mirror symmetry); any other
+    its frame is converted (:func:`express_in_frame`; a release pose into ``shapenet_core``
+    through the files' mirror symmetry); any other
     pose's numbers are read in the model's frame. Every entry point that reads a pose (the
     backend, the webhook, interactive calls, evaluate, study, batch, the CLI) goes through here,
     so the 7 numbers of a model mean one thing whatever their source.

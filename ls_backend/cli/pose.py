@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         p.add_argument("--mesh", required=True, help="OBJ/OFF/PLY/STL/GLB file")
         p.add_argument("--frame", choices=sorted(FRAMES),
                        help="the mesh's frame: the pose is expressed in it (converted when it names another frame, "
-                            "and across a reflection through the model's mirror symmetry); default: the pose's own")
+                            "a release pose into shapenet_core through the model's mirror symmetry); default: the pose's own")
 
     p = subparsers.add_parser("render", help="render a silhouette mask PNG")
     mesh_args(p)

@@ -10,9 +10,9 @@ A registry is a JSON file (``FINEPOSE_REGISTRY``)::
 rotation from mesh-file to canonical coordinates, as ``registry add`` writes) is the model's
 frame: every pose of the model is expressed in it, whatever its source (task data, an
 annotation's numbers, the automatic pose, a keypoint fit, a pose set), by the one rule
-:func:`geometry.frames.pose_in_model_frame`: a pose naming another frame is converted (across
-a reflection through the model's mirror symmetry; register the release's ShapeNet meshes as
-``shapenet_core`` and its poses read as the model's own numbers). ``category`` is required
+:func:`geometry.frames.pose_in_model_frame`: a pose naming another frame is converted (register
+the release's ShapeNet meshes as ``shapenet_core`` and its poses read as the model's own
+numbers; see :func:`geometry.frames.express_in_frame`). ``category`` is required
 (it chooses the segmentation classes); an entry without a usable one is refused when the
 registry loads, naming the entry. ``keypoints`` defaults to ``<mesh stem>_keypoints.json``
 beside the mesh when that exists. Task data only ever names an id: never a path. Meshes and their ray-casting scenes are built once per

@@ -134,7 +134,7 @@ def pose_from_numbers(numbers: dict, width: int, height: int, model_frame, where
 
 def pose_from_task_data(data: dict, width: int, height: int, entry, where: str = "task") -> Pose:
     """``data.pose`` rescaled to the photo, in the frame of the model (``entry``, its registry
-    entry): a pose naming another frame is converted (across a reflection through the model's symmetry)
+    entry): a pose naming another frame is converted (:func:`geometry.frames.express_in_frame`)
     (:func:`geometry.pose_io.read_pose`). Checked against
     :data:`~ls_backend.studio.validation.POSE_RANGES` as given and at the photo's size."""
     try:

@@ -47,21 +47,28 @@ def test_a_rotation_apart_the_pose_is_converted_and_images_every_point_alike(sou
             pose.distance, pose.focal, pose.u, pose.v)
 
 
-@pytest.mark.parametrize("source,target", [("shapenet_seed", "shapenet_core"), ("pascal3d", "shapenet_seed"),
-                                           ("shapenet_seed", "pascal3d")])
-def test_a_reflection_apart_the_pose_is_converted_through_the_model_mirror_symmetry(source, target):
-    """Each point is imaged where its mirror image (across the proper frame's x = 0) was: the
-    same silhouette for a symmetric model; converting back gives the numbers again."""
+@pytest.mark.parametrize("source,target", [("shapenet_seed", "shapenet_core"), ("shapenet_core", "shapenet_seed")])
+def test_a_release_pose_and_the_true_frame_convert_through_the_file_mirror_symmetry(source, target):
+    """Each point of a ShapeNetCore file is imaged where its mirror image across the file's
+    z = 0 plane (its left-right plane) was: the same silhouette of a symmetric model; converting
+    back gives the numbers again."""
     rng = np.random.default_rng(2)
-    proper = target if np.linalg.det(FRAMES[target]) > 0 else source
-    mirrored = POINTS * [-1.0, 1.0, 1.0]  # canonical points of the proper frame, mirrored ...
-    file_points, file_mirrored = (pts @ FRAMES[proper] for pts in (POINTS, mirrored))  # ... in file coordinates
     for _ in range(20):
         pose = random_pose(rng, source)
         converted = express_in_frame(pose, target)
-        np.testing.assert_allclose(project(converted, file_points), project(pose, file_mirrored), atol=1e-6)
+        np.testing.assert_allclose(project(converted, POINTS), project(pose, POINTS * [1.0, 1.0, -1.0]), atol=1e-6)
         back = express_in_frame(converted, source)
         np.testing.assert_allclose(back.vector(), pose.vector(), atol=1e-9)
+
+
+@pytest.mark.parametrize("source,target", [("shapenet_seed", "shapenet"), ("pascal3d", "shapenet_seed"),
+                                           ("shapenet_seed", "pascal3d")])
+def test_a_reflection_across_another_plane_is_refused_naming_both_frames(source, target):
+    """Frames whose side axis is not the release files' z (Pascal3D+'s, the old 'shapenet'):
+    the mirrored pose would show another picture, so it is refused, as before."""
+    pose = random_pose(np.random.default_rng(2), source)
+    with pytest.raises(FrameError, match=rf"mesh frame '{source}', the model in '{target}'.*reflection"):
+        express_in_frame(pose, target)
 
 
 def test_a_matrix_that_is_not_a_rotation_or_reflection_is_refused_naming_both_frames():
@@ -81,6 +88,8 @@ def test_numbers_naming_no_frame_are_read_in_the_model_frame_and_none_keeps_the_
               "image_width": 600, "image_height": 400}
     np.testing.assert_allclose(read_pose(record, model_frame="shapenet_seed").mesh_frame, seed.MESH_FRAME)
     np.testing.assert_allclose(read_pose(record, model_frame="shapenet_core").mesh_frame, FRAMES["shapenet_core"])
+    with pytest.raises(FrameError, match="reflection"):
+        read_pose(record, model_frame="shapenet")
 
 
 # --- the backend: predicted numbers submitted unchanged come back no worse from the webhook ---------
@@ -209,3 +218,20 @@ def test_a_release_record_and_the_same_pose_in_the_true_frame_show_the_same_seve
     assert abs(editor_start(world, task)["pose"]["azimuth"] - 4.0) < 1e-6
     front = predicted_numbers(world, task)["azimuth"]
     assert min(front, 360 - front) < 1.5, front
+
+
+def test_a_release_pose_on_a_model_registered_in_another_handedness_is_passed_over_by_name(world):
+    """The pose is not used (a reflection across another plane than the model's left-right one cannot
+    be converted), and the message names both
+    frames; the task is still predicted, from the automatic pose."""
+    record = {"convention": "seed", **seed.from_pose(replace(world.start_pose, mesh_frame=seed.MESH_FRAME), 480, 320),
+              "image_width": 480, "image_height": 320}
+    task = world.task(task_id=12, model="toy-car-shapenet", pose=record, reference=world.url("reference.png"))
+    client = create_app(world.resources).test_client()
+    response = client.post("/predict", json={"tasks": [task], "label_config": world.label_config})
+    assert response.status_code == 200, response.get_json()
+    best = response.get_json()["results"][0]
+    best = best[-1] if isinstance(best, list) else best
+    [message] = [r["value"]["text"][0] for r in best["result"] if r["type"] == "textarea"]
+    assert "data.pose not used" in message and "'shapenet_seed'" in message and "'shapenet'" in message
+    assert "automatic pose" in message

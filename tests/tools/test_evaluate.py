@@ -139,10 +139,10 @@ def test_release_pickle_set_and_mesh_frame_from_the_registry(tmp_path, car_rende
     assert np.all(evaluation.ious["shifted"] < 0.99)
 
 
-def test_poses_are_expressed_in_the_registry_frame(tmp_path, car_renderer, car_obj):
+def test_poses_are_expressed_in_the_registry_frame_converted_or_refused(tmp_path, car_renderer, car_obj):
     """One rule with the backend (geometry.frames.pose_in_model_frame): a pose naming another
-    frame is converted into the model's (a rotation, or a reflection through the model's mirror
-    symmetry); a pose naming none is read in the model's frame."""
+    frame is converted into the model's when the frames differ by a rotation, refused naming
+    both when they differ by a reflection; a pose naming none is read in the model's frame."""
     pose = TRUTH["a.jpg"]
     in_shapenet = replace(pose, mesh_frame=frame_matrix("shapenet"))
     masks = tmp_path / "masks"
@@ -159,10 +159,10 @@ def test_poses_are_expressed_in_the_registry_frame(tmp_path, car_renderer, car_o
     ious = evaluate.evaluate(evaluate.MaskFolder(masks), sets, Registry.load(registry)).ious
     assert ious["named.json"][0] > 0.999
     assert ious["unnamed.json"][0] < 0.99
-    # the model in the release's mirrored frame: converted through the car's mirror symmetry
+    # the model in the release's mirrored frame: the named pose would show it mirrored: refused
     registry.write_text(json.dumps({"car": {"mesh": str(car_obj), "frame": "shapenet_seed", "category": "car"}}))
-    ious = evaluate.evaluate(evaluate.MaskFolder(masks), sets, Registry.load(registry)).ious
-    assert ious["named.json"][0] > 0.999
+    with pytest.raises(ValueError, match=r"mesh frame 'shapenet'.*'shapenet_seed'.*reflection"):
+        evaluate.evaluate(evaluate.MaskFolder(masks), sets, Registry.load(registry))
 
 
 def test_masks_may_be_any_mapping(car_renderer, car):

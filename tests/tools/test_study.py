@@ -86,7 +86,7 @@ def test_a_study_folder_outside_what_label_studio_serves_and_never_overwritten(t
 def test_pose_set_items_draw_poses_in_the_registry_frame(tmp_path, car, car_renderer):
     """Pose-set items are read by the same frame rule as the backend and evaluate: a pose
     naming no frame is read in the model's frame; one naming another frame a rotation apart is
-    converted (the same picture), and one a reflection apart too (the car is mirror-symmetric)."""
+    converted (the same picture); one a reflection apart is refused."""
     import json
     from dataclasses import replace
 
@@ -127,9 +127,8 @@ def test_pose_set_items_draw_poses_in_the_registry_frame(tmp_path, car, car_rend
     np.testing.assert_array_equal(registry.renderer("car").render(human), car_renderer.render(in_seed))
     _, _, refined = items[1].load()
     assert iou(registry.renderer("car").render(refined), car_renderer.render(in_seed)) > 0.999
-    _, _, refined = items[2].load()  # a reflection apart: through the car's mirror symmetry, the same picture
-    own_frame = replace(pose, mesh_frame=np.diag([1.0, 1, -1]) @ seed.MESH_FRAME)
-    assert iou(registry.renderer("car").render(refined), car_renderer.render(own_frame)) > 0.999
+    with pytest.raises(ValueError, match="reflection"):
+        items[2].load()
 
 
 # -- create and report against a stand-in Label Studio -----------------------------------------
