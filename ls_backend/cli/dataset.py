@@ -44,16 +44,13 @@ def _resources():
 
 
 def cmd_import(args) -> None:
-    from ls_backend.registry.build import RELEASE_MESH_FRAME
     from ls_backend.tools.dataset import DatasetError, import_tasks, pascal3d_tasks, seed_tasks
 
     if not args.images.is_dir():
         raise DatasetError(f"image folder not found: {args.images}")
-    if args.reader == "seed":
-        registry = _resources().registry  # the refined poses' numbers in each model's registered frame
-        frame_of = (lambda model: registry.entries[model].frame_matrix if model in registry.entries
-                    else RELEASE_MESH_FRAME) if registry is not None else None
-        tasks, missing = seed_tasks(args.anno, args.images, args.image_url, args.refined, frame_of=frame_of)
+    if args.reader == "seed":  # the refined poses' numbers in each model's registered frame
+        tasks, missing = seed_tasks(args.anno, args.images, args.image_url, args.refined,
+                                    registry=_resources().registry)
     else:
         tasks, missing = pascal3d_tasks(args.viewpoints, args.images, args.image_url)
     client = _resources().client() if args.project else None

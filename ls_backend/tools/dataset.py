@@ -35,7 +35,7 @@ from geometry.pose import Pose
 from geometry.pose_io import pose_from_dict, read_pose
 
 from ls_backend.datasets.posesets import PoseRecord, load_pose_set, write_pose_set
-from ls_backend.errors import DataError, FineposeError
+from ls_backend.errors import DataError, FineposeError, UnknownModelError
 from ls_backend.registry.build import RELEASE_MESH_FRAME
 from ls_backend.studio.client import project_tasks
 from ls_backend.studio.label_config import PoseConfig, parse_label_config
@@ -61,17 +61,31 @@ def image_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
+def model_frame_of(registry, model_id, imported_pose) -> object | None:
+    """The frame a task's seven numbers are in, for import and export alike: its model's
+    registry frame; for a model the registry does not hold (or without a registry) and a task
+    imported from the release (``data.pose`` a seed record), ``shapenet_core``, the release
+    meshes' own frame; else None (``data.pose``'s own frame)."""
+    if registry is not None:
+        try:
+            return registry.entry(model_id).frame_matrix
+        except UnknownModelError:
+            pass
+    if isinstance(imported_pose, dict) and imported_pose.get("convention") == "seed":
+        return RELEASE_MESH_FRAME
+    return None
+
+
 def seed_tasks(human: Path, images: Path, url_template: str, refined: Path | None = None,
-               label_config: str | None = None, frame_of=None) -> tuple[list[dict], list[str]]:
+               label_config: str | None = None, registry=None) -> tuple[list[dict], list[str]]:
     """Tasks for every record of ``human`` whose image is in ``images``; also the missing names.
 
     ``url_template``: the task image URL with ``{name}`` for the file name, e.g.
     ``/data/local-files/?d=stanford_cars/{name}``. ``data.pose`` keeps each record as it is
     (it names its convention, so it is read in any model frame); the refined poses become
-    predictions whose numbers are in ``frame_of(model_id)`` (default: ``shapenet_core``, the
-    release meshes' own frame), so they mean what Label Studio's labels say.
+    predictions whose numbers are in the model's frame (:func:`model_frame_of` with the
+    backend's ``registry``), so they mean what Label Studio's labels say.
     """
-    frame_of = frame_of or (lambda model_id: RELEASE_MESH_FRAME)
     config = parse_label_config(label_config or read_template(POSE_ANNOTATION))
     extra = import_fields(label_config or read_template(POSE_ANNOTATION))
     records = load_pose_set(human)
@@ -94,7 +108,8 @@ def seed_tasks(human: Path, images: Path, url_template: str, refined: Path | Non
             }
         }
         if name in refined_set:
-            refined_pose = express_in_frame(refined_set[name].pose_for(width, height), frame_of(record.model))
+            refined_pose = express_in_frame(refined_set[name].pose_for(width, height),
+                                            model_frame_of(registry, record.model, pose))
             result = [number_result(config, k, v) for k, v in pose_numbers(refined_pose).items()]
             task["predictions"] = [{"model_version": RELEASE_VERSION, "result": result}]
         tasks.append(task)
@@ -178,7 +193,7 @@ def export_project(client, project_id: int, out: Path, pickle_out: Path | None =
     config = parse_label_config(client.projects.get(id=project_id).label_config)
     rows, passed_over = [], {}
     for task in tqdm(tasks, desc=f"export project {project_id}", unit="task"):
-        model_frame = registry.entry(task["data"].get("model")).frame if registry is not None else None
+        model_frame = model_frame_of(registry, task["data"].get("model"), task["data"].get("pose"))
         pose, origin, note = final_pose(task, model_frame, config)
         if note:
             passed_over[task["id"]] = note
