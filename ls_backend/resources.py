@@ -37,6 +37,8 @@ class Resources:
         self.corrected_annotations = Recent(size=4096)
         #: One writer of a task's predictions at a time (the webhook replaces them).
         self.task_predictions = KeyedLocks()
+        #: Whether every registry mesh is loaded (:meth:`warm_up`).
+        self.warm = False
 
     @staticmethod
     def shared() -> "Resources":
@@ -83,10 +85,14 @@ class Resources:
         return self.registry
 
     def warm_up(self) -> None:
-        """Load every registry mesh and build its ray-casting scene now."""
+        """Load every registry mesh and build its ray-casting scene now (once: after a success,
+        a call returns at once; after a failure, the next call tries again)."""
+        if self.warm:
+            return
         registry = self.require_registry()
         for model_id in registry.entries:
             registry.renderer(model_id)
+        self.warm = True
         logger.info("loaded %d meshes from %s", len(registry.entries), registry.source)
 
     @cached_property

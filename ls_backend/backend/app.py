@@ -19,6 +19,7 @@ from typing import Callable
 
 from flask import Blueprint, jsonify, request
 
+from geometry.errors import GeometryError
 from ls_backend.backend.model import FineposeModel
 from ls_backend.errors import BadRequest, ConfigError, FineposeError
 from ls_backend.resources import Resources
@@ -60,11 +61,14 @@ def create_backend_blueprint(resources: Resources, on_tasks: Callable | None = N
     @bp.get("/")
     @bp.get("/health")
     def health():
-        """200 ``UP`` when predictions can be served; 503 naming the setting otherwise (no
-        registry, or one that cannot be loaded), which Label Studio shows when connecting."""
+        """200 ``UP`` when predictions can be served; 503 naming what is missing otherwise (no
+        registry, one that cannot be loaded, or with ``FINEPOSE_PRELOAD_MESHES`` a mesh that
+        cannot), which Label Studio shows when connecting."""
         try:
             registry = resources.require_registry()
-        except FineposeError as exc:
+            if resources.settings.preload_meshes:
+                resources.warm_up()
+        except (FineposeError, GeometryError) as exc:
             raise ConfigError(f"not ready: {exc}") from None
         return jsonify(
             status="UP",

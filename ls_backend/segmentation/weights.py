@@ -128,9 +128,8 @@ def missing_message(model: str, config: WeightsConfig = WeightsConfig()) -> str:
     name, env, explicit = weights_file_name(model), WEIGHTS_ENV[model], config.explicit(model)
     where = f"{env}={explicit} does not exist" if explicit else f"{cache_dir() / name} does not exist"
     return (
-        f"{TITLES[model]} weights not found: {where}. Run 'finepose weights download' on the backend's machine, "
-        f"or put {name} (from {WEIGHTS[model].url}) into {cache_dir()}/ (that is $TORCH_HOME/hub/checkpoints/), "
-        f"or set {env} to the path of the file."
+        f"{TITLES[model]} weights not found: {where}. Put {name} (from {WEIGHTS[model].url}) "
+        f"into {cache_dir()}/ (that is $TORCH_HOME/hub/checkpoints/), or set {env} to the path of the file."
     )
 
 
@@ -190,13 +189,14 @@ def default_device(config: WeightsConfig = WeightsConfig()) -> torch.device:
     return torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def status(config: WeightsConfig = WeightsConfig()) -> dict[str, dict]:
-    """Per model: its file, whether it is there, and (cache files) whether its hash checks."""
+def status(config: WeightsConfig = WeightsConfig(), check: bool = True) -> dict[str, dict]:
+    """Per model: its file, whether it is there, and (cache files, with ``check``: reads the
+    file) whether its hash checks."""
     found = {}
     for model in WEIGHTS:
         path = weights_path(model, config)
         entry = {"file": str(path), "present": path.is_file()}
-        if entry["present"] and config.explicit(model) is None and config.verify:
+        if check and entry["present"] and config.explicit(model) is None and config.verify:
             try:
                 check_hash(path)
                 entry["hash"] = "ok"

@@ -8,6 +8,7 @@ it until it is fixed (the server does not exit, so a container does not restart 
 
 import logging
 
+from geometry.errors import GeometryError
 from ls_backend.errors import FineposeError
 from ls_backend.server.app import create_app
 from ls_backend.resources import Resources
@@ -17,6 +18,6 @@ logging.basicConfig(level=_resources.settings.log_level, format="%(asctime)s %(l
 if _resources.settings.preload_meshes:
     try:
         _resources.warm_up()
-    except FineposeError as exc:  # keep serving: /health answers 503 naming it until it is fixed
+    except (FineposeError, GeometryError) as exc:  # keep serving: /health answers 503 naming it until fixed
         logging.getLogger(__name__).error("meshes not preloaded: %s", exc)
 app = create_app(_resources)

@@ -315,14 +315,15 @@ def next_unannotated_task(client, project_id: int, after: int | None = None) -> 
 
 def set_instructions_block(client, project_id: int, key: str, html_text: str) -> None:
     """Put ``html_text`` (no ``</p>`` inside) into a project's labeling instructions as the
-    paragraph of class ``finepose-<key>`` (replacing an earlier one, keeping the rest) and show
-    the instructions. A class, because Label Studio 1.23 keeps it where it strips comments
-    and ``data-`` attributes from instructions."""
+    paragraph of class ``key`` (replacing an earlier one, keeping the rest) and show the
+    instructions. A class, because Label Studio 1.23 keeps it where it strips comments and
+    ``data-`` attributes from instructions (blocks written before were unmarked: a project
+    made then keeps them, shown once more)."""
     import re
 
     project = get_project(client, project_id)
     current = project.expert_instruction or ""
-    block = f'<p class="finepose-{key}">{html_text}</p>'
-    pattern = re.compile(rf'<p class="finepose-{re.escape(key)}">.*?</p>', re.S)
+    block = f'<p class="{key}">{html_text}</p>'
+    pattern = re.compile(rf'<p class="{re.escape(key)}">.*?</p>', re.S)
     text = pattern.sub(lambda _: block, current) if pattern.search(current) else block + current
     client.projects.update(id=int(project_id), expert_instruction=text, show_instruction=True)

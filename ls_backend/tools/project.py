@@ -124,7 +124,7 @@ def _weights_warning(settings, unmasked: int) -> dict:
     (the backend's, when it runs here: their predictions fail until the weights are there)."""
     from ls_backend.segmentation.weights import WeightsConfig, status
 
-    missing = [found["file"] for found in status(WeightsConfig.from_settings(settings)).values() if not found["present"]]
+    missing = [found["file"] for found in status(WeightsConfig.from_settings(settings), check=False).values() if not found["present"]]
     if not missing:
         return {}
     return {"warning": f"{unmasked} photo(s) have no mask and the segmentation weights are not installed on this "

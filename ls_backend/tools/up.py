@@ -97,7 +97,8 @@ class Up:
             except (OSError, ValueError):
                 saved = {}  # only its token is read back, and a new one can be made
             token = api_key or (saved.get("token") if isinstance(saved, dict) and saved.get("email") == login[0] else None)
-            return {"email": login[0], "password": login[1], "secret_key": "", **({"token": token} if token else {})}
+            return {"email": login[0], "password": login[1], "secret_key": "", **({"token": token} if token else {}),
+                    **({"given": True} if api_key else {})}
         if self.state_path.is_file():
             try:
                 state = json.loads(self.state_path.read_text())
@@ -153,20 +154,23 @@ class Up:
                 Connection(self.ls_url, state["token"]).check()
                 return state["token"]
             except Exception:  # noqa: BLE001 (revoked, or a new database): make another
-                pass
+                if state.get("given"):
+                    raise ConfigError(f"Label Studio at {self.ls_url} refuses LABEL_STUDIO_API_KEY: give the Personal "
+                                      f"Access Token of {state['email']} (Account & Settings)") from None
         where = self.ls_url if self.attached else f"the Label Studio in {self.data}"
         try:
             session = local_server.login(self.ls_url, state["email"], state["password"])
             return local_server.personal_access_token(session, self.ls_url)
         except local_server.TokenExists:
-            raise ConfigError(f"{state['email']} already has a Personal Access Token at {where} that finepose did not "
-                              "make: set LABEL_STUDIO_API_KEY to it, or revoke it (Account & Settings -> Personal "
-                              "Access Token) and start again") from None
+            raise ConfigError(f"{state['email']} already has a Personal Access Token at {where}, and {self.state_path} "
+                              "does not hold it (Label Studio keeps one per user): set LABEL_STUDIO_API_KEY to it, or "
+                              "revoke it (Account & Settings -> Personal Access Token) and start again") from None
         except (RuntimeError, KeyError, ValueError, OSError) as exc:
             raise ConfigError(f"cannot log in to {where} as {state['email']}: {exc}") from None
 
     def start_backend(self, token: str, registry: Path) -> None:
-        env = {**os.environ, "LABEL_STUDIO_URL": self.ls_url, "LABEL_STUDIO_API_KEY": token,
+        own = {k: v for k, v in os.environ.items() if k not in ("LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD")}
+        env = {**own, "LABEL_STUDIO_URL": self.ls_url, "LABEL_STUDIO_API_KEY": token,
                "FINEPOSE_REGISTRY": str(registry), "MODEL_DIR": str(self.data / "model-dir"),
                "FINEPOSE_EDITOR_URL": self.editor_url, "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.data / "files")}
         command = [sys.executable, "-m", "ls_backend.cli", "serve", "--host", self.backend_host,

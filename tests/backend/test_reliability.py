@@ -347,8 +347,8 @@ def test_half_configured_basic_auth_refuses_to_start(env, missing, tmp_path):
 def test_a_registry_missing_at_start_keeps_the_server_up_and_health_says_so_until_it_appears(world, tmp_path):
     """``finepose serve`` with ``FINEPOSE_PRELOAD_MESHES=1`` and a registry not there yet (a
     container whose volume is filled later): the server stays up, ``/health`` answers 503 naming
-    FINEPOSE_REGISTRY (Label Studio shows it; a healthcheck fails), and answers 200 once the
-    file appears, without a restart."""
+    FINEPOSE_REGISTRY (Label Studio shows it; a healthcheck fails), then naming the mesh the
+    registry lists but the folder lacks, and 200 once both are there, without a restart."""
     import socket
 
     with socket.socket() as s:
@@ -366,8 +366,10 @@ def test_a_registry_missing_at_start_keeps_the_server_up_and_health_says_so_unti
         assert health.status_code == 503, health
         assert "FINEPOSE_REGISTRY" in health.json()["error"] and str(tmp_path) not in health.text, health.text
         registry.parent.mkdir()
+        registry.write_text((world.root / "registry.json").read_text())  # its mesh not there yet: still not ready
+        health = requests.get(f"{url}/health", timeout=5)
+        assert health.status_code == 503 and "toy_car.ply" in health.json()["error"] and server.poll() is None, health.text
         (registry.parent / "toy_car.ply").write_bytes((world.root / "toy_car.ply").read_bytes())
-        registry.write_text((world.root / "registry.json").read_text())
         health = requests.get(f"{url}/health", timeout=5)
         assert health.status_code == 200 and health.json()["models"] == 1 and server.poll() is None
     finally:

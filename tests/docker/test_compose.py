@@ -45,7 +45,7 @@ def test_both_services_restart_share_the_login_and_wait_for_each_other():
     assert env["ML_BLOCK_LOCAL_IP"] == "false" and env["SSRF_PROTECTION_ENABLED"] == "false"
     init = SERVICES["volumes-init"]
     assert SERVICES["finepose"]["depends_on"]["volumes-init"]["condition"] == "service_completed_successfully"
-    assert set(mounts("volumes-init")) == {p for p in mounts("finepose") if p.startswith("/data/up")}
+    assert set(mounts("volumes-init")) == set(mounts("finepose"))  # every volume finepose writes to is its own
     assert init["command"][:2] == ["chown", "-R"]
 
 
@@ -61,3 +61,13 @@ def test_the_own_project_override_shows_one_folder_to_both_and_names_it_to_up():
     assert host_ls == host_fp and Path(in_ls).relative_to(ls_files) == Path(in_fp).relative_to(args.data / "files")
     assert str(args.photos).startswith(in_fp) and str(args.registry).startswith(in_fp)
     assert args.model.startswith("${FINEPOSE_MODEL:?")
+
+
+def test_nothing_a_container_writes_or_mounts_into_is_read_only():
+    """own-project.yml mounts a folder inside Label Studio's files volume (Docker makes the
+    mount point there: not on a read-only mount), and the weights are downloaded into the
+    torch volume from inside the container."""
+    for name in ("label-studio", "finepose"):
+        assert not [m for m in SERVICES[name]["volumes"] if m.endswith(":ro")], name
+    assert mounts("finepose")["/data/torch"] == "torch" and "/data/torch" in mounts("volumes-init")
+    assert SERVICES["finepose"]["environment"]["TORCH_HOME"] == "/data/torch"
