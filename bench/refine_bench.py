@@ -7,18 +7,23 @@ the true pose, 300 px wide. Two classes of starts:
 - ``--starts real`` (default): start = true pose minus a real human-vs-refined difference
   (v1 - v2 of another random record of the same dataset). Most are near starts.
 - ``--starts rough``: the same differences scaled by 1, 2 or 3 (a pose roughed in by a
-  few seconds of dragging or 4 keypoint clicks), half of the references corrupted like a
-  CNN's segmentation (:func:`geometry.masks.realistic_noise`, ``--noise-px``, default 2 px;
-  5 px gives IoU ceilings near 0.9, like a real photo's); cases are kept by start IoU band
-  (:data:`BANDS`), ``--cases`` per band, dataset and reference kind (clean, noisy), and the
-  tables are printed per band and per scale / reference kind.
+  few seconds of dragging or 4 keypoint clicks), with references of the kinds ``--references``
+  names (default ``clean noisy``: half corrupted like a CNN's segmentation,
+  :func:`geometry.masks.realistic_noise`, ``--noise-px``, default 2 px; ``--references all``:
+  the kinds of ``bench/reference_kinds.py``: clean, noise 3 and 5 px, eroded, dilated, soft
+  edges, a bite taken out, a second object touching); cases are kept by start IoU band
+  (:data:`BANDS`), ``--cases`` per band, dataset and reference kind, and the tables are
+  printed per band, per scale and per reference kind (``real-like``: all but clean).
   A real difference is a whole number of the release's steps, so Algorithm 1's lattice of
   candidates about the start holds the true pose exactly and it lands on it (IoU 1.000 on a
   clean reference), which no real photo offers; ``--jitter`` (default 0.5) moves the true
   pose by up to half a step in each parameter, off that lattice (``--jitter 0``: on it).
 
     python bench/refine_bench.py [--starts real|rough] [--cases 20] [--jitter 0.5] [--noise-px 2]
-        [--data ../shared/data] [--seed 0]
+        [--references clean noisy | all | KIND ...] [--data ../shared/data] [--seed 0]
+
+It also prints the silhouette renderer's time per render and renders/s at the work size for
+each mesh (full frame and bounding-box window).
 
 Methods: ``paper`` (Algorithm 1 with full-frame renders, as a plain implementation),
 ``paper-win`` (the same with bounding-box renders: the share of the speed-up that rendering
@@ -52,6 +57,7 @@ from geometry.pose import Pose, wrap_degrees  # noqa: E402
 from geometry.refine import refine, refine_paper  # noqa: E402
 from geometry.render import SilhouetteRenderer  # noqa: E402
 from geometry.search import RELEASE_STEPS  # noqa: E402
+from reference_kinds import KINDS, REAL_LIKE  # noqa: E402
 
 DATASETS = {"StanfordCars": "car", "FGVC_Aircraft": "aeroplane"}
 IMAGE_SIZE = (300, 200)  # references at 300 px wide
@@ -74,7 +80,7 @@ class Case:
     start: Pose
     mask: np.ndarray  # the reference the refiners see
     scale: int = 1
-    noisy: bool = False
+    reference: str = "clean"  # the reference's kind: "clean", "noisy" (--noise-px) or one of KINDS
     start_iou: float = float("nan")
 
     @property
@@ -110,7 +116,8 @@ class CaseSource:
         self.keys = sorted(set(self.human) & set(self.refined))
         self.meshes = sorted((data / "meshes" / "pascal3d_off").glob(f"{DATASETS[dataset]}*.off"))
 
-    def draw(self, scale: int = 1, noisy: bool = False, jitter: float = 0.0, noise_px: float = NOISE_PX) -> Case | None:
+    def draw(self, scale: int = 1, reference: str = "clean", jitter: float = 0.0,
+             noise_px: float = NOISE_PX) -> Case | None:
         """One case with the difference scaled by ``scale``; None when the draw is unusable
         (a non-positive distance or focal, a silhouette too small or cut by the image).
         ``jitter`` > 0 then moves the true pose by up to that many release steps in each
@@ -134,9 +141,11 @@ class CaseSource:
         touches_border = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
         if mask.mean() < 0.03 or touches_border:
             return None  # the record's distance suits its own ShapeNet model, not this one
-        if noisy:
+        if reference == "noisy":
             mask = realistic_noise(mask, self.rng, amplitude_px=noise_px)
-        return Case(self.dataset, mesh_path.name, renderer, true, start, mask, scale, noisy)
+        elif reference != "clean":
+            mask = KINDS[reference](mask, self.rng)
+        return Case(self.dataset, mesh_path.name, renderer, true, start, mask, scale, reference)
 
 
 def real_cases(data: Path, count: int, rng: np.random.Generator):
@@ -160,18 +169,19 @@ def rough_cases(
     jitter: float = 0.0,
     noise_px: float = NOISE_PX,
     max_draws: int = 20000,
+    references=("clean", "noisy"),
 ) -> list[Case]:
-    """``count`` cases per start IoU band, dataset and reference kind (clean, noisy): draws
-    cycle through the scales and are kept while their band's quota is open."""
+    """``count`` cases per start IoU band, dataset and reference kind: draws cycle through
+    the scales and are kept while their band's quota is open."""
     renderers, cases = {}, []
     for dataset in DATASETS:
         source = CaseSource(data, dataset, rng, renderers)
-        for noisy in (False, True):
+        for reference in references:
             quota = [count] * len(BANDS)
             for draw in range(max_draws):
                 if not any(quota):
                     break
-                case = source.draw(SCALES[draw % len(SCALES)], noisy, jitter, noise_px)
+                case = source.draw(SCALES[draw % len(SCALES)], reference, jitter, noise_px)
                 if case is None:
                     continue
                 case.start_iou = iou(case.renderer.render(case.start), case.mask)
@@ -248,7 +258,7 @@ def print_losses(cases: list, rows: dict) -> None:
     for i in lost:
         c, f, p = cases[i], rows["fast"][i], rows["paper"][i]
         print(
-            f"  #{i} {c.dataset} {c.mesh} x{c.scale} {'noisy' if c.noisy else 'clean'} start {c.start_iou:.3f}: "
+            f"  #{i} {c.dataset} {c.mesh} x{c.scale} {c.reference} start {c.start_iou:.3f}: "
             f"fast {f.iou_final:.4f} (az err {f.azimuth_error:.1f}, steps off {np.round(f.steps_off, 2).tolist()}), "
             f"paper {p.iou_final:.4f} (az err {p.azimuth_error:.1f}, steps off {np.round(p.steps_off, 2).tolist()}); "
             f"true {np.round(c.true.vector(), 2).tolist()} start {np.round(c.start.vector(), 2).tolist()}"
@@ -266,16 +276,45 @@ def report(cases: list, rows: dict, rough: bool) -> None:
             for k, (low, high) in enumerate(BANDS)
         }
         print_groups("per start IoU band", bands, rows)
-        kinds = {
-            f"x{s} {'noisy' if n else 'clean'}": [i for i, c in enumerate(cases) if c.scale == s and c.noisy == n]
-            for s in SCALES
-            for n in (False, True)
-        }
-        print_groups("per scale and reference", kinds, rows)
+        print_groups("per scale", {f"x{s}": [i for i, c in enumerate(cases) if c.scale == s] for s in SCALES}, rows)
+        references = sorted({c.reference for c in cases}, key=lambda r: (r != "clean", r))
+        kinds = {r: [i for i, c in enumerate(cases) if c.reference == r] for r in references}
+        kinds["real-like"] = [i for i, c in enumerate(cases) if c.reference in REAL_LIKE or c.reference == "noisy"]
+        print_groups("per reference kind", kinds, rows)
+        for label, index in kinds.items():
+            if label == "real-like" and index:
+                lows = {f"real-like, start in {b}": [i for i in index if cases[i].band == k] for k, b in enumerate(BANDS)}
+                print_groups("real-like references per start IoU band", lows, rows)
     print_losses(cases, rows)
     for name in medians:
         if name != "fast":
             print(f"speed ratio ({name} median / fast median): {medians[name] / medians['fast']:.1f}x")
+    print_render_speed(cases)
+
+
+def print_render_speed(cases: list, repeats: int = 30) -> None:
+    """The silhouette renderer at the work size, per mesh: median ms per render, full frame
+    (a ray per pixel) and bounding-box window (what the refiners call), and renders/s of the
+    window, at each mesh's first case's true pose."""
+    import time
+
+    print(f"\nsilhouette renders at {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} (median of {repeats}):")
+    print(f"{'mesh':<18}{'triangles':>10}{'full ms':>9}{'window ms':>11}{'renders/s':>11}")
+    seen = {}
+    for case in cases:
+        seen.setdefault(case.mesh, case)
+    for mesh, case in sorted(seen.items()):
+        timings = {}
+        for label, render in (("full", case.renderer.render_full_frame), ("window", case.renderer.render_window)):
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                render(case.true)
+                times.append(time.perf_counter() - t0)
+            timings[label] = statistics.median(times)
+        triangles = len(case.renderer.mesh.triangles)
+        print(f"{mesh:<18}{triangles:>10}{timings['full'] * 1e3:>9.2f}{timings['window'] * 1e3:>11.2f}"
+              f"{1 / timings['window']:>11.0f}")
 
 
 def main(argv=None):
@@ -295,7 +334,15 @@ def main(argv=None):
         default=NOISE_PX,
         help="rough: the noisy references' CNN-like noise, px (5: IoU ceilings near 0.9, like a real photo's)",
     )
+    parser.add_argument(
+        "--references", nargs="+", default=["clean", "noisy"],
+        help="rough: reference kinds: clean, noisy (--noise-px), the kinds of bench/reference_kinds.py, or all",
+    )
     args = parser.parse_args(argv)
+    references = list(KINDS) if args.references == ["all"] else args.references
+    unknown = [r for r in references if r not in KINDS and r != "noisy"]
+    if unknown:
+        parser.error(f"unknown reference kinds {unknown}; known: noisy, {', '.join(KINDS)}, all")
     if not (args.data / "finegrained_pose").is_dir():
         sys.exit(f"benchmark data not found under {args.data} (expects finegrained_pose/ and meshes/)")
     rng = np.random.default_rng(args.seed)
@@ -304,7 +351,7 @@ def main(argv=None):
         methods["paper-win"] = partial(refine_paper, windowed=True)  # bounding-box renders
         cases = list(real_cases(args.data, args.cases, rng))
     else:
-        cases = rough_cases(args.data, args.cases, rng, args.jitter, args.noise_px)
+        cases = rough_cases(args.data, args.cases, rng, args.jitter, args.noise_px, references=references)
     methods["fast"] = refine
     rows = run(methods, tqdm(cases, desc="cases"))
     report(cases, rows, args.starts == "rough")
