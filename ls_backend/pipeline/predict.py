@@ -265,7 +265,8 @@ def _rival_prediction(config, resources, renderer, reference, rival, refined, io
     return [second], (
         f"Front/back check: a far-apart pose fits almost as well (azimuth {second_az:g}, IoU {rival_iou:.3f}; "
         f"this one: azimuth {first_az:g}, IoU {iou_after:.3f}). It is this task's second finepose prediction: "
-        "open the task from the Data Manager and click it in the bar above the photo.")
+        "click it in the bar of predictions above the photo (the labeling stream hides that bar: open the task "
+        "from the Data Manager's table).")
 
 
 def _shown_azimuth(config, pose) -> float:
