@@ -203,3 +203,30 @@ def test_screenshot_of_the_editor(world):
     assert orange.sum() > 200  # the reference outline is drawn
     grey = (abs(shot[..., 0] - shot[..., 1]) < 12) & (abs(shot[..., 1] - shot[..., 2]) < 12) & (shot[..., 0] > 120)
     assert grey[:, :900].sum() > 2000  # the shaded model over the photo
+
+
+def test_a_task_without_a_reference_says_why_and_what_still_works(tmp_path, monkeypatch):
+    """No mask and no segmentation weights: the page says why in one sentence (the whole
+    message on hover) and what still works; placing the model by hand does."""
+    reason = browser_available()
+    if reason:
+        pytest.skip(reason)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    save_mesh(tmp_path / "toy_car.ply", car_mesh())
+    models = {"toy-car": {"mesh": str(tmp_path / "toy_car.ply"), "frame": "pascal3d", "category": "car"}}
+    world = make_editor_world(tmp_path / "world", models, {"toy-car": START})
+    world.source.tasks[1]["data"].pop("reference")
+    shown = ("() => ({status: document.getElementById('status').textContent, hover: document.getElementById('status').title,"
+             " title: document.getElementById('title').textContent, refine: document.getElementById('refine').disabled})")
+    with serving_editor(world) as base_url:
+        answers = run_page(world.url(base_url, 1), [
+            {"op": "eval", "js": shown},
+            {"op": "eval", "js": f"() => {{ {EDITOR}.editor.setView({{zoom: 1, x: 0, y: 0}}); return true; }}"},
+            {"op": "drag", "from": [START.u, START.v], "to": [START.u + 40, START.v]},
+            {"op": "eval", "js": POSE}])
+    page = answers[1]
+    assert page["status"].startswith("No reference: segmentation weights not installed: run 'finepose weights download'")
+    assert "placing the model by hand" in page["status"] and "Mask R-CNN" not in page["status"]
+    assert "Mask R-CNN" in page["hover"] and page["refine"] is True
+    assert page["title"].endswith("reference: none")
+    assert answers[4]["u"] == pytest.approx(START.u + 40, abs=1.0)  # the model still moves by hand

@@ -823,8 +823,16 @@ async function main() {
     const nv = header.getUint32(0, true), nt = header.getUint32(4, true);
     const mesh = { vertices: new Float32Array(meshBytes, 12, nv * 3), triangles: new Uint32Array(meshBytes.slice(12 + 12 * nv, 12 + 12 * nv + 12 * nt)) };
     const editor = new Editor(state, mesh);
-    $('title').textContent = `task ${state.task} · model ${state.model} · start: ${state.start.source} · reference: ${state.reference.source}`;
+    const referenceShown = state.reference.available ? state.reference.source : 'none';
+    $('title').textContent = `task ${state.task} · model ${state.model} · start: ${state.start.source} · reference: ${referenceShown}`;
     if (state.start.notes) editor.status(state.start.notes);  // a start passed over, and why
+    if (!state.reference.available) {  // why, what to do (its first sentence; all of it on hover), what still works
+      const why = state.reference.source.replace(/^none: /, '');
+      const first = why.split(/(?<=\.)\s/)[0];
+      editor.status([state.start.notes, `No reference: ${first} Refine and Auto need one; placing the model by hand, `
+        + 'the keypoint tool and Save & next work.'].filter(Boolean).join(' '));
+      $('status').title = why;
+    }
     if (state.reference.available) {
       const [full, work] = await Promise.all([maskFromPng(url('reference.png')), maskFromPng(url('reference.png', '&size=work'))]);
       editor.showReference(full.mask, full.width, full.height);
