@@ -129,6 +129,8 @@ def fetch(url, settings: Settings, task_id: int | None = None, deadline: Deadlin
         except (requests.RequestException, OSError, ValueError) as exc:
             if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
                 raise _storage_error(exc) from None
+            if token is None and ("://" not in url or host == host_of(settings.label_studio_url or "")):
+                labelstudio.connection(settings)  # Label Studio's media without its URL or token: 503 naming them
             logger.warning("fetching %s failed: %r", url, exc)
             raise MediaError(f"could not fetch {field} {_short(url)} from {host}: {type(exc).__name__}") from None
         finally:

@@ -124,3 +124,13 @@ def test_unreachable_label_studio_is_a_clear_error(world):
     assert response.status_code == 422, error
     assert all(words in error for words in ("data.image", "/data/upload/1/photo.png", "127.0.0.1:9", "unreachable")), error
     assert client.get("/health").status_code == 200
+
+
+def test_label_studio_media_without_a_token_is_a_503_naming_it(world):
+    """A backend started without LABEL_STUDIO_API_KEY (a container nobody gave one) and a
+    photo Label Studio serves: 503 naming the variable, not a 422 'could not fetch'."""
+    client = with_settings(world, label_studio_url="http://127.0.0.1:9", api_key=None)
+    task = world.task(pose=world.start_pose.to_dict(), reference=world.url("reference.png"))
+    task["data"]["image"] = "/data/upload/1/photo.png"
+    response = client.post("/predict", json=body(world, task))
+    assert response.status_code == 503 and "LABEL_STUDIO_API_KEY" in response.get_json()["error"], response.get_json()
