@@ -135,15 +135,7 @@ class Up:
                                              **local_server.user_env(state["email"], state["password"])})
         command = local_server.start_command(self.ls_venv, self.port)
         self.processes.append(local_server.popen(command, env, self.data, self.data / "label-studio.log"))
-        self.wait(self.ls_url, self.processes[-1], "Label Studio", self.data / "label-studio.log")
-
-    def wait_for_label_studio(self) -> None:
-        """An attached Label Studio: wait until it answers (it may still be migrating)."""
-        started = time.monotonic()
-        while not local_server.healthy(self.ls_url):
-            if time.monotonic() - started > START_TIMEOUT_S:
-                raise ConfigError(f"Label Studio at {self.ls_url} did not answer /health within {START_TIMEOUT_S:.0f} s")
-            time.sleep(2.0)
+        self.wait(self.ls_url, "Label Studio", self.processes[-1], self.data / "label-studio.log")
 
     def token(self, state: dict) -> str:
         """The saved Personal Access Token while Label Studio accepts it, else a new one."""
@@ -176,17 +168,19 @@ class Up:
         command = [sys.executable, "-m", "ls_backend.cli", "serve", "--host", self.backend_host,
                    "--port", str(self.backend_port)]
         self.processes.append(local_server.popen(command, env, self.data, self.data / "backend.log"))
-        self.wait(self.local_backend_url, self.processes[-1], "the backend", self.data / "backend.log")
+        self.wait(self.local_backend_url, "the backend", self.processes[-1], self.data / "backend.log")
 
-    def wait(self, url: str, process: subprocess.Popen, name: str, log: Path) -> None:
-        started = time.monotonic()
+    def wait(self, url: str, name: str, process: subprocess.Popen | None = None, log: Path | None = None) -> None:
+        """Until ``url`` answers /health: a server ``up`` started (``process``, its ``log``), or
+        an attached Label Studio (no process: it may still be migrating)."""
+        started, where = time.monotonic(), f"; its log: {log}" if log else ""
         while True:
-            if process.poll() is not None:
-                raise ConfigError(f"{name} stopped at start (exit {process.returncode}); its log: {log}")
+            if process is not None and process.poll() is not None:
+                raise ConfigError(f"{name} stopped at start (exit {process.returncode}){where}")
             if local_server.healthy(url):
                 return
             if time.monotonic() - started > START_TIMEOUT_S:
-                raise ConfigError(f"{name} did not answer {url}/health within {START_TIMEOUT_S:.0f} s; its log: {log}")
+                raise ConfigError(f"{name} did not answer {url}/health within {START_TIMEOUT_S:.0f} s{where}")
             time.sleep(0.5)
 
     def stop(self) -> None:
@@ -251,7 +245,7 @@ def run_up(data: Path, ls_venv: Path, port: int, backend_port: int, *, photos: P
     # SIGHUP (a closed terminal): each stops both servers
     stop_on = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
     try:
-        up.wait_for_label_studio() if up.attached else up.start_label_studio(state)
+        up.wait(up.ls_url, "Label Studio") if up.attached else up.start_label_studio(state)
         state["token"] = up.token(state)
         up.save(state)
         if photos is None:
