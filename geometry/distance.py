@@ -30,16 +30,22 @@ class SignedDistance:
         points = np.asarray(points, dtype=float)
         x = np.clip(points[:, 0], 0.0, self.width - 1.0)
         y = np.clip(points[:, 1], 0.0, self.height - 1.0)
-        x0 = np.minimum(x.astype(np.intp), max(self.width - 2, 0))
-        y0 = np.minimum(y.astype(np.intp), max(self.height - 2, 0))
-        fx, fy = x - x0, y - y0
-        x1, y1 = np.minimum(x0 + 1, self.width - 1), np.minimum(y0 + 1, self.height - 1)
-
-        def bilinear(grid):
-            top = grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx
-            bottom = grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx
-            return top * (1 - fy) + bottom * fy
-
         off_image = np.hypot(points[:, 0] - x, points[:, 1] - y)
-        gradient = np.stack([bilinear(self.grad_x), bilinear(self.grad_y)], axis=1)
-        return bilinear(self.values) + off_image, gradient
+        gradient = np.stack([bilinear(self.grad_x, points), bilinear(self.grad_y, points)], axis=1)
+        return bilinear(self.values, points) + off_image, gradient
+
+
+def bilinear(grid: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``grid`` (H, W) interpolated bilinearly between pixel centres at points (N, 2) as
+    (x, y); points off the image take the nearest edge's value."""
+    height, width = grid.shape
+    points = np.asarray(points, dtype=float)
+    x = np.clip(points[:, 0], 0.0, width - 1.0)
+    y = np.clip(points[:, 1], 0.0, height - 1.0)
+    x0 = np.minimum(x.astype(np.intp), max(width - 2, 0))
+    y0 = np.minimum(y.astype(np.intp), max(height - 2, 0))
+    fx, fy = x - x0, y - y0
+    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
+    top = grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx
+    bottom = grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy

@@ -108,7 +108,7 @@ def initial_pose(
     chosen = _distinct(coarse, refine_top)
     hypotheses = []
     for value, pose in chosen:
-        result: RefineResult = refine_fast(renderer, reference.mask, pose, fallback_below=0.0, last_resort_below=0.0)
+        result: RefineResult = refine_fast(renderer, reference.mask, pose, fallback=False)
         renders += result.renders
         hypotheses.append(Hypothesis(pose=result.refined, iou=result.iou_refined, coarse_iou=value))
     hypotheses.sort(key=lambda h: -h.iou)

@@ -130,6 +130,18 @@ def realistic_noise(mask: np.ndarray, rng: np.random.Generator, amplitude_px: fl
     return noisy if noisy.any() else mask
 
 
+def outline_ceiling(mask: np.ndarray, sigma_px: float = 2.0) -> float:
+    """The IoU of ``mask`` with its own outline smoothed (Gaussian of ``sigma_px``, cut at
+    0.5): about what a smooth silhouette can reach against a ragged reference, the bound
+    :func:`.refine.refine_fast` measures its result against. 1.0 for an empty mask."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    smooth = ndimage.gaussian_filter(mask.astype(np.float32), sigma_px) > 0.5
+    union = np.count_nonzero(smooth | mask)
+    return np.count_nonzero(smooth & mask) / union if union else 1.0
+
+
 def border_pixels(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
     """The mask's pixels with a 4-neighbour outside it (pixels off the image count as
     outside): every 2x2 cell of pixel centres that the outline crosses holds one. With

@@ -54,7 +54,7 @@ class OutlineFit:
     iterations: int
 
 
-class _Candidates:
+class CandidateSilhouettes:
     """Ray-cast IoU of pose vectors; near the last accepted pose, cast only about its outline."""
 
     def __init__(self, renderer: SilhouetteRenderer, reference: Reference, template: Pose):
@@ -100,7 +100,7 @@ def fit_outline(
     distance = SignedDistance(reference.mask)
     targets = _reference_border(reference.mask, distance)
     rng = np.random.default_rng(seed)
-    candidates = _Candidates(renderer, reference, pose)
+    candidates = CandidateSilhouettes(renderer, reference, pose)
     x = pose.vector()
     if start is None:
         value, window = candidates.evaluate(x)
@@ -167,20 +167,20 @@ def _normal_equations(renderer, pose, window, distance, targets, rng, points, ri
     """(J^T W J, -J^T W r) of both residual kinds at ``pose`` (parameters in release steps),
     or None when too few border pixels hit the model."""
     ys, xs = np.nonzero(border_pixels(window.mask))
-    keep = _subset(rng, len(xs), rim_points)
+    keep = random_subset(rng, len(xs), rim_points)
     xs, ys = xs[keep] + window.x0, ys[keep] + window.y0
     rim, hit = renderer.surface_points(pose, xs, ys)
     if len(rim) < 7:
         return None
-    projected, jacobian = _projection_jacobian(pose, rim)
+    projected, jacobian = projection_jacobian(pose, rim)
     # Silhouette outline -> reference outline.
-    k = _subset(rng, len(rim), points)
+    k = random_subset(rng, len(rim), points)
     signed, gradient = distance.sample(projected[k])
     residuals = [signed + 0.5]
     rows = [gradient[:, :1] * jacobian[k, 0] + gradient[:, 1:] * jacobian[k, 1]]
     # Reference outline -> nearest silhouette outline point.
     ref_pixels, normals = targets
-    m = _subset(rng, len(ref_pixels), points)
+    m = random_subset(rng, len(ref_pixels), points)
     gap, nearest = cKDTree(np.stack([xs[hit], ys[hit]], axis=1)).query(ref_pixels[m])
     # Reference outline deep inside the silhouette is a hole or an occluder's edge, not a
     # part the silhouette misses (the first kind of residual pulls an oversized silhouette in).
@@ -207,7 +207,7 @@ def _inside(window: Window, pixels: np.ndarray) -> np.ndarray:
     return inside
 
 
-def _projection_jacobian(pose: Pose, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def projection_jacobian(pose: Pose, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixel projections (N, 2) of mesh points and their derivatives (N, 2, 7) per release
     step. Camera point ``c = M X + (0, 0, d)`` with ``M = R(a, e, theta) @ mesh_frame``;
     pixel ``f (c_x, c_y) / c_z + (u, v)``. dM/d(angle) by central differences of the 3x3
@@ -245,7 +245,7 @@ def _huber_weights(residuals: np.ndarray, trim_px: float) -> np.ndarray:
     return weights
 
 
-def _subset(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
+def random_subset(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
     """Indices of ``count`` of ``n`` items chosen at random, in increasing order (all when fewer)."""
     if n <= count:
         return np.arange(n)

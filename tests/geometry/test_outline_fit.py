@@ -9,7 +9,7 @@ import pytest
 from geometry.distance import SignedDistance
 from geometry.iou import Reference, iou
 from geometry.masks import border_pixels, realistic_noise
-from geometry.outline_fit import _projection_jacobian, align_moments, fit_outline
+from geometry.outline_fit import projection_jacobian, align_moments, fit_outline
 from geometry.pose import Pose, wrap_degrees
 from geometry.procedural import sphere_mesh
 from geometry.refine import refine_fast, refine_paper
@@ -71,7 +71,7 @@ def test_surface_points_lie_on_the_near_side_of_a_sphere():
 
 def test_projection_jacobian_matches_finite_differences_and_the_similarity_moves(car):
     points = car.vertices[::50]
-    projected, jacobian = _projection_jacobian(HIDDEN, points)
+    projected, jacobian = projection_jacobian(HIDDEN, points)
     offset = projected - [HIDDEN.u, HIDDEN.v]
     # u and v: one release step (1 px) moves every point by one pixel.
     np.testing.assert_allclose(jacobian[:, :, 5], np.tile([1.0, 0.0], (len(points), 1)), atol=1e-6)
@@ -148,6 +148,6 @@ def test_an_occluders_edges_inside_the_silhouette_do_not_pull_it(car_renderer, o
     x0 = int(xs.min() + 0.45 * span)
     occluded[:, x0 : x0 + int(0.15 * span)] = False
     start = HIDDEN.with_vector(HIDDEN.vector() + offset)
-    result = refine_fast(car_renderer, occluded, start, fallback_below=0.0)
+    result = refine_fast(car_renderer, occluded, start, fallback=False)
     assert iou(car_renderer.render(result.refined), clean) > 0.98
     assert abs(wrap_degrees(result.refined.azimuth - HIDDEN.azimuth)) < 1.5

@@ -78,17 +78,19 @@ def test_unknown_method_and_empty_reference_are_refused(car_renderer):
         refine(car_renderer, np.zeros((200, 300), bool), HIDDEN)
 
 
-# A far start (40 degrees of azimuth, 15 px off) from which the outline fit alone ends in a
-# wrong optimum (IoU ~0.76), and one from which even the fallback does (a mirrored-looking view).
-FAR = [40.0, -8.0, 6.0, 0.0, 0.0, 15.0, 8.0]
+# A far start (50 degrees of azimuth, 40 px of focal, 18 px off) from which the outline fit
+# and the ascent alone end in a wrong optimum (IoU ~0.77), and one from which even the
+# fallback does (a mirrored-looking view).
+FAR = [50.0, 10.0, -8.0, 0.1, -40.0, -15.0, 10.0]
 LOST = [-40.0, -5.0, 10.0, -0.2, 30.0, 10.0, 5.0]
 
 
 def test_a_far_start_is_recovered_by_the_coarse_restart(car_renderer):
     reference = car_renderer.render(HIDDEN)
     start = HIDDEN.with_vector(HIDDEN.vector() + FAR)
-    fit_only = refine_fast(car_renderer, reference, start, fallback_below=0.0, last_resort_below=0.0)
+    fit_only = refine_fast(car_renderer, reference, start, fallback=False)
     assert fit_only.iou_refined < 0.9 and not fit_only.details["restarted"]
+    assert fit_only.details["ceiling"] - fit_only.iou_refined > 0.045  # what the fallback checks
     result = refine_fast(car_renderer, reference, start)
     assert result.iou_initial < 0.6
     assert result.details["restarted"]
