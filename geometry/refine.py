@@ -178,8 +178,9 @@ def refine_fast(
 ) -> RefineResult:
     """finepose's refiner: the silhouette's outline is pulled onto the reference's by damped
     Gauss-Newton steps in all 7 parameters at once, each taken only when the ray-cast IoU
-    improves (:func:`.outline_fit.fit_outline`; ``options`` go to it), then the IoU itself
-    is climbed along its gradient from the outline (:func:`.outline_ascent.ascend_iou`).
+    improves (:func:`.outline_fit.fit_outline`; ``options`` go to it); when the fit ends
+    more than :data:`ASCENT_GAP` under the reference's outline ceiling (below), the IoU
+    itself is climbed along its gradient from the outline (:func:`.outline_ascent.ascend_iou`).
 
     ``extra_starts``: more starts (the keypoint fit's far-apart rival, the automatic initial
     pose's other hypotheses, a flipped azimuth), each fitted the same way; the ascent and
