@@ -43,6 +43,18 @@ class LinkError(FineposeError):
     status = 403
 
 
+class SignInRequired(FineposeError):
+    """An editor save without a signed-in annotator for the task's project."""
+
+    status = 401
+
+
+class AccessRefused(FineposeError):
+    """Label Studio refused an annotator's own token, or does not let them see the project."""
+
+    status = 403
+
+
 class TaskError(FineposeError, ValueError):
     """A task, annotation or interactive context finepose cannot read; names the field."""
 

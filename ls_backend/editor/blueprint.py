@@ -10,9 +10,12 @@ Every route but the static files takes the page's signed link token (``?t=``, se
 - ``POST .../refine`` ``{pose}``: finepose's refiner from ``pose`` against the reference;
   ``POST .../auto``: the automatic pose hypotheses; ``POST .../keypoints``
   ``{clicks: {name: [x, y]}}``: the pose fitted to clicked model keypoints;
-  ``POST .../save`` ``{pose, lead_time}``: an annotation in Label Studio (the numbers fitted
-  to the project's ``Number`` tags, the projection's outline as a brush region, as
-  predictions draw it), answering the next task's link.
+  ``POST .../session`` ``{token}``: the annotator signs in with their own Label Studio token
+  (:mod:`.annotators`: checked once, kept as a signed HttpOnly cookie, the token dropped);
+  ``DELETE .../session``: signs out; ``POST .../save`` ``{pose, lead_time}``: an annotation
+  in Label Studio credited to the signed-in annotator (``completed_by``; 401 without one):
+  the numbers fitted to the project's ``Number`` tags, the projection's outline as a brush
+  region, as predictions draw it; it answers the next task's link.
 
 ``GET /editor/project/<project id>?t=`` redirects to the project's next task without an
 annotation. Poses travel as the 7 numbers (degrees, model units, px of the photo). Every
@@ -39,6 +42,7 @@ from geometry.search import RELEASE_STEPS
 from ls_backend.studio.predictions import (PROJECTION, brush_result, model_choice_result, number_result, outline,
                                           pose_numbers, snapped)
 from ls_backend.editor import links, meshdata
+from ls_backend.editor.annotators import AnnotatorSessions
 from ls_backend.process import made_once
 from ls_backend.redact import scrubber
 from ls_backend.editor.source import LabelStudioSource
@@ -65,6 +69,10 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
     @made_once
     def signer() -> links.LinkSigner:  # made on first use: a backend without a key still serves /predict
         return links.LinkSigner(resources.settings)
+
+    @made_once
+    def sessions() -> AnnotatorSessions:
+        return AnnotatorSessions(resources.settings)
 
     def base_url() -> str:
         return resources.settings.editor_url or request.host_url.rstrip("/")
@@ -130,6 +138,7 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
             prediction=_numbers(task.prediction) if task.prediction is not None else None,
             steps={name: _step(task.config, name) for name in PARAMETER_NAMES},
             nudges=NUDGES, keypoints=keypoints, min_keypoints=MIN_POINTS,
+            annotator=signed_in.public() if (signed_in := sessions().for_project(request.cookies, task.project_id)) else None,
         )
 
     @made_once
@@ -192,9 +201,31 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
         return jsonify(pose=_numbers(fit.pose), rms_px=fit.rms, poor=fit.poor, ambiguous=fit.ambiguous,
                        alternative=alternative, ignored=fit.ignored)
 
+    @bp.post("/<int:task_id>/session")
+    def sign_in(task_id: int):
+        claims = signer().for_task(request.args.get("t") or request.headers.get("X-Editor-Token"), task_id)
+        token = body().get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise BadRequest("token: paste your Label Studio Personal Access Token (Account & Settings -> "
+                             "Personal Access Token)")
+        user = source.annotator(token.strip(), claims.project)
+        annotator = sessions().signed_in(request.cookies, user, claims.project)
+        logger.info("editor: user %s signed in for project %s", annotator.user, claims.project)
+        response = jsonify(annotator=annotator.public())
+        sessions().set_cookie(response, annotator, secure=request.is_secure)
+        return response
+
+    @bp.delete("/<int:task_id>/session")
+    def sign_out(task_id: int):
+        signer().for_task(request.args.get("t") or request.headers.get("X-Editor-Token"), task_id)
+        response = jsonify(annotator=None)
+        sessions().clear_cookie(response)
+        return response
+
     @bp.post("/<int:task_id>/save")
     def save(task_id: int):
         task = editor_task(task_id)
+        annotator = sessions().require(request.cookies, task.project_id)
         data = body()
         pose = task.pose(data.get("pose"))
         lead_time = data.get("lead_time")
@@ -207,9 +238,9 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
         choice = model_choice_result(task.config, task.model_id)  # a project listing its models: the one posed
         if choice is not None:
             result.append(choice)
-        annotation = source.create_annotation(task_id, result, lead_time)
+        annotation = source.create_annotation(task_id, result, lead_time, completed_by=annotator.user)
         cache.forget(task_id)
-        logger.info("editor: task %s annotated (annotation %s)", task_id, annotation)
+        logger.info("editor: task %s annotated by user %s (annotation %s)", task_id, annotator.user, annotation)
         following = source.next_unannotated(task.project_id, task_id)
         next_url = links.task_url(base_url(), signer(), task.project_id, following) if following is not None else None
         return jsonify(annotation=annotation, numbers=numbers, next=next_url, next_task=following)

@@ -50,16 +50,22 @@ class Claims:
     expires: float
 
 
+def editor_key(settings: Settings) -> str:
+    """The key the editor signs with (links, the annotator's session): ``FINEPOSE_EDITOR_SECRET``,
+    or one derived from ``LABEL_STUDIO_API_KEY``; ConfigError (503) when neither is set."""
+    secret = settings.editor_secret
+    if not secret and settings.api_key:
+        secret = hmac.new(settings.api_key.encode(), b"finepose-editor-links", hashlib.sha256).hexdigest()
+    if not secret:
+        raise ConfigError("editor links need FINEPOSE_EDITOR_SECRET or LABEL_STUDIO_API_KEY to be signed")
+    return secret
+
+
 class LinkSigner:
     """Makes and checks editor tokens with the backend's key."""
 
     def __init__(self, settings: Settings, now=time.time):
-        secret = settings.editor_secret
-        if not secret and settings.api_key:
-            secret = hmac.new(settings.api_key.encode(), b"finepose-editor-links", hashlib.sha256).hexdigest()
-        if not secret:
-            raise ConfigError("editor links need FINEPOSE_EDITOR_SECRET or LABEL_STUDIO_API_KEY to be signed")
-        self._serializer = URLSafeSerializer(secret, salt=_SALT)
+        self._serializer = URLSafeSerializer(editor_key(settings), salt=_SALT)
         self.lifetime = settings.editor_link_seconds
         self._now = now
 

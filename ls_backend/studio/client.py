@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ls_backend.errors import CredentialsError, NotInStudio, UpstreamError
+from ls_backend.errors import AccessRefused, CredentialsError, NotInStudio, UpstreamError
 from ls_backend.process import made_once
 
 REFRESH_MARGIN_S = 60.0  # exchange the PAT again when the access token has less left than this
@@ -56,10 +56,11 @@ class Connection:
     """An authenticated label-studio-sdk client plus the ``Authorization`` header for the
     requests finepose makes itself (media downloads)."""
 
-    def __init__(self, url: str, api_key: str, timeout: float = TIMEOUT_S):
+    def __init__(self, url: str, api_key: str, timeout: float = TIMEOUT_S, credential: str = KEY_VARIABLE):
         from label_studio_sdk.client import LabelStudio
 
         self.url = url.rstrip("/")
+        self.credential = credential  # what the key is called in messages
         self._key = api_key.strip()
         self._lock = threading.Lock()
         try:
@@ -122,7 +123,7 @@ class Connection:
         else:
             hint = "copy a valid Personal Access Token from Account & Settings -> Personal Access Token"
         return CredentialsError(
-            f"Label Studio at {self.url} refused {KEY_VARIABLE} ({self.kind}): HTTP {status} "
+            f"Label Studio at {self.url} refused {self.credential} ({self.kind}): HTTP {status} "
             f"{one_line(detail)}; {hint}"
         )
 
@@ -137,7 +138,7 @@ class Connection:
         status = getattr(exc, "status_code", None)
         body = getattr(exc, "body", None) or str(exc)
         if status is None:  # not an answer from Label Studio: unreachable, timeout, ...
-            return CredentialsError(f"cannot reach Label Studio at {self.url} to exchange {KEY_VARIABLE}: {one_line(str(exc))}")
+            return CredentialsError(f"cannot reach Label Studio at {self.url} to exchange {self.credential}: {one_line(str(exc))}")
         return self.refused(status, str(body))
 
 
@@ -166,6 +167,35 @@ def answered(what: str):
         if exc.status_code == 404:
             raise NotInStudio(f"Label Studio has no {what} (HTTP 404), or this token may not see it") from None
         raise UpstreamError(f"Label Studio refused {what}: HTTP {exc.status_code} {one_line(exc.body)}") from None
+
+
+def member_of(url: str, token: str, project_id: int, credential: str = "your Personal Access Token") -> dict:
+    """Who owns ``token`` (a person's own Personal Access Token, or legacy token), checked once:
+    Label Studio accepts it (``/api/current-user/whoami``) and lets that user read project
+    ``project_id`` with it, so Label Studio decides who may work there. Returns whoami's
+    answer (``id``, ``email``, ...); :class:`AccessRefused` (403) otherwise. The token is
+    not kept."""
+    import requests
+
+    try:
+        connection = Connection(url, token, credential=credential)
+        me = connection.check()
+        response = requests.get(f"{connection.url}/api/projects/{int(project_id)}", headers=connection.headers(),
+                                timeout=TIMEOUT_S)
+    except CredentialsError as exc:
+        raise AccessRefused(str(exc)) from None
+    except requests.HTTPError as exc:  # an answer, but not who the token is (Label Studio 1.23 answers
+        # whoami with HTTP 500 for a person removed from the organization)
+        raise AccessRefused(f"Label Studio did not confirm who {credential} belongs to (HTTP "
+                            f"{exc.response.status_code} on /api/current-user/whoami); a person removed from the "
+                            f"organization gets this answer") from None
+    except requests.RequestException as exc:
+        raise UpstreamError(f"cannot reach Label Studio at {url} to check {credential}: {one_line(str(exc))}") from None
+    if response.status_code in (401, 403, 404):
+        raise AccessRefused(f"Label Studio does not let {me.get('email') or 'this user'} open project {project_id} "
+                            f"(HTTP {response.status_code}): ask the project's manager to add you to its organization")
+    response.raise_for_status()
+    return me
 
 
 def get_project(client, project_id: int):
@@ -280,9 +310,13 @@ def update_annotation(client, annotation_id: int, result: list, unless_changed_f
     return True
 
 
-def create_annotation(client, task_id: int, result: list, lead_time: float | None = None) -> int:
-    """A new annotation of a task with ``result``; returns its id."""
+def create_annotation(client, task_id: int, result: list, lead_time: float | None = None,
+                      completed_by: int | None = None) -> int:
+    """A new annotation of a task with ``result``, credited to user ``completed_by`` (Label
+    Studio's default: the token's owner); returns its id."""
     kwargs = {"lead_time": float(lead_time)} if lead_time is not None else {}
+    if completed_by is not None:
+        kwargs["completed_by"] = int(completed_by)
     return client.annotations.create(id=int(task_id), result=result, **kwargs).id
 
 

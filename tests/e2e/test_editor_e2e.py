@@ -88,7 +88,10 @@ def test_round_trip_from_the_labeling_screen(editor_project, tmp_path):
         {"op": "wait_for", "js": f"() => {EDITOR}.editor.lastRefine"},
         {"op": "eval", "js": f"() => {EDITOR}.getPose()"},
         {"op": "screenshot", "path": str(shots / "editor_refined.png")},
-        {"op": "key", "key": "Control+s"},
+        {"op": "key", "key": "Control+s"},  # not signed in yet: the page asks for the person's own token
+        {"op": "wait_text", "selector": "#status", "text": "sign in first"},
+        {"op": "fill", "selector": "#signin-token", "text": ls.api_key},
+        {"op": "click", "selector": "#signin-button"},  # checked, then the save goes on
         {"op": "wait_url", "contains": f"/editor/{second}?t="},
         {"op": "eval", "js": f"() => {EDITOR}.state.task"},
     ]  # fmt: skip
@@ -97,7 +100,7 @@ def test_round_trip_from_the_labeling_screen(editor_project, tmp_path):
     answers = run_page(f"{ls.url}/projects/{editor_project['project'].id}/data?task={first}", steps,
                        via_label_studio=login)  # fmt: skip
     opened, start, turned, refine, refined, next_task = (answers[0], answers[1], answers[5], answers[7], answers[8],
-                                                         answers[12])  # fmt: skip
+                                                         answers[15])  # fmt: skip
     assert f"/editor/{first}?t=" in opened["href"]
     assert turned["azimuth"] == pytest.approx(start["azimuth"] + 3 * 1.8)
     assert refine["iou_after"] > 0.97 and refine["iou_before"] < refine["iou_after"]
@@ -106,6 +109,7 @@ def test_round_trip_from_the_labeling_screen(editor_project, tmp_path):
 
     # Label Studio holds the annotation: the refined numbers on the project's steps, the projection
     [annotation] = client.annotations.list(id=first)
+    assert annotation.completed_by == ls.client().users.whoami().id  # the person signed in (here the admin)
     saved = numbers(annotation.result)
     config = parse_label_config(editor_project["project"].label_config)
     for name in PARAMETER_NAMES:
@@ -168,3 +172,68 @@ def test_project_link_opens_the_next_task_without_annotation(editor_project):
     task_token = links.LinkSigner(editor_project["settings"]).token(project_id, first)
     assert requests.get(link.split("?")[0] + f"?t={task_token}", timeout=30).status_code == 403
     assert requests.get(f"{editor_project['url']}/editor/{first}?t={link.split('?t=')[1]}", timeout=30).status_code == 403
+
+
+@pytest.fixture(scope="module")
+def people(editor_project):
+    """A second project of three tasks on the same backend; two annotators with their own
+    accounts and Personal Access Tokens, and a third person removed from the organization."""
+    ls, client, world = editor_project["ls"], editor_project["client"], editor_project["world"]
+    project, data = template_project(ls, world, "editor people")
+    client.projects.import_tasks(id=project.id, request=[{**data, "pose": world.start_pose.to_dict()} for _ in range(3)])
+    tasks = sorted(t.id for t in client.tasks.list(project=project.id))
+    links.fill_project_links(client, project.id, editor_project["settings"], editor_project["url"])
+    annotators = [ls.create_user(f"annotator{k}@finepose.test") for k in (1, 2)]
+    outsider = ls.create_user("outsider@finepose.test")
+    organization = ls.api("GET", "/api/organizations").json()[0]["id"]
+    removed = ls.api("DELETE", f"/api/organizations/{organization}/memberships/{outsider.id}/")
+    assert removed.status_code == 204, removed.text
+    return {"project": project, "tasks": tasks, "annotators": annotators, "outsider": outsider}
+
+
+def test_each_save_is_credited_to_the_person_signed_in(editor_project, people, tmp_path):
+    """Two annotators, each with their own token, save from the editor: Label Studio credits
+    each annotation to its person (completed_by), not to the backend's token; the session
+    carries to the next task. A person removed from the organization is refused and cannot
+    save."""
+    reason = browser_available()
+    if reason:
+        pytest.skip(reason)
+    client, tasks = editor_project["client"], people["tasks"]
+    shots = Path(SCREENSHOT_DIR or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    backend_user = editor_project["ls"].client().users.whoami().id
+    for k, (person, task, following) in enumerate(zip(people["annotators"], tasks, tasks[1:])):
+        steps = [
+            {"op": "eval", "js": f"() => {EDITOR}.editor.annotator"},
+            {"op": "key", "key": "Control+s"},
+            {"op": "wait_text", "selector": "#status", "text": "sign in first"},
+            {"op": "screenshot", "path": str(shots / "editor_sign_in.png")},
+            {"op": "fill", "selector": "#signin-token", "text": person.api_key},
+            {"op": "click", "selector": "#signin-button"},
+            {"op": "wait_url", "contains": f"/editor/{following}?t="},
+            {"op": "eval", "js": f"() => {EDITOR}.editor.annotator"},  # the cookie goes on to the next task
+            {"op": "eval", "js": "() => document.querySelector('#who-name').textContent"},
+        ]  # fmt: skip
+        answers = run_page(task_link(editor_project, task), steps)
+        assert answers[1] is None and answers[8]["email"] == person.email, answers
+        assert person.email in answers[9]
+        [annotation] = client.annotations.list(id=task)
+        assert annotation.completed_by == person.id != backend_user, (k, annotation.completed_by)
+
+    # Removed from the organization: Label Studio refuses the token; nothing can be saved.
+    outsider, last = people["outsider"], tasks[2]
+    steps = [
+        {"op": "fill", "selector": "#signin-token", "text": outsider.api_key},
+        {"op": "click", "selector": "#signin-button"},
+        {"op": "wait_text", "selector": "#status", "text": "sign in:"},
+        {"op": "eval", "js": f"() => {EDITOR}.editor.annotator"},
+        {"op": "screenshot", "path": str(shots / "editor_sign_in_refused.png")},
+        {"op": "key", "key": "Control+s"},
+        {"op": "wait_text", "selector": "#status", "text": "sign in first"},
+    ]  # fmt: skip
+    answers = run_page(task_link(editor_project, last), steps)
+    refusal = answers[3]
+    assert "did not confirm" in refusal and "removed from the organization" in refusal, refusal
+    assert answers[4] is None
+    assert client.annotations.list(id=last) == []

@@ -24,7 +24,7 @@ from ls_backend.studio.predictions import filled
 from ls_backend.studio.tasks import brush_mask
 from ls_backend.editor import create_editor_blueprint, links, meshdata
 from tests.support.world import make_world
-from tests.support.editor_world import LocalSource
+from tests.support.editor_world import ANNOTATOR, ANNOTATOR_TOKEN, LocalSource, sign_in
 
 
 
@@ -45,7 +45,9 @@ def client(world, source):
     app = Flask("editor-api-test")
     app.register_blueprint(create_editor_blueprint(world.resources, source=source))
     app.register_error_handler(Exception, error_handler(world.resources))
-    return app.test_client()
+    client = app.test_client()
+    assert sign_in(client, 1, token(world)).status_code == 200
+    return client
 
 
 def token(world, task=1):
@@ -99,6 +101,7 @@ def test_save_stores_numbers_on_steps_and_the_projection(client, world, source):
     answer = client.post(f"/editor/1/save?t={token(world)}", json={"pose": numbers(pose), "lead_time": 42.5}).get_json()
     [annotation] = source.tasks[1]["annotations"]
     assert annotation["lead_time"] == 42.5 and answer["annotation"] == annotation["id"]
+    assert annotation["completed_by"] == ANNOTATOR["id"]  # the signed-in person, not the backend's token
     saved = {r["from_name"]: r["value"]["number"] for r in annotation["result"] if r["type"] == "number"}
     config = parse_label_config(world.label_config)
     assert saved["azimuth"] == config.fit("azimuth", (world.true_pose.azimuth + 0.123456) % 360)
@@ -191,8 +194,72 @@ def test_save_in_a_project_listing_its_models_picks_the_posed_one(world):
     app = Flask("editor-api-models")
     app.register_blueprint(create_editor_blueprint(world.resources, source=source))
     app.register_error_handler(Exception, error_handler(world.resources))
-    answer = app.test_client().post(f"/editor/1/save?t={token(world)}", json={"pose": numbers(world.true_pose)})
+    client = app.test_client()
+    sign_in(client, 1, token(world))
+    answer = client.post(f"/editor/1/save?t={token(world)}", json={"pose": numbers(world.true_pose)})
     assert answer.status_code == 200, answer.get_json()
     [annotation] = source.tasks[1]["annotations"]
     [choice] = [r for r in annotation["result"] if r["type"] == "choices"]
     assert choice["from_name"] == "model" and choice["value"]["choices"] == ["toy-car"]
+
+
+def test_saves_need_the_annotators_own_token_checked_once(world, source):
+    """No session: 401 saying what to do, nothing saved. A token Label Studio refuses, or a
+    person it does not let open the project: 403. Signed in: the state names the person, the
+    cookie is signed and HttpOnly and holds no token, and saves are credited to them."""
+    app = Flask("editor-sign-in")
+    app.register_blueprint(create_editor_blueprint(world.resources, source=source))
+    app.register_error_handler(Exception, error_handler(world.resources))
+    client = app.test_client()
+    t = token(world)
+    pose = {"pose": numbers(world.true_pose)}
+    refused = client.post(f"/editor/1/save?t={t}", json=pose)
+    assert refused.status_code == 401 and "Personal Access Token" in refused.get_json()["error"]
+    assert client.get(f"/editor/1/state?t={t}").get_json()["annotator"] is None
+    source.people["outsider-token"] = ({"id": 9, "email": "outsider@finepose.test"}, {2})
+    for bad, status, words in ((ANNOTATOR_TOKEN + "x", 403, "refused"), ("outsider-token", 403, "outsider@finepose.test"),
+                               ("", 400, "Personal Access Token"), (None, 400, "token")):  # fmt: skip
+        answer = client.post(f"/editor/1/session?t={t}", json={"token": bad})
+        assert answer.status_code == status and words in answer.get_json()["error"], (bad, answer.get_json())
+    assert client.post(f"/editor/1/save?t={t}", json=pose).status_code == 401
+    assert not source.tasks[1].get("annotations")
+
+    signed = sign_in(client, 1, t)
+    assert signed.get_json() == {"annotator": ANNOTATOR}
+    cookie = signed.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/editor" in cookie
+    assert ANNOTATOR_TOKEN not in cookie
+    assert client.get(f"/editor/1/state?t={t}").get_json()["annotator"] == ANNOTATOR
+    assert client.post(f"/editor/1/save?t={t}", json=pose).status_code == 200
+    assert source.tasks[1]["annotations"][-1]["completed_by"] == ANNOTATOR["id"]
+
+    # A forged cookie is no session; signing out ends it.
+    value = client.get_cookie("finepose_annotator", path="/editor").value
+    client.set_cookie("finepose_annotator", value[:-2] + "xx", path="/editor")
+    assert client.post(f"/editor/1/save?t={t}", json=pose).status_code == 401
+    sign_in(client, 1, t)
+    assert client.delete(f"/editor/1/session?t={t}").status_code == 200
+    assert client.post(f"/editor/1/save?t={t}", json=pose).status_code == 401
+    assert len(source.tasks[1]["annotations"]) == 1
+
+
+def test_a_session_is_for_the_projects_checked_and_expires():
+    from ls_backend.editor.annotators import SESSION_SECONDS, AnnotatorSessions
+    from ls_backend.settings import Settings
+
+    now = [1000.0]
+    sessions = AnnotatorSessions(Settings(editor_secret="k"), now=lambda: now[0])
+    annotator = sessions.signed_in({}, {"id": 3, "email": "a@b"}, 5)
+    response = Flask("x").response_class()
+    sessions.set_cookie(response, annotator, secure=True)
+    cookie = response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    assert "Secure" in response.headers["Set-Cookie"]
+    cookies = {"finepose_annotator": cookie}
+    assert sessions.for_project(cookies, 5).user == 3 and sessions.for_project(cookies, 6) is None
+    both = sessions.signed_in(cookies, {"id": 3, "email": "a@b"}, 6)
+    assert both.projects == (5, 6)
+    assert sessions.signed_in(cookies, {"id": 4, "email": "c@d"}, 6).projects == (6,)  # another person starts afresh
+    other_key = AnnotatorSessions(Settings(editor_secret="other"), now=lambda: now[0])
+    assert other_key.read(cookies) is None
+    now[0] += SESSION_SECONDS + 1
+    assert sessions.read(cookies) is None

@@ -165,6 +165,13 @@ def _step(page, step: dict):
             else:
                 page.click(step["selector"])
             return None
+        if op == "fill":
+            page.fill(step["selector"], step["text"])
+            return None
+        if op == "wait_text":  # until an element's text contains ``text``; answers the text
+            page.wait_for_function("([s, t]) => (document.querySelector(s)?.textContent || '').includes(t)",
+                                   arg=[step["selector"], step["text"]], timeout=step.get("timeout_ms", 60000))
+            return page.inner_text(step["selector"])
         if op == "screenshot":
             page.screenshot(path=step["path"], full_page=False)
             return step["path"]

@@ -22,20 +22,31 @@ from geometry.pose import Pose
 from ls_backend.resources import Resources
 from ls_backend.editor import create_editor_blueprint
 from ls_backend.editor.links import LinkSigner, task_url
-from ls_backend.errors import TaskError
+from ls_backend.errors import AccessRefused, TaskError
 from ls_backend.settings import Settings
 from ls_backend.templates import POSE_ANNOTATION, read_template
 
 SECRET = "editor-test-secret"
 
 
+ANNOTATOR_TOKEN = "annotator-token"  # what the in-memory Label Studio accepts as a person's own token
+ANNOTATOR = {"id": 7, "email": "annotator@finepose.test"}
+
+
+def sign_in(client, task: int, link_token: str, token: str = ANNOTATOR_TOKEN):
+    """Sign a Flask test client in as the annotator of ``token`` (the editor's session cookie)."""
+    return client.post(f"/editor/{task}/session?t={link_token}", json={"token": token})
+
+
 class LocalSource:
     """Tasks of one project in memory; annotations are appended to the task."""
 
-    def __init__(self, tasks: dict[int, dict], label_config: str, project: int = 1):
+    def __init__(self, tasks: dict[int, dict], label_config: str, project: int = 1, people: dict | None = None):
         self.tasks = tasks
         self.config = label_config
         self.project = project
+        #: token -> (whoami answer, projects the person may open), Label Studio's part in signing in
+        self.people = people if people is not None else {ANNOTATOR_TOKEN: (ANNOTATOR, {project})}
 
     def task(self, task_id: int, project_id: int | None = None) -> dict:
         if int(task_id) not in self.tasks:
@@ -45,11 +56,19 @@ class LocalSource:
     def label_config(self, project_id: int) -> str:
         return self.config
 
-    def create_annotation(self, task_id: int, result: list, lead_time) -> int:
+    def create_annotation(self, task_id: int, result: list, lead_time, completed_by: int) -> int:
         annotations = self.tasks[int(task_id)].setdefault("annotations", [])
         annotations.append({"id": 100 + len(annotations), "result": result, "lead_time": lead_time,
-                            "updated_at": "2026-11-30T00:00:00Z"})
+                            "completed_by": completed_by, "updated_at": "2026-11-30T00:00:00Z"})
         return annotations[-1]["id"]
+
+    def annotator(self, token: str, project_id: int) -> dict:
+        if token not in self.people:
+            raise AccessRefused("Label Studio refused your Personal Access Token: HTTP 401")
+        user, projects = self.people[token]
+        if int(project_id) not in projects:
+            raise AccessRefused(f"Label Studio does not let {user['email']} open project {project_id} (HTTP 404)")
+        return dict(user)
 
     def next_unannotated(self, project_id: int, after):
         free = sorted(t for t, task in self.tasks.items() if not task.get("annotations"))

@@ -24,11 +24,15 @@ const taskId = document.body.dataset.task;
 const url = (path, extra = '') => `${taskId}/${path}?t=${encodeURIComponent(token)}${extra}`;
 const $ = (id) => document.getElementById(id);
 
-async function call(path, body) {
-  const init = body === undefined ? {} : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
+async function call(path, body, method = body === undefined ? 'GET' : 'POST') {
+  const init = body === undefined ? { method } : { method, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
   const response = await fetch(url(path), init);
   const data = response.headers.get('Content-Type')?.includes('json') ? await response.json() : null;
-  if (!response.ok) throw new Error((data && data.error) || `${path}: HTTP ${response.status}`);
+  if (!response.ok) {
+    const error = new Error((data && data.error) || `${path}: HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
   return data;
 }
 
@@ -512,13 +516,13 @@ class Editor {
   }
 
   // --- actions ------------------------------------------------------------------------
-  async action(name, work) {
+  async action(name, work, label = name) {
     const button = $(name);
     if (button) button.disabled = true;
     try {
       await work();
     } catch (error) {
-      this.status(`${name}: ${error.message}`, true);
+      this.status(`${label}: ${error.message}`, true);
     } finally {
       if (button) button.disabled = false;
     }
@@ -566,10 +570,57 @@ class Editor {
     this.useHypothesis();
   }
 
+  /** Who saves: the annotator signed in with their own Label Studio token (null: nobody yet). */
+  showAnnotator(annotator) {
+    this.annotator = annotator;
+    $('who-name').textContent = annotator ? `Signed in as ${annotator.email || `user ${annotator.id}`}` : 'Not signed in: saves need your token';
+    $('sign-out').hidden = !annotator;
+    $('signin').hidden = Boolean(annotator);
+  }
+
+  signIn() {
+    return this.action('signin-button', async () => {
+      const token = $('signin-token').value.trim();
+      if (!token) throw new Error('paste your Personal Access Token first');
+      const answer = await call('session', { token });
+      $('signin-token').value = '';  // the page keeps no token: the backend's cookie says who you are
+      this.showAnnotator(answer.annotator);
+      this.status(`Signed in as ${answer.annotator.email}.`);
+      if (this.saveAfterSignIn) {
+        this.saveAfterSignIn = false;
+        await this.save();
+      }
+    }, 'sign in');
+  }
+
+  signOut() {
+    return this.action('sign-out', async () => {
+      await call('session', undefined, 'DELETE');
+      this.showAnnotator(null);
+      this.status('Signed out.');
+    }, 'sign out');
+  }
+
   save() {
     return this.action('save', async () => {
+      if (!this.annotator) {
+        this.saveAfterSignIn = true;
+        this.showAnnotator(null);
+        $('signin-token').focus();
+        throw new Error('sign in first (above): your saves are credited to you in Label Studio');
+      }
       this.status('saving…');
-      const answer = await call('save', { pose: this.getPose(), lead_time: (performance.now() - this.openedAt) / 1000 });
+      let answer;
+      try {
+        answer = await call('save', { pose: this.getPose(), lead_time: (performance.now() - this.openedAt) / 1000 });
+      } catch (error) {
+        if (error.status === 401) {  // the session ended (12 hours, another key): sign in again, then it saves
+          this.saveAfterSignIn = true;
+          this.showAnnotator(null);
+          $('signin-token').focus();
+        }
+        throw error;
+      }
       this.saved = answer;
       if (answer.next) {
         this.status(`Saved (annotation ${answer.annotation}). Opening task ${answer.next_task}…`);
@@ -723,7 +774,7 @@ class Editor {
     window.addEventListener('keyup', (event) => { if (event.key === ' ') space = false; });
     window.addEventListener('keydown', (event) => {
       const target = event.target;
-      if (target instanceof HTMLInputElement && target.type === 'number') return;
+      if (target instanceof HTMLInputElement && ['number', 'password', 'text'].includes(target.type)) return;
       if (event.key === ' ') { space = true; event.preventDefault(); return; }
       if (this.handleKey(event)) event.preventDefault();
     });
@@ -743,6 +794,8 @@ class Editor {
     $('reset').addEventListener('click', () => this.reset());
     $('fit-view').addEventListener('click', () => this.fitView());
     $('save').addEventListener('click', () => this.save());
+    $('signin-form').addEventListener('submit', (event) => { event.preventDefault(); this.signIn(); });
+    $('sign-out').addEventListener('click', () => this.signOut());
     $('kp-fit').addEventListener('click', () => this.fitKeypoints());
     $('kp-clear').addEventListener('click', () => { this.pairs = {}; this.selected = null; this.dirty = true; });
   }
@@ -823,6 +876,7 @@ async function main() {
     const nv = header.getUint32(0, true), nt = header.getUint32(4, true);
     const mesh = { vertices: new Float32Array(meshBytes, 12, nv * 3), triangles: new Uint32Array(meshBytes.slice(12 + 12 * nv, 12 + 12 * nv + 12 * nt)) };
     const editor = new Editor(state, mesh);
+    editor.showAnnotator(state.annotator);
     const referenceShown = state.reference.available ? state.reference.source : 'none';
     $('title').textContent = `task ${state.task} · model ${state.model} · start: ${state.start.source} · reference: ${referenceShown}`;
     if (state.start.notes) editor.status(state.start.notes);  // a start passed over, and why
