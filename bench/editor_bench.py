@@ -74,8 +74,10 @@ def main() -> None:
         models = {"car": {"mesh": str(mesh_path), "frame": "pascal3d", "category": "car"}}
         world = make_editor_world(root / "world", models, {"car": start}, photo_size=PHOTO, reference_poses={"car": truth})
         triangles = len(world.renderer(1).mesh.triangles)
-        reset = f"() => {{ const s = {EDITOR}.editor.stats; s.frames = []; s.drawnAt = []; s.iouUpdates = 0; return true; }}"
-        collect = f"() => {{ const s = {EDITOR}.editor.stats; return {{frames: s.frames, drawnAt: s.drawnAt, iou: s.iouUpdates}}; }}"
+        reset = (f"() => {{ const s = {EDITOR}.editor.stats; s.frames = []; s.drawnAt = []; s.iouUpdates = 0; "
+                 f"for (const k in s.parts) s.parts[k] = []; return true; }}")
+        collect = (f"() => {{ const s = {EDITOR}.editor.stats; "
+                   f"return {{frames: s.frames, drawnAt: s.drawnAt, iou: s.iouUpdates, parts: s.parts}}; }}")
         steps, modes = [], ("outline", "silhouette", "shaded", "wireframe")
         for mode in modes:
             steps += [
@@ -105,6 +107,13 @@ def main() -> None:
         print(f"{mode:<11} {len(r['frames']):>6} {percentile(intervals, 50):>16.1f} {percentile(intervals, 95):>7.1f} "
               f"{percentile(r['frames'], 50):>20.1f} {percentile(r['frames'], 95):>7.1f} "
               f"{(r['iou'] - 1) / seconds if seconds > 0 else float('nan'):>7.1f}")  # fmt: skip
+    print("\nwhere the page's work goes (ms per frame, median): issuing the view's draw; the work-size "
+          "silhouette drawn and read back (waits for the GPU, here the CPU, to finish both); the IoU; the numbers")
+    print(f"{'mode':<11} {'draw':>6} {'silhouette':>11} {'IoU':>6} {'numbers':>8}")
+    for mode, r in zip(modes, results):
+        p = r["parts"]
+        print(f"{mode:<11} {percentile(p['draw'], 50):>6.1f} {percentile(p['silhouette'], 50):>11.1f} "
+              f"{percentile(p['iou'], 50):>6.1f} {percentile(p['numbers'], 50):>8.1f}")  # fmt: skip
     trips = [r["round_trip_ms"] for r in refines]
     backend = [1000 * r["seconds"] for r in refines]
     print(f"\nRefine ({len(trips)} presses): round trip median {statistics.median(trips):.0f} ms "

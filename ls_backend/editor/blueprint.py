@@ -17,6 +17,10 @@ Every route but the static files takes the page's signed link token (``?t=``, se
   the numbers fitted to the project's ``Number`` tags, the projection's outline as a brush
   region, as predictions draw it; it answers the next task's link.
 
+A task that cannot open (no model, an unknown one, a photo that cannot be read) answers
+``state`` with its reason, the models the annotator may pick (a project whose labeling
+config lists them; every route then takes ``?model=<id>``) and the next task's link.
+
 ``GET /editor/project/<project id>?t=`` redirects to the project's next task without an
 annotation. Poses travel as the 7 numbers (degrees, model units, px of the photo). Every
 response carries a strict Content-Security-Policy: scripts only from this backend.
@@ -33,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from flask import Blueprint, Response, jsonify, redirect, request, send_file
 
+from geometry.errors import GeometryError
 from geometry.init_pose import initial_pose
 from geometry.keypoints import MIN_POINTS, fit_pose_to_keypoints
 from geometry.pose import PARAMETER_NAMES, Pose
@@ -46,8 +51,8 @@ from ls_backend.editor.annotators import AnnotatorSessions
 from ls_backend.process import made_once
 from ls_backend.redact import scrubber
 from ls_backend.editor.source import LabelStudioSource
-from ls_backend.editor.task import EditorTask, TaskCache, load_task
-from ls_backend.errors import BadRequest, LinkError, TaskError
+from ls_backend.editor.task import EditorTask, TaskCache, load_task, pickable_models
+from ls_backend.errors import BadRequest, FineposeError, LinkError, TaskError, http_status
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +82,28 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
     def base_url() -> str:
         return resources.settings.editor_url or request.host_url.rstrip("/")
 
+    def claims_of(task_id: int) -> links.Claims:
+        return signer().for_task(request.args.get("t") or request.headers.get("X-Editor-Token"), task_id)
+
     def editor_task(task_id: int) -> EditorTask:
-        claims = signer().for_task(request.args.get("t") or request.headers.get("X-Editor-Token"), task_id)
-        return cache.get(task_id, lambda: load_task(resources, source, task_id, claims.project))
+        """The task of the request's link; ``?model=`` the model the annotator picked (see ``state``)."""
+        claims = claims_of(task_id)
+        model = request.args.get("model") or None
+        return cache.get((task_id, model), lambda: load_task(resources, source, task_id, claims.project, model))
+
+    def recovery(task_id: int, project_id: int) -> dict:
+        """What a page whose task cannot open offers: the models to pick from (a project whose
+        labeling config lists them) and the next task's link."""
+        try:
+            models = pickable_models(resources, source, project_id)
+        except Exception:  # the config or registry is what failed: nothing to pick from
+            models = []
+        try:
+            following = source.next_unannotated(project_id, task_id)
+        except Exception:
+            following = None
+        next_url = links.task_url(base_url(), signer(), project_id, following) if following not in (None, task_id) else None
+        return {"models": models, "next": next_url}
 
     def body() -> dict:
         data = request.get_json(silent=True)
@@ -121,7 +145,15 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
 
     @bp.get("/<int:task_id>/state")
     def state(task_id: int):
-        task = editor_task(task_id)
+        claims = claims_of(task_id)
+        try:
+            task = editor_task(task_id)
+        except (FineposeError, GeometryError) as exc:  # a task that cannot open: why, and what still works
+            status = http_status(exc)
+            if status == 403 or status >= 500:
+                raise
+            logger.warning("editor: task %s cannot open: %s", task_id, exc)
+            return jsonify(error=scrub(str(exc)), type=type(exc).__name__, **recovery(task_id, claims.project)), status
         registry = resources.require_registry()
         try:
             keypoints = {k: np.asarray(v).tolist() for k, v in registry.keypoints(task.model_id).items()}
@@ -203,7 +235,7 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
 
     @bp.post("/<int:task_id>/session")
     def sign_in(task_id: int):
-        claims = signer().for_task(request.args.get("t") or request.headers.get("X-Editor-Token"), task_id)
+        claims = claims_of(task_id)
         token = body().get("token")
         if not isinstance(token, str) or not token.strip():
             raise BadRequest("token: paste your Label Studio Personal Access Token (Account & Settings -> "
@@ -217,7 +249,7 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
 
     @bp.delete("/<int:task_id>/session")
     def sign_out(task_id: int):
-        signer().for_task(request.args.get("t") or request.headers.get("X-Editor-Token"), task_id)
+        claims_of(task_id)
         response = jsonify(annotator=None)
         sessions().clear_cookie(response)
         return response
@@ -239,7 +271,7 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
         if choice is not None:
             result.append(choice)
         annotation = source.create_annotation(task_id, result, lead_time, completed_by=annotator.user)
-        cache.forget(task_id)
+        cache.forget((task_id, request.args.get("model") or None))
         logger.info("editor: task %s annotated by user %s (annotation %s)", task_id, annotator.user, annotation)
         following = source.next_unannotated(task.project_id, task_id)
         next_url = links.task_url(base_url(), signer(), task.project_id, following) if following is not None else None

@@ -71,13 +71,20 @@ class EditorTask:
         return resize_mask(self.reference, self.work_width, self.work_height)
 
 
-def load_task(resources, source, task_id: int, project_id: int | None = None) -> EditorTask:
+def load_task(resources, source, task_id: int, project_id: int | None = None, model_id: str | None = None) -> EditorTask:
     """Read task ``task_id`` (of project ``project_id``, the link's) from ``source``
-    (:class:`~.source.LabelStudioSource`) and prepare it for the editor."""
+    (:class:`~.source.LabelStudioSource`) and prepare it for the editor. ``model_id``: the
+    model the annotator picked in the editor, for a project whose labeling config lists its
+    models (:func:`pickable_models`); it stands in for ``data.model``."""
     settings = resources.settings
     task = source.task(task_id, project_id)
     project_id = int(task.get("project") or 0)
     config = parse_label_config(source.label_config(project_id))
+    if model_id is not None:
+        if config.model_choice is None:
+            raise TaskError(f"this project's labeling config lists no CAD models to pick from; set task {task_id}'s "
+                            "data.model instead")
+        task = {**task, "data": {**(task.get("data") or {}), "model": model_id}}
     inputs = read_task(task, config)
     registry = resources.require_registry()
     entry = registry.entry(inputs.model_id)
@@ -110,6 +117,14 @@ def load_task(resources, source, task_id: int, project_id: int | None = None) ->
         start=start, start_source=start_source, prediction=prediction, work_width=work_width, work_height=work_height,
         notes=resolved.note(),
     )
+
+
+def pickable_models(resources, source, project_id: int) -> list[str]:
+    """The registry's model ids an annotator may pick in the editor for a task of this
+    project: all of them when its labeling config lists the models (a ``Choices`` of CAD
+    models, as uploaded-photo projects have), else none (the task's ``data.model`` decides)."""
+    config = parse_label_config(source.label_config(project_id))
+    return sorted(resources.require_registry().entries) if config.model_choice is not None else []
 
 
 def default_pose(radius: float, width: int, height: int, frame) -> Pose:

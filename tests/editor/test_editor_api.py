@@ -263,3 +263,43 @@ def test_a_session_is_for_the_projects_checked_and_expires():
     assert other_key.read(cookies) is None
     now[0] += SESSION_SECONDS + 1
     assert sessions.read(cookies) is None
+
+
+def test_a_task_that_cannot_open_says_why_and_offers_a_model_and_the_next_task(world):
+    """No model in an uploaded-photo project (its labeling config lists the models): the
+    state says why, offers the registry's models and the next task; ``?model=`` opens it,
+    and the save records the pick. A template project (no list) offers no pick."""
+    from ls_backend.registry.label_config import label_config_for
+
+    config, _ = label_config_for(world.resources.registry, default=None)
+    data = {"image": world.url("photo.png"), "reference": world.url("reference.png")}
+    source = LocalSource({1: {"data": dict(data)}, 2: {"data": dict(data)}}, config)
+    app = Flask("editor-recovery")
+    app.register_blueprint(create_editor_blueprint(world.resources, source=source))
+    app.register_error_handler(Exception, error_handler(world.resources))
+    client = app.test_client()
+    t = token(world)
+    failed = client.get(f"/editor/1/state?t={t}")
+    answer = failed.get_json()
+    assert failed.status_code == 422 and "names no CAD model" in answer["error"], answer
+    assert answer["models"] == ["toy-car"] and "/editor/2?t=" in answer["next"]
+    opened = client.get(f"/editor/1/state?t={t}&model=toy-car")
+    assert opened.status_code == 200 and opened.get_json()["model"] == "toy-car"
+    assert client.get(f"/editor/1/mesh.bin?t={t}&model=toy-car").status_code == 200
+    unknown = client.get(f"/editor/1/state?t={t}&model=no-such-model")
+    assert unknown.status_code == 404 and "no-such-model" in unknown.get_json()["error"]
+    sign_in(client, 1, t)
+    saved = client.post(f"/editor/1/save?t={t}&model=toy-car", json={"pose": numbers(world.true_pose)})
+    assert saved.status_code == 200, saved.get_json()
+    [choice] = [r for r in source.tasks[1]["annotations"][0]["result"] if r["type"] == "choices"]
+    assert choice["value"]["choices"] == ["toy-car"]
+
+    # A template project names its model in data.model: a wrong one is the task's to fix.
+    template = LocalSource({1: {"data": {**data, "model": "no-such-model"}}}, world.label_config)
+    app = Flask("editor-recovery-template")
+    app.register_blueprint(create_editor_blueprint(world.resources, source=template))
+    app.register_error_handler(Exception, error_handler(world.resources))
+    answer = app.test_client().get(f"/editor/1/state?t={t}").get_json()
+    assert "no-such-model" in answer["error"] and answer["models"] == [] and answer["next"] is None
+    refused = app.test_client().get(f"/editor/1/state?t={t}&model=toy-car")
+    assert refused.status_code == 422 and "lists no CAD models" in refused.get_json()["error"]

@@ -230,3 +230,38 @@ def test_a_task_without_a_reference_says_why_and_what_still_works(tmp_path, monk
     assert "Mask R-CNN" in page["hover"] and page["refine"] is True
     assert page["title"].endswith("reference: none")
     assert answers[4]["u"] == pytest.approx(START.u + 40, abs=1.0)  # the model still moves by hand
+
+
+def test_a_task_without_a_model_offers_the_projects_models_and_the_next_task(tmp_path):
+    """An uploaded photo names no model: instead of a dead page the editor says why, offers
+    the registry's models (the project's labeling config lists them) and the next task;
+    picking one opens the editor on that model."""
+    reason = browser_available()
+    if reason:
+        pytest.skip(reason)
+    from ls_backend.registry.label_config import label_config_for
+
+    save_mesh(tmp_path / "toy_car.ply", car_mesh())
+    models = {"toy-car": {"mesh": str(tmp_path / "toy_car.ply"), "frame": "pascal3d", "category": "car"}}
+    world = make_editor_world(tmp_path / "world", models, {"toy-car": START})
+    world.source.config, _ = label_config_for(world.resources.registry, default=None)
+    world.source.tasks[1]["data"].pop("model")
+    world.source.tasks[2] = json.loads(json.dumps(world.source.tasks[1]))
+    shots = Path(SCREENSHOT_DIR or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    shown = ("() => ({text: document.getElementById('recover').innerText,"
+             " models: [...document.querySelectorAll('#model-pick option')].map((o) => o.value),"
+             " next: document.getElementById('recover-next').hidden ? null : document.getElementById('recover-next').href})")
+    with serving_editor(world) as base_url:
+        answers = run_page(world.url(base_url, 1), [
+            {"op": "eval", "js": shown},
+            {"op": "screenshot", "path": str(shots / "editor_task_without_model.png")},
+            {"op": "click_and_wait_url", "selector": "#model-use", "contains": "model=toy-car"},
+            {"op": "eval", "js": f"() => {EDITOR}.state.model"},
+            {"op": "eval", "js": POSE}])
+    assert answers[0]["ready"] is False and "names no CAD model" in answers[0]["error"]
+    page = answers[1]
+    assert page["text"].startswith("This task cannot open. task 1 names no CAD model") and "pick the CAD model to pose here" in page["text"]
+    assert page["models"] == ["toy-car"] and "/editor/2?t=" in page["next"]
+    assert answers[4] == "toy-car"
+    assert answers[5]["azimuth"] == pytest.approx(START.azimuth)  # the task's own start pose, on the picked model

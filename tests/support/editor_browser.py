@@ -85,8 +85,10 @@ def _run(job: dict) -> list:
             if response is not None and response.status >= 400:
                 answers[-1]["text"] = page.inner_text("body")[:500]
                 return answers
-            page.wait_for_function("() => window.fineposeEditor && window.fineposeEditor.ready")
-            answers[-1]["ready"] = page.evaluate("() => window.fineposeEditor.ready.then(() => true)")
+            page.wait_for_function("() => Boolean(window.fineposeEditor && window.fineposeEditor.ready)")
+            # false (and why) for a page whose task cannot open: its steps still run
+            answers[-1].update(page.evaluate(
+                "() => window.fineposeEditor.ready.then(() => ({ready: true}), (e) => ({ready: false, error: e.message}))"))
             for step in job["steps"]:
                 answers.append(_step(page, step))
             answers.append({"console": console[-40:]})
@@ -181,6 +183,12 @@ def _step(page, step: dict):
             return page.url
         if op == "wait_url":  # a navigation (e.g. Save opening the next task), then its editor
             page.wait_for_url(f"**{step['contains']}**")
+            page.wait_for_function("() => window.fineposeEditor && window.fineposeEditor.ready")
+            page.evaluate("() => window.fineposeEditor.ready")
+            return page.url
+        if op == "click_and_wait_url":  # a click that navigates (a link, a reload), then its editor
+            with page.expect_navigation(url=f"**{step['contains']}**"):
+                page.click(step["selector"])
             page.wait_for_function("() => window.fineposeEditor && window.fineposeEditor.ready")
             page.evaluate("() => window.fineposeEditor.ready")
             return page.url

@@ -19,9 +19,12 @@ const WHEEL_RATE = 0.001; // per wheel delta unit (100 per notch: about 10%)
 const MODEL_COLOR = new THREE.Color(0x22d3ee);
 const REFERENCE_RGBA = [255, 140, 26, 255];
 
-const token = new URLSearchParams(location.search).get('t') || '';
+const query = new URLSearchParams(location.search);
+const token = query.get('t') || '';
+const pickedModel = query.get('model');  // a model the annotator picked for a task without a usable one
 const taskId = document.body.dataset.task;
-const url = (path, extra = '') => `${taskId}/${path}?t=${encodeURIComponent(token)}${extra}`;
+const url = (path, extra = '') => `${taskId}/${path}?t=${encodeURIComponent(token)}`
+  + (pickedModel ? `&model=${encodeURIComponent(pickedModel)}` : '') + extra;
 const $ = (id) => document.getElementById(id);
 
 async function call(path, body, method = body === undefined ? 'GET' : 'POST') {
@@ -31,6 +34,7 @@ async function call(path, body, method = body === undefined ? 'GET' : 'POST') {
   if (!response.ok) {
     const error = new Error((data && data.error) || `${path}: HTTP ${response.status}`);
     error.status = response.status;
+    error.data = data;
     throw error;
   }
   return data;
@@ -300,7 +304,8 @@ class Editor {
     this.selected = null;
     this.referenceWork = null;
     this.iou = null;
-    this.stats = { frames: [], drawnAt: [], iouUpdates: 0 }; // draw+IoU ms per frame, when frames were drawn
+    // draw+IoU ms per frame, when frames were drawn, and where a frame's time goes (ms, bench/editor_bench.py)
+    this.stats = { frames: [], drawnAt: [], iouUpdates: 0, parts: { draw: [], silhouette: [], iou: [], numbers: [] } };
     this.openedAt = performance.now();
     this.lastCommit = { key: null, at: 0 };
     this.dirty = true;
@@ -395,15 +400,26 @@ class Editor {
   }
 
   render() {
+    const parts = this.stats.parts;
+    const t0 = performance.now();
     const thickness = Math.max(1, Math.round(1.6 * this.drawing.buffer.width / (this.image.width * this.view.zoom)));
     this.drawing.draw(this.pose, this.display.mode, thickness);
+    const t1 = performance.now();
     if (this.referenceWork) {
-      this.iou = maskIou(this.drawing.workMask(this.pose), this.referenceWork);
+      const silhouette = this.drawing.workMask(this.pose);
+      const t2 = performance.now();
+      this.iou = maskIou(silhouette, this.referenceWork);
       this.stats.iouUpdates += 1;
       $('iou').textContent = this.iou.toFixed(4);
+      parts.silhouette.push(t2 - t1);
+      parts.iou.push(performance.now() - t2);
     }
+    const t3 = performance.now();
     this.showNumbers();
     if (this.keypointMode) this.drawMarks();
+    parts.draw.push(t1 - t0);
+    parts.numbers.push(performance.now() - t3);
+    for (const list of Object.values(parts)) if (list.length > 2000) list.splice(0, 1000);
   }
 
   /** Draw ``pose`` (default: the current one) as a silhouette and read the canvas back. */
@@ -908,8 +924,32 @@ async function main() {
   } catch (error) {
     $('status').textContent = `The editor could not start: ${error.message}`;
     $('status').classList.add('error');
+    if (error.data) showRecovery(error.message, error.data);
     ready.reject(error);
   }
+}
+
+/** A task that cannot open: its reason, and what still works (pick a model, skip to the next task). */
+function showRecovery(reason, { models = [], next = null }) {
+  $('recover').hidden = false;
+  $('recover-text').textContent = /[.!?]$/.test(reason) ? reason : `${reason}.`;
+  $('title').textContent = `task ${taskId}`;
+  for (const id of ['stage', 'hud', 'params', 'display', 'actions']) $(id).hidden = true;  // nothing to pose yet
+  if (models.length) {
+    $('model-pick').replaceChildren(...models.map((id) => new Option(id, id)));
+    $('recover-models').hidden = false;
+    $('model-use').addEventListener('click', () => {
+      const next = new URLSearchParams(location.search);
+      next.set('model', $('model-pick').value);
+      location.search = next.toString();
+    });
+  }
+  if (next) {
+    $('recover-next').href = next;
+    $('recover-next').hidden = false;
+  }
+  $('status').textContent = '';
+  $('status').classList.remove('error');
 }
 
 main();
