@@ -113,8 +113,9 @@ def annotate_stream(ls, project_id: int, out_dir: Path | str, *, email: str | No
 
 
 def task_view(ls, project_id: int, out_dir: Path | str, *, alternatives_task: int | None = None,
-              keypoints_task: int | None = None, clicks=(), email: str | None = None,
-              password: str | None = None, viewport: tuple[int, int] = (1600, 1000), timeout: float = 180) -> dict:
+              keypoints_task: int | None = None, clicks=(), box_task: int | None = None, box=(), box_label: str = "",
+              email: str | None = None, password: str | None = None, viewport: tuple[int, int] = (1600, 1000),
+              timeout: float = 180) -> dict:
     """As an annotator in the Data Manager's task view (a task opened from the table):
 
     - ``alternatives_task``: read the predictions listed above the photo (name, score), the
@@ -124,13 +125,19 @@ def task_view(ls, project_id: int, out_dir: Path | str, *, alternatives_task: in
       (Auto-Detect -> key point), then per ``(label text, x px, y px)`` of ``clicks`` select
       the label and click the photo there, waiting for the interactive call's answer
       (``keypoints``: per click the seconds, HTTP status and finepose's message; the last
-      answer's results; the fields afterwards; ``keypoints.png``).
+      answer's results; the fields afterwards; ``keypoints.png``);
+    - ``box_task``: switch on Auto-Annotation, pick the smart rectangle tool (Auto-Detect ->
+      rectangle) and the label ``box_label``, and drag a rectangle over the photo from
+      ``box[:2]`` to ``box[2:]`` (photo px), waiting for the interactive call's answer
+      (``box``: seconds, HTTP status, the answer's results, finepose's message as shown;
+      ``box.png``).
     """
     return _subprocess({
         "mode": "task_view", "base_url": ls.url, "project": project_id, "email": email or ls.username,
         "password": password or ls.password, "out_dir": str(Path(out_dir).resolve()), "viewport": list(viewport),
         "timeout_ms": int(timeout * 1000), "chromium": chromium_path(), "alternatives_task": alternatives_task,
         "keypoints_task": keypoints_task, "clicks": [list(c) for c in clicks],
+        "box_task": box_task, "box": list(box), "box_label": box_label,
     }, timeout)  # fmt: skip
 
 
@@ -318,6 +325,28 @@ def _task_view(page, job) -> dict:
         page.wait_for_timeout(1000)
         page.screenshot(path=str(out / "keypoints.png"))
         seen["keypoints"] = {"clicks": clicks, "result": last, "fields": page.evaluate(_FIELDS_JS)}
+    if job.get("box_task"):
+        _open_task(page, job, job["box_task"])
+        page.get_by_text("Auto-Annotation", exact=True).click()
+        page.locator(".lsf-tool_smart").first.hover()
+        page.locator(".lsf-tool__extra button[aria-label=rectangle-tool]").click()
+        page.locator(".lsf-label", has_text=job["box_label"]).first.click()
+        x0, y0, bw, bh, nw, nh = page.evaluate(_IMAGE_BOX_JS)
+        (ax, ay, bx, by) = job["box"]
+        page.mouse.move(x0 + ax / nw * bw, y0 + ay / nh * bh)
+        page.mouse.down()
+        t0 = time.monotonic()
+        with page.expect_response(lambda r: "interactive-annotating" in r.url, timeout=job["timeout_ms"]) as answer:
+            for k in range(1, 11):
+                page.mouse.move(x0 + (ax + (bx - ax) * k / 10) / nw * bw, y0 + (ay + (by - ay) * k / 10) / nh * bh)
+            page.mouse.up()
+        response = answer.value
+        seconds = time.monotonic() - t0
+        result = response.json().get("data", {}).get("result", [])
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "box.png"))
+        seen["box"] = {"seconds": round(seconds, 3), "status": response.status, "result": result,
+                       "shown": page.evaluate(_MESSAGE_JS), "fields": page.evaluate(_FIELDS_JS)}
     return seen
 
 
