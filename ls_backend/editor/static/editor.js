@@ -11,6 +11,7 @@
  */
 import * as THREE from './vendor/three/three.module.js';
 import { depthRange, flat, modelView, projection, rescaled, wrapped } from './camera.js';
+import { SilhouetteRaster } from './silhouette.js';
 
 const NAMES = ['azimuth', 'elevation', 'theta', 'distance', 'focal', 'u', 'v'];
 const MAX_BUFFER_PIXELS = 4.2e6;
@@ -75,20 +76,23 @@ void main() {
 }`;
 const FLAT = `
 uniform vec3 color;
-void main() { gl_FragColor = vec4(color, 1.0); }`;
+uniform float opacity;
+void main() { gl_FragColor = vec4(color, opacity); }`;
 const SHADED = `
 uniform vec3 color;
+uniform float opacity;
 varying vec3 vCam;
 void main() {
   vec3 n = normalize(cross(dFdx(vCam), dFdy(vCam)));
   float light = abs(dot(n, normalize(vCam)));
-  gl_FragColor = vec4(color * (0.22 + 0.78 * light), 1.0);
+  gl_FragColor = vec4(color * (0.22 + 0.78 * light), opacity);
 }`;
 const OUTLINE = `
 uniform sampler2D mask;
 uniform vec2 size;
 uniform float thickness;
 uniform vec3 color;
+uniform float opacity;
 float inside(vec2 offset) { return texture2D(mask, (gl_FragCoord.xy + offset) / size).r; }
 void main() {
   if (inside(vec2(0.0)) < 0.5) discard;
@@ -103,7 +107,17 @@ void main() {
   edge = max(edge, 1.0 - inside(vec2(t, -t)));
   edge = max(edge, 1.0 - inside(vec2(-t, -t)));
   if (edge < 0.5) discard;
-  gl_FragColor = vec4(color, 1.0);
+  gl_FragColor = vec4(color, opacity);
+}`;
+// The reference's outline (an RGBA image of the photo's size, rows top to bottom), drawn
+// pixel for pixel over the region it covers.
+const REFERENCE = `
+uniform sampler2D outline;
+uniform vec2 size;
+void main() {
+  vec4 texel = texture2D(outline, vec2(gl_FragCoord.x / size.x, 1.0 - gl_FragCoord.y / size.y));
+  if (texel.a < 0.5) discard;
+  gl_FragColor = texel;
 }`;
 
 class ModelDrawing {
@@ -135,11 +149,15 @@ class ModelDrawing {
     }
     this.corners = [];
     for (const x of [lo[0], hi[0]]) for (const y of [lo[1], hi[1]]) for (const z of [lo[2], hi[2]]) this.corners.push([x, y, z]);
-    const material = (fragmentShader, color) => new THREE.ShaderMaterial({
-      vertexShader: VERTEX, fragmentShader, side: THREE.DoubleSide, uniforms: { color: { value: color } },
+    // The model's opacity, written as the canvas's alpha without blending (the page composites
+    // the canvas over the photo as CSS opacity did), shared by the display materials.
+    this.opacity = { value: 1 };
+    const material = (fragmentShader, color, opacity = this.opacity) => new THREE.ShaderMaterial({
+      vertexShader: VERTEX, fragmentShader, side: THREE.DoubleSide, blending: THREE.NoBlending,
+      uniforms: { color: { value: color }, opacity },
     });
     this.flat = material(FLAT, MODEL_COLOR);
-    this.white = material(FLAT, new THREE.Color(1, 1, 1));
+    this.white = material(FLAT, new THREE.Color(1, 1, 1), { value: 1 });
     this.shaded = material(SHADED, new THREE.Color(0xe5e7eb));
     this.mesh = new THREE.Mesh(geometry, this.flat);
     this.mesh.matrixAutoUpdate = false;
@@ -151,18 +169,49 @@ class ModelDrawing {
 
     this.maskTarget = new THREE.WebGLRenderTarget(this.buffer.width, this.buffer.height, {
       minFilter: THREE.NearestFilter, magFilter: THREE.NearestFilter, depthBuffer: true });
-    this.workTarget = new THREE.WebGLRenderTarget(work.width, work.height, {
-      minFilter: THREE.NearestFilter, magFilter: THREE.NearestFilter, depthBuffer: true });
-    this.workPixels = new Uint8Array(work.width * work.height * 4);
     this.outline = new THREE.ShaderMaterial({
       fragmentShader: OUTLINE, vertexShader: 'void main() { gl_Position = vec4(position.xy, 0.0, 1.0); }',
       uniforms: { mask: { value: this.maskTarget.texture }, size: { value: new THREE.Vector2(this.buffer.width, this.buffer.height) },
-                  thickness: { value: 1 }, color: { value: MODEL_COLOR } },
-      depthTest: false, depthWrite: false });
+                  thickness: { value: 1 }, color: { value: MODEL_COLOR }, opacity: this.opacity },
+      depthTest: false, depthWrite: false, blending: THREE.NoBlending });
     this.quadScene = new THREE.Scene();
     const quad = new THREE.Mesh(new THREE.PlaneGeometry(2, 2), this.outline);
     quad.frustumCulled = false;
     this.quadScene.add(quad);
+    this.referenceScene = null;  // the reference's outline, drawn in this canvas (an overlay canvas cost a frame)
+    this.referenceShown = true;
+  }
+
+  /** The reference's outline, an RGBA image (Uint8Array, rows top to bottom) of the photo's
+   *  size, drawn over ``box`` ({x0, y0, x1, y1} photo px) after the model in every frame. */
+  setReference(rgba, box) {
+    const { width, height } = this.image;
+    const texture = new THREE.DataTexture(rgba, width, height, THREE.RGBAFormat);
+    texture.minFilter = texture.magFilter = THREE.NearestFilter;
+    texture.needsUpdate = true;
+    const material = new THREE.ShaderMaterial({
+      fragmentShader: REFERENCE, vertexShader: 'void main() { gl_Position = vec4(position.xy, 0.0, 1.0); }',
+      uniforms: { outline: { value: texture }, size: { value: new THREE.Vector2(this.buffer.width, this.buffer.height) } },
+      depthTest: false, depthWrite: false, blending: THREE.NoBlending });
+    // A quad over the box (clip space: x right, y up), so only the outline's region is filled.
+    const ndc = (x, y) => [(2 * x) / width - 1, 1 - (2 * y) / height];
+    const [l, t] = ndc(box.x0 - 1, box.y0 - 1), [r, b] = ndc(box.x1 + 2, box.y1 + 2);
+    const geometry = new THREE.BufferGeometry();
+    geometry.setAttribute('position', new THREE.BufferAttribute(new Float32Array([l, b, 0, r, b, 0, r, t, 0, l, t, 0]), 3));
+    geometry.setIndex([0, 1, 2, 0, 2, 3]);
+    const quad = new THREE.Mesh(geometry, material);
+    quad.frustumCulled = false;
+    this.referenceScene = new THREE.Scene();
+    this.referenceScene.add(quad);
+  }
+
+  /** The reference's outline over what draw() drew (when there is one and it is shown). */
+  drawReference() {
+    if (!this.referenceScene || !this.referenceShown) return;
+    const r = this.renderer;
+    r.autoClear = false;
+    r.render(this.referenceScene, this.camera);
+    r.autoClear = true;
   }
 
   /** Point the camera at ``pose`` for a target of ``size`` ({width, height}). */
@@ -176,8 +225,9 @@ class ModelDrawing {
     if (this.wire) this.wire.matrixWorld.copy(this.mesh.matrix);
   }
 
-  /** Draw ``pose`` on the page's canvas in ``mode``; thickness: outline width (buffer px). */
-  draw(pose, mode, thickness = 1) {
+  /** Draw ``pose`` on the page's canvas in ``mode``; thickness: outline width (buffer px);
+   *  ``withReference``: the reference's outline over it (not when the canvas is read back). */
+  draw(pose, mode, thickness = 1, withReference = true) {
     const r = this.renderer;
     this.place(pose, this.buffer);
     this.mesh.visible = true;
@@ -202,11 +252,12 @@ class ModelDrawing {
       }
       r.render(this.quadScene, this.camera);
       r.setScissorTest(false);
+      if (withReference) this.drawReference();
       return;
     }
     if (mode === 'wireframe') {
       if (!this.wire) {
-        this.wire = new THREE.LineSegments(new THREE.WireframeGeometry(this.geometry), new THREE.LineBasicMaterial({ color: MODEL_COLOR }));
+        this.wire = new THREE.LineSegments(new THREE.WireframeGeometry(this.geometry), new THREE.LineBasicMaterial({ color: MODEL_COLOR, transparent: true, blending: THREE.NoBlending, opacity: this.opacity.value }));
         this.wire.matrixAutoUpdate = false;
         this.wire.frustumCulled = false;
         this.scene.add(this.wire);
@@ -219,6 +270,7 @@ class ModelDrawing {
     r.setRenderTarget(null);
     r.clear();
     r.render(this.scene, this.camera);
+    if (withReference) this.drawReference();
   }
 
   /** The model's on-screen bounding box in buffer pixels (GL: y from the bottom), ``pad``
@@ -247,22 +299,6 @@ class ModelDrawing {
     const pixels = new Uint8Array(width * height * 4);
     gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, pixels);
     return flipToMask(pixels, width, height);
-  }
-
-  /** The silhouette at the refiner's working size, as a 0/1 mask (rows top to bottom). */
-  workMask(pose) {
-    const { width, height } = this.work;
-    this.place(pose, this.work);
-    this.mesh.visible = true;
-    if (this.wire) this.wire.visible = false;
-    this.mesh.material = this.white;
-    const r = this.renderer;
-    r.setRenderTarget(this.workTarget);
-    r.clear();
-    r.render(this.scene, this.camera);
-    r.readRenderTargetPixels(this.workTarget, 0, 0, width, height, this.workPixels);
-    r.setRenderTarget(null);
-    return flipToMask(this.workPixels, width, height);
   }
 }
 
@@ -317,11 +353,8 @@ class Editor {
     stage.style.width = `${this.image.width}px`;
     stage.style.height = `${this.image.height}px`;
     this.drawing = new ModelDrawing($('gl'), this.image, state.work, mesh, state.frame);
-    const ref = $('ref');
-    ref.width = this.image.width;
-    ref.height = this.image.height;
-    ref.style.width = `${this.image.width}px`;
-    ref.style.height = `${this.image.height}px`;
+    this.raster = new SilhouetteRaster(mesh, state.frame, this.drawing.radius);
+    this.workMask = new Uint8Array(state.work.width * state.work.height);
     this.buildParams();
     this.bindEvents();
     this.fitView();
@@ -405,15 +438,7 @@ class Editor {
     const thickness = Math.max(1, Math.round(1.6 * this.drawing.buffer.width / (this.image.width * this.view.zoom)));
     this.drawing.draw(this.pose, this.display.mode, thickness);
     const t1 = performance.now();
-    if (this.referenceWork) {
-      const silhouette = this.drawing.workMask(this.pose);
-      const t2 = performance.now();
-      this.iou = maskIou(silhouette, this.referenceWork);
-      this.stats.iouUpdates += 1;
-      $('iou').textContent = this.iou.toFixed(4);
-      parts.silhouette.push(t2 - t1);
-      parts.iou.push(performance.now() - t2);
-    }
+    this.updateIou();
     const t3 = performance.now();
     this.showNumbers();
     if (this.keypointMode) this.drawMarks();
@@ -422,10 +447,26 @@ class Editor {
     for (const list of Object.values(parts)) if (list.length > 2000) list.splice(0, 1000);
   }
 
+  /** The live IoU at the working size, the refiner's: the silhouette rasterised on the CPU
+   *  (silhouette.js) against the reference shrunk as the backend shrinks it. */
+  updateIou() {
+    if (!this.referenceWork) return;
+    const { width, height } = this.state.work;
+    const pose = rescaled({ ...this.pose, width: this.image.width, height: this.image.height }, width, height);
+    const t0 = performance.now();
+    this.raster.mask(pose, width, height, this.workMask);
+    const t1 = performance.now();
+    this.iou = maskIou(this.workMask, this.referenceWork);
+    this.stats.iouUpdates += 1;
+    this.stats.parts.silhouette.push(t1 - t0);
+    this.stats.parts.iou.push(performance.now() - t1);
+    $('iou').textContent = this.iou.toFixed(4);
+  }
+
   /** Draw ``pose`` (default: the current one) as a silhouette and read the canvas back. */
   readCanvasMask(pose) {
     const mode = this.display.mode;
-    this.drawing.draw(pose || this.pose, 'silhouette');
+    this.drawing.draw(pose || this.pose, 'silhouette', 1, false);
     const mask = this.drawing.readCanvas();
     this.display.mode = mode;
     this.dirty = true;
@@ -466,8 +507,10 @@ class Editor {
 
   setDisplay(change) {
     Object.assign(this.display, change);
-    $('gl').style.opacity = String(this.display.opacity);
-    $('ref').style.display = this.display.reference ? '' : 'none';
+    this.drawing.opacity.value = this.display.opacity;
+    if (this.drawing.wire) this.drawing.wire.material.opacity = this.display.opacity;
+    this.drawing.referenceShown = this.display.reference;
+    this.dirty = true;
     for (const input of document.querySelectorAll('input[name=mode]')) input.checked = input.value === this.display.mode;
     $('opacity').value = String(this.display.opacity);
     $('show-reference').checked = this.display.reference;
@@ -475,19 +518,21 @@ class Editor {
     this.dirty = true;
   }
 
+  /** Show the reference mask (0/1, rows top to bottom, the photo's size) as an outline. */
   showReference(mask, width, height) {
-    const canvas = $('ref');
-    const ctx = canvas.getContext('2d');
-    const out = ctx.createImageData(width, height);
+    const rgba = new Uint8Array(width * height * 4);
     const at = (x, y) => (x >= 0 && y >= 0 && x < width && y < height ? mask[y * width + x] : 0);
+    const box = { x0: width, y0: height, x1: -1, y1: -1 };
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
         if (!mask[y * width + x]) continue;
         if (at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1)) continue;
-        out.data.set(REFERENCE_RGBA, 4 * (y * width + x));
+        rgba.set(REFERENCE_RGBA, 4 * (y * width + x));
+        box.x0 = Math.min(box.x0, x); box.y0 = Math.min(box.y0, y); box.x1 = Math.max(box.x1, x); box.y1 = Math.max(box.y1, y);
       }
     }
-    ctx.putImageData(out, 0, 0);
+    if (box.x1 >= 0) this.drawing.setReference(rgba, box);
+    this.dirty = true;
   }
 
   // --- the panel ----------------------------------------------------------------------
