@@ -78,7 +78,7 @@ def initial_pose(
     ``mask``: boolean ``(H, W)`` reference; poses refer to an ``W x H`` image. ``focal``: pixels
     (default ``FOCAL_PER_WIDTH * W``, the release's default). ``azimuths``, ``elevations``:
     the coarse grid in degrees. ``refine_top``: how many of the best coarse views are refined,
-    each by the outline fit alone (no fallback: this ranks the views). ``margin``: IoU within
+    each by the fast refiner without its fallback (the outline fit and the IoU ascent: this ranks the views). ``margin``: IoU within
     which a far-apart (> 60 degrees azimuth) runner-up makes the result ``ambiguous``.
     ``mesh_frame``: the model's frame (3x3; identity when None), the frame of the returned
     poses. Returns an :class:`InitResult` (hypotheses with their IoUs, renders); refine it

@@ -5,8 +5,8 @@ IoU's on a ragged or partial reference (a CNN's mask) and whose pixel-quantised 
 stall it short of the optimum. This module goes on from there on the IoU itself:
 
 1. **Sub-pixel outline points.** From each border pixel of the silhouette, rays are cast
-   along the silhouette's outward normal and the crossing is bisected (``levels`` times,
-   1/8 px for 3); the surface point hit by the last inside ray moves with the model, so the
+   along the silhouette's outward normal and the crossing is bisected (``levels`` times:
+   bracketed to 1/8 px for 3, its midpoint taken); the surface point hit by the last inside ray moves with the model, so the
    outline's normal speed per parameter is ``n . J`` with ``J`` the projection's Jacobian
    (:func:`.outline_fit.projection_jacobian`, per release step).
 2. **The IoU's gradient.** Moving the outline out by ``dt`` at a point adds ``dt`` of area,
@@ -35,7 +35,7 @@ from .pose import Pose
 from .render import SilhouetteRenderer, Window
 from .search import RELEASE_STEPS
 
-BISECTION_LEVELS = 3  # the outline is located within 1/2**(levels+1) px along its normal
+BISECTION_LEVELS = 3  # the crossing is bracketed to 1/2**levels px (1/8), its midpoint taken
 STEP_GROWTH = 1.5  # next try's length after a step that raised the IoU
 
 
@@ -90,11 +90,14 @@ def ascent_direction(
     ys, xs = np.nonzero(border_pixels(window.mask))
     keep = random_subset(rng, len(xs), points)
     outline = outline_points(renderer, pose, window, xs[keep] + window.x0, ys[keep] + window.y0)
-    if len(outline.surface) < 7:
+    # Where the image edge cuts the silhouette there is no outline to move: leave it out.
+    x, y = outline.pixels[:, 0], outline.pixels[:, 1]
+    within = (x >= 0) & (x <= reference.width - 1) & (y >= 0) & (y <= reference.height - 1)
+    if np.count_nonzero(within) < 7:
         return None
-    _, jacobian = projection_jacobian(pose, outline.surface)
-    speed = np.einsum("ki,kij->kj", outline.normals, jacobian)  # outward px per release step
-    covered = bilinear(reference.mask.astype(float), outline.pixels)
+    _, jacobian = projection_jacobian(pose, outline.surface[within])
+    speed = np.einsum("ki,kij->kj", outline.normals[within], jacobian)  # outward px per release step
+    covered = bilinear(reference.mask.astype(float), outline.pixels[within])
     gradient = ((covered * (1.0 + value) - value)[:, None] * speed).sum(axis=0)
     metric = speed.T @ speed / len(speed)
     metric += 1e-6 * np.trace(metric) / 7.0 * np.eye(7)

@@ -29,6 +29,9 @@ ASCENT_GAP = 0.01
 #: A result this far under the reference's outline ceiling is followed by the fallback
 #: (see :func:`refine_fast` for the figures).
 FALLBACK_GAP = 0.045
+#: A result under this IoU is followed by the fallback whatever the ceiling (a thin object's
+#: smoothed outline loses its thin parts, which lowers its ceiling).
+FALLBACK_FLOOR = 0.75
 #: The coarse restart searches the reference shrunk this many times (300 -> 100 px wide).
 COARSE_FACTOR = 3
 #: The coarse restart's Algorithm 1 stops once alpha <= this (sweeps at 1 and 1/2 x eps).
@@ -172,6 +175,7 @@ def refine_fast(
     extra_starts: Sequence[Pose] = (),
     fallback: bool = True,
     fallback_gap: float = FALLBACK_GAP,
+    fallback_floor: float = FALLBACK_FLOOR,
     coarse_factor: int = COARSE_FACTOR,
     last_resort_below: float = LAST_RESORT_BELOW,
     **options,
@@ -189,7 +193,9 @@ def refine_fast(
     **The fallback** (``fallback=True``) runs when the result ends more than ``fallback_gap``
     IoU under what the reference allows, :func:`.masks.outline_ceiling` (the IoU of the
     reference with its own outline smoothed: a noisy CNN mask lowers both, so a result on a
-    ragged reference is not mistaken for a wrong optimum as an absolute IoU threshold would):
+    ragged reference is not mistaken for a wrong optimum as an absolute IoU threshold would),
+    or under ``fallback_floor`` whatever the ceiling (smoothing erases a thin object's thin
+    parts, and with them its ceiling; on the benchmark's cases the floor adds no run):
 
     1. a coarse restart: Algorithm 1 from the best fit's *start* on the reference shrunk by
        ``coarse_factor`` (renders cost ~1/5; the small image's area sums blur the outline
@@ -229,12 +235,12 @@ def refine_fast(
             x, value, origin, chosen = fit.x, exact.last, alternative, k
     ceiling = outline_ceiling(reference.mask)
     ascent_iterations = 0
-    if ceiling - value > ASCENT_GAP:
+    if ceiling - value > ASCENT_GAP or value < fallback_floor:
         x, value, ascent_iterations, ascent_renders = _ascend(renderer, reference, pose, exact, x, value)
         renders += ascent_renders
     restarted, sweeps = False, 0
     local = BandedObjective(renderer, reference, pose)
-    if fallback and ceiling - value > fallback_gap:
+    if fallback and (ceiling - value > fallback_gap or value < fallback_floor):
         restarted = True
         restart, restart_renders = _coarse_restart(renderer, reference, origin, coarse_factor, options)
         restart_value = exact(restart)

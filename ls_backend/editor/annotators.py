@@ -7,7 +7,8 @@ user open the task's project) and answers a cookie ``finepose_annotator``: the H
 (itsdangerous, :func:`.links.editor_key`) ``{"user", "email", "projects", "exp"}``,
 HttpOnly, SameSite=Strict, Secure over https, valid :data:`SESSION_SECONDS`. The token is
 dropped after the check: neither the backend nor the browser keeps it. Signing in on a
-task of another project adds that project.
+task of another project adds that project. The check is made at sign-in only: a person
+removed from the organization afterwards keeps the session until it expires.
 
 A save needs a cookie naming the task's project (else 401, :class:`SignInRequired`); the
 annotation is created with the cookie's user as ``completed_by``, so Label Studio credits
@@ -65,14 +66,14 @@ class AnnotatorSessions:
             return None
         return found if found.expires > self._now() else None
 
-    def for_project(self, cookies, project: int) -> Annotator | None:
+    def signed_in_for(self, cookies, project: int) -> Annotator | None:
         """The annotator signed in for ``project``, or None."""
         found = self.read(cookies)
         return found if found is not None and int(project) in found.projects else None
 
     def require(self, cookies, project: int) -> Annotator:
         """The annotator signed in for ``project``; :class:`SignInRequired` (401) otherwise."""
-        found = self.for_project(cookies, project)
+        found = self.signed_in_for(cookies, project)
         if found is None:
             raise SignInRequired(SIGN_IN)
         return found
@@ -86,12 +87,17 @@ class AnnotatorSessions:
         return Annotator(int(user["id"]), str(user.get("email") or ""), tuple(sorted(projects)),
                          self._now() + SESSION_SECONDS)  # fmt: skip
 
-    def set_cookie(self, response, annotator: Annotator, secure: bool) -> None:
+    def set_cookie(self, response, annotator: Annotator, secure: bool, path: str = "/editor") -> None:
+        """``path``: the editor's path as the browser sees it; ``secure``: the page is on https."""
         value = self._serializer.dumps({"user": annotator.user, "email": annotator.email,
                                         "projects": list(annotator.projects), "exp": int(annotator.expires)})  # fmt: skip
         response.set_cookie(COOKIE, value, max_age=SESSION_SECONDS, httponly=True, samesite="Strict", secure=secure,
-                            path="/editor")  # fmt: skip
+                            path=path)  # fmt: skip
+
+    def payload(self, value: str) -> dict:
+        """What a cookie value holds (for tests and inspection); BadSignature when forged."""
+        return self._serializer.loads(value)
 
     @staticmethod
-    def clear_cookie(response) -> None:
-        response.delete_cookie(COOKIE, path="/editor", httponly=True, samesite="Strict")
+    def clear_cookie(response, path: str = "/editor") -> None:
+        response.delete_cookie(COOKIE, path=path, httponly=True, samesite="Strict")

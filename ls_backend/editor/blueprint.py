@@ -33,6 +33,7 @@ import io
 import logging
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, redirect, request, send_file
@@ -82,13 +83,21 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
     def base_url() -> str:
         return resources.settings.editor_url or request.host_url.rstrip("/")
 
+    def cookie_path() -> str:
+        """The editor's path as the browser sees it (``FINEPOSE_EDITOR_URL`` may put it under a prefix)."""
+        return urlparse(base_url()).path.rstrip("/") + "/editor"
+
     def claims_of(task_id: int) -> links.Claims:
         return signer().for_task(request.args.get("t") or request.headers.get("X-Editor-Token"), task_id)
 
+    def picked_model() -> str | None:
+        """The model the annotator picked for a task that names none (``?model=``, see ``state``)."""
+        return request.args.get("model") or None
+
     def editor_task(task_id: int) -> EditorTask:
-        """The task of the request's link; ``?model=`` the model the annotator picked (see ``state``)."""
+        """The task of the request's link, loaded once per model picked."""
         claims = claims_of(task_id)
-        model = request.args.get("model") or None
+        model = picked_model()
         return cache.get((task_id, model), lambda: load_task(resources, source, task_id, claims.project, model))
 
     def recovery(task_id: int, project_id: int) -> dict:
@@ -170,7 +179,7 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
             prediction=_numbers(task.prediction) if task.prediction is not None else None,
             steps={name: _step(task.config, name) for name in PARAMETER_NAMES},
             nudges=NUDGES, keypoints=keypoints, min_keypoints=MIN_POINTS,
-            annotator=signed_in.public() if (signed_in := sessions().for_project(request.cookies, task.project_id)) else None,
+            annotator=signed_in.public() if (signed_in := sessions().signed_in_for(request.cookies, task.project_id)) else None,
         )
 
     @made_once
@@ -244,14 +253,15 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
         annotator = sessions().signed_in(request.cookies, user, claims.project)
         logger.info("editor: user %s signed in for project %s", annotator.user, claims.project)
         response = jsonify(annotator=annotator.public())
-        sessions().set_cookie(response, annotator, secure=request.is_secure)
+        sessions().set_cookie(response, annotator, secure=request.is_secure or base_url().startswith("https://"),
+                              path=cookie_path())
         return response
 
     @bp.delete("/<int:task_id>/session")
     def sign_out(task_id: int):
         claims_of(task_id)
         response = jsonify(annotator=None)
-        sessions().clear_cookie(response)
+        sessions().clear_cookie(response, path=cookie_path())
         return response
 
     @bp.post("/<int:task_id>/save")
@@ -271,7 +281,8 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
         if choice is not None:
             result.append(choice)
         annotation = source.create_annotation(task_id, result, lead_time, completed_by=annotator.user)
-        cache.forget((task_id, request.args.get("model") or None))
+        for model in {None, picked_model()}:  # the task as loaded with and without the pick
+            cache.forget((task_id, model))
         logger.info("editor: task %s annotated by user %s (annotation %s)", task_id, annotator.user, annotation)
         following = source.next_unannotated(task.project_id, task_id)
         next_url = links.task_url(base_url(), signer(), task.project_id, following) if following is not None else None

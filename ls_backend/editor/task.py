@@ -81,9 +81,9 @@ def load_task(resources, source, task_id: int, project_id: int | None = None, mo
     project_id = int(task.get("project") or 0)
     config = parse_label_config(source.label_config(project_id))
     if model_id is not None:
-        if config.model_choice is None:
-            raise TaskError(f"this project's labeling config lists no CAD models to pick from; set task {task_id}'s "
-                            "data.model instead")
+        if model_id not in pickable(config, resources.require_registry()):
+            raise TaskError(f"model {model_id!r} is not one this project's labeling config lists to pick from"
+                            + ("" if config.model_choice is not None else f"; set task {task_id}'s data.model instead"))
         task = {**task, "data": {**(task.get("data") or {}), "model": model_id}}
     inputs = read_task(task, config)
     registry = resources.require_registry()
@@ -120,11 +120,15 @@ def load_task(resources, source, task_id: int, project_id: int | None = None, mo
 
 
 def pickable_models(resources, source, project_id: int) -> list[str]:
-    """The registry's model ids an annotator may pick in the editor for a task of this
-    project: all of them when its labeling config lists the models (a ``Choices`` of CAD
-    models, as uploaded-photo projects have), else none (the task's ``data.model`` decides)."""
-    config = parse_label_config(source.label_config(project_id))
-    return sorted(resources.require_registry().entries) if config.model_choice is not None else []
+    """The model ids an annotator may pick in the editor for a task of this project: those
+    its labeling config lists (a ``Choices`` of CAD models, as uploaded-photo projects have)
+    that the registry has, so that a save can record the pick; none where the config lists
+    no models (the task's ``data.model`` decides)."""
+    return pickable(parse_label_config(source.label_config(project_id)), resources.require_registry())
+
+
+def pickable(config: PoseConfig, registry) -> list[str]:
+    return [m for m in config.model_ids if m in registry.entries] if config.model_choice is not None else []
 
 
 def default_pose(radius: float, width: int, height: int, frame) -> Pose:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ls_backend.errors import AccessRefused, CredentialsError, NotInStudio, UpstreamError
+from ls_backend.errors import AccessRefused, ConfigError, CredentialsError, NotInStudio, UpstreamError
 from ls_backend.process import made_once
 
 REFRESH_MARGIN_S = 60.0  # exchange the PAT again when the access token has less left than this
@@ -63,6 +63,7 @@ class Connection:
         self.credential = credential  # what the key is called in messages
         self._key = api_key.strip()
         self._lock = threading.Lock()
+        self._tokens = None  # set below; None while the SDK refuses the key at once
         try:
             self.client = LabelStudio(base_url=self.url, api_key=self._key, timeout=timeout)
         except Exception as exc:  # the SDK refuses an expired or exp-less JWT at once (ApiError)
@@ -74,6 +75,8 @@ class Connection:
     @property
     def kind(self) -> str:
         """``"legacy"`` or ``"personal access token"``."""
+        if self._tokens is None:  # refused before the SDK told the kinds apart: a JWT, so a PAT
+            return "personal access token"
         return "legacy" if self._tokens._use_legacy_token else "personal access token"
 
     def access_token(self) -> str:
@@ -173,28 +176,37 @@ def member_of(url: str, token: str, project_id: int, credential: str = "your Per
     """Who owns ``token`` (a person's own Personal Access Token, or legacy token), checked once:
     Label Studio accepts it (``/api/current-user/whoami``) and lets that user read project
     ``project_id`` with it, so Label Studio decides who may work there. Returns whoami's
-    answer (``id``, ``email``, ...); :class:`AccessRefused` (403) otherwise. The token is
-    not kept."""
+    answer (``id``, ``email``, ...). :class:`AccessRefused` (403) when Label Studio refuses
+    the token or the project; :class:`UpstreamError` (502) when it cannot be asked; the
+    token is not kept."""
     import requests
 
+    if not url:
+        raise ConfigError("LABEL_STUDIO_URL is not set: the backend cannot check an annotator's token")
     try:
         connection = Connection(url, token, credential=credential)
         me = connection.check()
         response = requests.get(f"{connection.url}/api/projects/{int(project_id)}", headers=connection.headers(),
                                 timeout=TIMEOUT_S)
     except CredentialsError as exc:
+        if str(exc).startswith("cannot reach"):
+            raise UpstreamError(str(exc)) from None
         raise AccessRefused(str(exc)) from None
-    except requests.HTTPError as exc:  # an answer, but not who the token is (Label Studio 1.23 answers
-        # whoami with HTTP 500 for a person removed from the organization)
-        raise AccessRefused(f"Label Studio did not confirm who {credential} belongs to (HTTP "
-                            f"{exc.response.status_code} on /api/current-user/whoami); a person removed from the "
-                            f"organization gets this answer") from None
+    except requests.HTTPError as exc:  # whoami answered, but not who the token is
+        status = exc.response.status_code
+        if status != 500:
+            raise UpstreamError(f"Label Studio at {url} answered HTTP {status} to /api/current-user/whoami") from None
+        # Label Studio 1.23 answers whoami with HTTP 500 for a person removed from the organization.
+        raise AccessRefused(f"Label Studio did not confirm who {credential} belongs to (HTTP 500 on "
+                            "/api/current-user/whoami); a person removed from the organization gets this answer") from None
     except requests.RequestException as exc:
         raise UpstreamError(f"cannot reach Label Studio at {url} to check {credential}: {one_line(str(exc))}") from None
     if response.status_code in (401, 403, 404):
         raise AccessRefused(f"Label Studio does not let {me.get('email') or 'this user'} open project {project_id} "
                             f"(HTTP {response.status_code}): ask the project's manager to add you to its organization")
-    response.raise_for_status()
+    if not response.ok:
+        raise UpstreamError(f"Label Studio at {url} answered HTTP {response.status_code} when asked for project "
+                            f"{project_id}")
     return me
 
 
@@ -317,7 +329,8 @@ def create_annotation(client, task_id: int, result: list, lead_time: float | Non
     kwargs = {"lead_time": float(lead_time)} if lead_time is not None else {}
     if completed_by is not None:
         kwargs["completed_by"] = int(completed_by)
-    return client.annotations.create(id=int(task_id), result=result, **kwargs).id
+    with answered(f"an annotation of task {task_id}"):
+        return client.annotations.create(id=int(task_id), result=result, **kwargs).id
 
 
 def _task_query(column: str, value: int) -> str:

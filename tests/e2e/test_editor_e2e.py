@@ -236,4 +236,8 @@ def test_each_save_is_credited_to_the_person_signed_in(editor_project, people, t
     refusal = answers[3]
     assert "did not confirm" in refusal and "removed from the organization" in refusal, refusal
     assert answers[4] is None
+    # The backend refuses a save without a session (the page does not even send it).
+    link = task_link(editor_project, last)
+    save = requests.post(link.replace("?t=", "/save?t="), json={"pose": {k: 1.0 for k in PARAMETER_NAMES}}, timeout=30)
+    assert save.status_code == 401 and "Personal Access Token" in save.json()["error"]
     assert client.annotations.list(id=last) == []

@@ -522,11 +522,14 @@ class Editor {
   showReference(mask, width, height) {
     const rgba = new Uint8Array(width * height * 4);
     const at = (x, y) => (x >= 0 && y >= 0 && x < width && y < height ? mask[y * width + x] : 0);
+    // A drawing buffer smaller than the photo (over MAX_BUFFER_PIXELS) samples every k-th
+    // pixel: an outline k pixels wide keeps it unbroken.
+    const k = Math.max(1, Math.ceil(width / this.drawing.buffer.width));
     const box = { x0: width, y0: height, x1: -1, y1: -1 };
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
         if (!mask[y * width + x]) continue;
-        if (at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1)) continue;
+        if (at(x - k, y) && at(x + k, y) && at(x, y - k) && at(x, y + k)) continue;
         rgba.set(REFERENCE_RGBA, 4 * (y * width + x));
         box.x0 = Math.min(box.x0, x); box.y0 = Math.min(box.y0, y); box.x1 = Math.max(box.x1, x); box.y1 = Math.max(box.y1, y);
       }
@@ -641,12 +644,12 @@ class Editor {
 
   signIn() {
     return this.action('signin-button', async () => {
-      const token = $('signin-token').value.trim();
-      if (!token) throw new Error('paste your Personal Access Token first');
-      const answer = await call('session', { token });
+      const accessToken = $('signin-token').value.trim();  // the person's own, not the page's link token
+      if (!accessToken) throw new Error('paste your Personal Access Token first');
+      const answer = await call('session', { token: accessToken });
       $('signin-token').value = '';  // the page keeps no token: the backend's cookie says who you are
       this.showAnnotator(answer.annotator);
-      this.status(`Signed in as ${answer.annotator.email}.`);
+      this.status(`Signed in as ${answer.annotator.email || `user ${answer.annotator.id}`}.`);
       if (this.saveAfterSignIn) {
         this.saveAfterSignIn = false;
         await this.save();
@@ -984,9 +987,9 @@ function showRecovery(reason, { models = [], next = null }) {
     $('model-pick').replaceChildren(...models.map((id) => new Option(id, id)));
     $('recover-models').hidden = false;
     $('model-use').addEventListener('click', () => {
-      const next = new URLSearchParams(location.search);
-      next.set('model', $('model-pick').value);
-      location.search = next.toString();
+      const params = new URLSearchParams(location.search);
+      params.set('model', $('model-pick').value);
+      location.search = params.toString();
     });
   }
   if (next) {

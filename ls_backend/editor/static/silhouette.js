@@ -4,7 +4,9 @@
  * A pixel is inside when its centre lies in a projected triangle (either winding), as the
  * backend's ray caster decides (geometry/render.py: a ray through each pixel centre); pixel
  * (i, j) has its centre at (i, j) (camera.js). Triangles with a corner at or behind the
- * near plane are left out (WebGL would clip them; the editor's camera never gets that close).
+ * near plane are left out; that happens only with the camera within 1.05 model radii of the
+ * model's origin (camera.js depthRange), where WebGL clips them and the ray caster counts
+ * what is in front of the camera, so there the live IoU is approximate.
  * On the CPU because a second WebGL pass and its read-back cost a software rasteriser two
  * frames (docs/editor.md, Speed): 30k triangles at 300x200 take a few milliseconds here.
  */
