@@ -965,6 +965,12 @@ async function main() {
       getPose: () => editor.getPose(),
       setPose: (pose) => { editor.setPose(pose, 'api'); editor.lastCommit = { key: null, at: 0 }; },
       readCanvasMask: (pose) => packMask(editor.readCanvasMask(pose)),
+      // The live IoU's silhouette of ``pose`` (default: the current one) at the working size.
+      readWorkMask: (pose) => {
+        const { width, height } = state.work;
+        const full = { ...editor.pose, ...(pose || {}), width: editor.image.width, height: editor.image.height };
+        return packMask({ width, height, mask: editor.raster.mask(rescaled(full, width, height), width, height) });
+      },
       renderNow: () => { editor.render(); return editor.iou; },
     });
     $('viewport').focus();
