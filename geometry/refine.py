@@ -20,7 +20,7 @@ from .masks import outline_ceiling, resize_mask
 from .outline_ascent import ascend_iou
 from .outline_fit import fit_outline
 from .pose import Pose, pose_or_none
-from .render import SilhouetteRenderer
+from .render import SilhouetteRenderer, Window
 from .search import DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, RELEASE_STEPS, greedy_search
 
 METHODS = ("paper", "fast")
@@ -78,10 +78,21 @@ class ExactObjective:
         self.template = template
         self.renders = 0
         self.last = float("nan")  # the value of the last call
+        self._at, self._window = None, None  # the last call's pose vector and bounding-box render
 
     def __call__(self, x: np.ndarray) -> float:
+        self._window = None
         self.last = self._value(x)
+        self._at = np.array(x, dtype=float)
         return self.last
+
+    def window_at(self, x: np.ndarray) -> Window:
+        """The bounding-box silhouette at ``x``: the last call's render when it was at ``x``,
+        else a new one (counted)."""
+        if self._window is not None and np.array_equal(self._at, x):
+            return self._window
+        self.renders += 1
+        return self.renderer.render_window(self.template.with_vector(x))
 
     def _value(self, x: np.ndarray) -> float:
         pose = pose_or_none(self.template, x)
@@ -94,7 +105,8 @@ class ExactObjective:
 
     def _windowed_value(self, pose: Pose) -> float:
         """The IoU at ``pose`` from a render of its bounding box."""
-        return self.reference.iou_window(self.renderer.render_window(pose))
+        self._window = self.renderer.render_window(pose)
+        return self.reference.iou_window(self._window)
 
 
 class BandedObjective(ExactObjective):
@@ -278,12 +290,12 @@ def refine_fast(
 
 def _ascend(renderer, reference: Reference, pose: Pose, exact: ExactObjective, x: np.ndarray, value: float):
     """:func:`.outline_ascent.ascend_iou` from ``x`` (worth ``value``, a full render's IoU):
-    (x, value, iterations, renders); the ascent's end is confirmed by ``exact``."""
-    window = renderer.render_window(pose.with_vector(x))
-    ascent = ascend_iou(renderer, reference, pose, x, value, window)
+    (x, value, iterations, renders); the ascent starts from ``exact``'s render of ``x`` and
+    its end is confirmed by ``exact`` (whose renders are counted there)."""
+    ascent = ascend_iou(renderer, reference, pose, x, value, exact.window_at(x))
     if ascent.value > value and exact(ascent.x) > value:
         x, value = ascent.x, exact.last
-    return x, value, ascent.iterations, ascent.renders + 1
+    return x, value, ascent.iterations, ascent.renders
 
 
 def _coarse_restart(renderer, reference: Reference, pose: Pose, factor: int, options: dict) -> tuple[np.ndarray, int]:
