@@ -37,6 +37,10 @@ class CredentialsError(FineposeError):
     status = 503
 
 
+class StudioUnreachable(CredentialsError):
+    """Credentials that could not be checked: Label Studio did not answer the exchange."""
+
+
 class LinkError(FineposeError):
     """An editor link that is forged, expired, or made for another task or project."""
 

@@ -26,7 +26,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ls_backend.errors import AccessRefused, ConfigError, CredentialsError, NotInStudio, UpstreamError
+from ls_backend.errors import (AccessRefused, ConfigError, CredentialsError, NotInStudio, StudioUnreachable,
+                               UpstreamError)
 from ls_backend.process import made_once
 
 REFRESH_MARGIN_S = 60.0  # exchange the PAT again when the access token has less left than this
@@ -141,7 +142,7 @@ class Connection:
         status = getattr(exc, "status_code", None)
         body = getattr(exc, "body", None) or str(exc)
         if status is None:  # not an answer from Label Studio: unreachable, timeout, ...
-            return CredentialsError(f"cannot reach Label Studio at {self.url} to exchange {self.credential}: {one_line(str(exc))}")
+            return StudioUnreachable(f"cannot reach Label Studio at {self.url} to exchange {self.credential}: {one_line(str(exc))}")
         return self.refused(status, str(body))
 
 
@@ -188,9 +189,9 @@ def member_of(url: str, token: str, project_id: int, credential: str = "your Per
         me = connection.check()
         response = requests.get(f"{connection.url}/api/projects/{int(project_id)}", headers=connection.headers(),
                                 timeout=TIMEOUT_S)
+    except StudioUnreachable as exc:
+        raise UpstreamError(str(exc)) from None
     except CredentialsError as exc:
-        if str(exc).startswith("cannot reach"):
-            raise UpstreamError(str(exc)) from None
         raise AccessRefused(str(exc)) from None
     except requests.HTTPError as exc:  # whoami answered, but not who the token is
         status = exc.response.status_code
