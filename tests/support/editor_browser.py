@@ -125,6 +125,13 @@ def _open_from_label_studio(page, job: dict, console: list):
     return editor
 
 
+def _editor_ready(page) -> str:
+    """Wait for the editor of the page now open to be ready; its URL."""
+    page.wait_for_function("() => window.fineposeEditor && window.fineposeEditor.ready")
+    page.evaluate("() => window.fineposeEditor.ready")
+    return page.url
+
+
 def _step(page, step: dict):
     op = step["op"]
     mods = step.get("modifiers") or []
@@ -183,15 +190,11 @@ def _step(page, step: dict):
             return page.url
         if op == "wait_url":  # a navigation (e.g. Save opening the next task), then its editor
             page.wait_for_url(f"**{step['contains']}**")
-            page.wait_for_function("() => window.fineposeEditor && window.fineposeEditor.ready")
-            page.evaluate("() => window.fineposeEditor.ready")
-            return page.url
+            return _editor_ready(page)
         if op == "click_and_wait_url":  # a click that navigates (a link, a reload), then its editor
             with page.expect_navigation(url=f"**{step['contains']}**"):
                 page.click(step["selector"])
-            page.wait_for_function("() => window.fineposeEditor && window.fineposeEditor.ready")
-            page.evaluate("() => window.fineposeEditor.ready")
-            return page.url
+            return _editor_ready(page)
         raise ValueError(f"unknown step {op!r}")
     finally:
         for key in reversed(mods):

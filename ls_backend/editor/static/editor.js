@@ -510,7 +510,6 @@ class Editor {
     this.drawing.opacity.value = this.display.opacity;
     if (this.drawing.wire) this.drawing.wire.material.opacity = this.display.opacity;
     this.drawing.referenceShown = this.display.reference;
-    this.dirty = true;
     for (const input of document.querySelectorAll('input[name=mode]')) input.checked = input.value === this.display.mode;
     $('opacity').value = String(this.display.opacity);
     $('show-reference').checked = this.display.reference;
@@ -637,7 +636,7 @@ class Editor {
   /** Who saves: the annotator signed in with their own Label Studio token (null: nobody yet). */
   showAnnotator(annotator) {
     this.annotator = annotator;
-    $('who-name').textContent = annotator ? `Signed in as ${annotator.email || `user ${annotator.id}`}` : 'Not signed in: saves need your token';
+    $('who-name').textContent = annotator ? `Signed in as ${named(annotator)}` : 'Not signed in: saves need your token';
     $('sign-out').hidden = !annotator;
     $('signin').hidden = Boolean(annotator);
   }
@@ -649,12 +648,19 @@ class Editor {
       const answer = await call('session', { token: accessToken });
       $('signin-token').value = '';  // the page keeps no token: the backend's cookie says who you are
       this.showAnnotator(answer.annotator);
-      this.status(`Signed in as ${answer.annotator.email || `user ${answer.annotator.id}`}.`);
+      this.status(`Signed in as ${named(answer.annotator)}.`);
       if (this.saveAfterSignIn) {
         this.saveAfterSignIn = false;
         await this.save();
       }
     }, 'sign in');
+  }
+
+  /** Show the sign-in box; the save goes on once signed in. */
+  askToSignIn() {
+    this.saveAfterSignIn = true;
+    this.showAnnotator(null);
+    $('signin-token').focus();
   }
 
   signOut() {
@@ -668,9 +674,7 @@ class Editor {
   save() {
     return this.action('save', async () => {
       if (!this.annotator) {
-        this.saveAfterSignIn = true;
-        this.showAnnotator(null);
-        $('signin-token').focus();
+        this.askToSignIn();
         throw new Error('sign in first (above): your saves are credited to you in Label Studio');
       }
       this.status('saving…');
@@ -678,11 +682,7 @@ class Editor {
       try {
         answer = await call('save', { pose: this.getPose(), lead_time: (performance.now() - this.openedAt) / 1000 });
       } catch (error) {
-        if (error.status === 401) {  // the session ended (12 hours, another key): sign in again, then it saves
-          this.saveAfterSignIn = true;
-          this.showAnnotator(null);
-          $('signin-token').focus();
-        }
+        if (error.status === 401) this.askToSignIn();  // the session ended (12 hours, another key)
         throw error;
       }
       this.saved = answer;
@@ -906,6 +906,11 @@ class Editor {
     const box = $('viewport').getBoundingClientRect();
     return [box.left + box.width / 2, box.top + box.height / 2];
   }
+}
+
+/** An annotator as the page names them: their email, else their Label Studio user id. */
+function named(annotator) {
+  return annotator.email || `user ${annotator.id}`;
 }
 
 function modelViewRows(pose, frame) {
