@@ -28,8 +28,18 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("prelabel", help="refine every task of a Label Studio project into predictions")
     p.add_argument("--project", type=int, required=True, help="Label Studio project id")
-    p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="refinement processes (default: all cores; on Ray: the CPUs the segmentation actors leave)")
     p.add_argument("--state", help="JSON-lines progress file (default: MODEL_DIR/prelabel-project-ID.jsonl)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="also try the tasks whose last run failed for a reason of their own (bad media, unknown model...)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the stages on a Ray cluster: auto, HOST:6379 or "
+                   "ray://HOST:10001 (default: local processes)")
+    p.add_argument("--batch-size", type=int, default=4, help="photos per segmentation call (default 4)")
+    p.add_argument("--segment-workers", type=int,
+                   help="segmentation processes/actors (default: 1; on Ray one per GPU, else one per node)")
+    p.add_argument("--gpus-per-actor", type=float, help="GPUs per segmentation actor on Ray (default: 1 on a GPU cluster)")
+    p.add_argument("--chunk", type=int, default=100, help="tasks per bulk write of predictions (default 100)")
     p.add_argument("--redo-model", action="append", default=[], metavar="MODEL_ID",
                    help="predict this model's tasks again, replacing their predictions (repeatable); a model whose "
                         "mesh or frame changed since the last prelabel is redone without it")
@@ -56,8 +66,13 @@ def cmd_prelabel(args) -> int:
     from ls_backend.tools.prelabel import prelabel
 
     summary = prelabel(args.project, workers=args.workers, state=Path(args.state) if args.state else None,
-                       redo_models=set(args.redo_model))
+                       redo_models=set(args.redo_model), retry_failed=args.retry_failed, ray_address=args.ray,
+                       batch_size=args.batch_size, segment_workers=args.segment_workers,
+                       gpus_per_actor=args.gpus_per_actor, chunk=args.chunk)
     print_json(summary)
+    if summary["skipped_failed"]:
+        print(f"finepose prelabel: {summary['skipped_failed']} tasks that failed before were not tried again "
+              "(--retry-failed tries them)", file=sys.stderr)
     if not summary["failed"]:
         return 0
     print(f"finepose prelabel: {summary['failed']} of {summary['tasks']} tasks failed (each task's reason is in its "

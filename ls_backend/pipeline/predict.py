@@ -46,6 +46,7 @@ from ls_backend.pipeline.smart import (
 )
 from ls_backend.process import SharedRuns
 from ls_backend.resources import Resources
+from ls_backend.segmentation.combine import Detections
 from ls_backend.studio import media, validation
 from ls_backend.studio.download import Deadline
 from ls_backend.studio.label_config import PoseConfig
@@ -61,13 +62,16 @@ class PredictRequest:
     interactive ``context`` (smart regions; None for Retrieve Predictions, prelabel and the
     webhook), whether to run the front/back check (see the module docstring) and whether to
     check that the newest annotation's Projection and IoU are those of its own numbers
-    (:attr:`Outcome.annotation_fix`)."""
+    (:attr:`Outcome.annotation_fix`). ``detections``: the photo's segmentation models' output
+    computed elsewhere (``finepose prelabel``'s segmentation stage); None: the models run
+    here when the task needs them."""
 
     task: dict
     config: PoseConfig
     context: dict | None = None
     front_back_check: bool = False
     reconcile_annotation: bool = False  # the webhook: say how to make the annotation show its own numbers
+    detections: Detections | None = None
 
 
 @dataclass
@@ -127,8 +131,8 @@ def predict_shared(request: PredictRequest, resources: Resources) -> tuple[Outco
     calls wait for one refinement (``"joined"``), repeated ones within
     :data:`~ls_backend.resources.SHARED_PREDICTION_S` get its answer (``"kept"``).
     Interactive calls are never shared: the clicks remembered so far are inputs that the
-    request does not show."""
-    if request.context:
+    request does not show; nor are calls given their detections (prelabel's, not keyed)."""
+    if request.context or request.detections is not None:
         return predict_task(request, resources), SharedRuns.RAN
     key = request_key(request, resources.model_version)
     return resources.shared_predictions.run(key, lambda: predict_task(request, resources))
@@ -183,7 +187,8 @@ def _refine(work: _Work, resources: Resources) -> Outcome:
     start, start_source, by_a_person, extra_starts, note = _start(work, resolved, width, height)
     box = rectangle_mask(smart.rectangle, width, height) if smart.rectangle is not None else None
     reference = reference_mask(resolved.reference, inputs, resources, work.image, work.entry.category,
-                               renderer.render(start) if start is not None else None, work.deadline, box)
+                               renderer.render(start) if start is not None else None, work.deadline, box,
+                               work.request.detections)
 
     work_width, work_height = work_size(width, height, settings.work_width)
     work_reference = resize_mask(reference.mask, work_width, work_height)

@@ -17,6 +17,7 @@ from geometry.box import objects_in_box
 
 from ls_backend.errors import TaskError
 from ls_backend.resources import Resources
+from ls_backend.segmentation.combine import Detections
 from ls_backend.studio import media
 from ls_backend.studio.download import Deadline
 from ls_backend.studio.resolve import ReferenceChoice, brush_reference
@@ -32,10 +33,12 @@ class Reference:
 
 def reference_mask(choice: ReferenceChoice, inputs: TaskInputs, resources: Resources, image: np.ndarray,
                    category: str, projection: np.ndarray | None = None, deadline: Deadline | None = None,
-                   box: np.ndarray | None = None) -> Reference:
+                   box: np.ndarray | None = None, detections: Detections | None = None) -> Reference:
     """The reference of ``choice`` for the photo ``image``; ``projection`` (the start pose's
     silhouette, or None) picks among segmented instances; ``deadline``: the task's media time
-    budget (a new one when None). An empty brush falls through to the next source."""
+    budget (a new one when None); ``detections``: the photo's segmentation models' output when
+    it was computed elsewhere (prelabel's segmentation stage), else the models run here. An
+    empty brush falls through to the next source."""
     height, width = image.shape[:2]
     settings = resources.settings
     given = None
@@ -52,7 +55,10 @@ def reference_mask(choice: ReferenceChoice, inputs: TaskInputs, resources: Resou
             raise TaskError(f"the rectangle holds none of the reference mask ({choice.source}): "
                             "draw the box around the object")
         return Reference(pick.mask, choice.source, f"{pick.describe()} (reference from {choice.source})")
-    found = resources.segmenter().segment(image, category, projection, box_mask=box)
+    if detections is not None:
+        found = detections.reference(projection, box)
+    else:
+        found = resources.segmenter().segment(image, category, projection, box_mask=box)
     if not found.mask.any():
         where = " inside the box" if box is not None else ""
         raise TaskError(f"segmentation found no {category}{where}: give a reference mask")

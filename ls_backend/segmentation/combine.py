@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geometry.iou import ious
+from geometry.masks import resize_mask
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,70 @@ def _in_box(masks, scores, kept, semantic, box) -> Combined:
         if key.max() > 0:
             return Combined(masks[best].copy(), "maskrcnn", int(best))
     return Combined(objects_in_box(semantic, box).mask, "deeplab", None)
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """The segmentation reference of one image.
+
+    ``mask``: bool HxW at the input image size. ``source``: "deeplab" | "maskrcnn".
+    ``instance_count``: Mask R-CNN instances of the category with score >= the threshold;
+    ``scores``: their scores, highest first; ``instance_index``: index into ``scores`` of the
+    chosen instance (None when the DeepLab mask is used).
+    """
+
+    mask: np.ndarray
+    source: str
+    instance_count: int
+    scores: tuple[float, ...]
+    instance_index: int | None
+    category: str
+
+    def summary(self) -> dict:
+        """JSON-able description (no mask): source, counts, scores, chosen index, mask area in pixels."""
+        return {
+            "category": self.category,
+            "source": self.source,
+            "instance_count": self.instance_count,
+            "scores": [round(s, 4) for s in self.scores],
+            "instance_index": self.instance_index,
+            "mask_area": int(self.mask.sum()),
+            "mask_size": [int(self.mask.shape[1]), int(self.mask.shape[0])],
+        }
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Both models' output for one photo, before the paper's rule picks the reference: what
+    the segmentation stage of ``finepose prelabel`` hands to the refinement stage, which
+    imports no torch.
+
+    ``instance_masks`` (N x h x w bool, scores >= the threshold, highest first),
+    ``instance_scores`` (N), ``semantic_mask`` (h x w bool) are at the size the models saw
+    (the photo scaled down to ``max_side``); ``size`` is the photo's own (width, height).
+    """
+
+    instance_masks: np.ndarray
+    instance_scores: np.ndarray
+    semantic_mask: np.ndarray
+    size: tuple[int, int]
+    category: str
+    score_threshold: float = 0.5
+
+    def reference(self, initial_mask: np.ndarray | None = None,
+                  box_mask: np.ndarray | None = None) -> SegmentationResult:
+        """The reference by :func:`combine_masks`, at the photo's size; ``initial_mask``
+        and ``box_mask``: bool masks of any size (resized to the models' size)."""
+        height, width = self.semantic_mask.shape
+        initial = None if initial_mask is None else resize_mask(initial_mask, width, height)
+        box = None if box_mask is None else resize_mask(box_mask, width, height)
+        chosen = combine_masks(self.instance_masks, self.instance_scores, self.semantic_mask, initial,
+                               self.score_threshold, box)
+        return SegmentationResult(
+            mask=resize_mask(chosen.mask, *self.size),
+            source=chosen.source,
+            instance_count=len(self.instance_scores),
+            scores=tuple(float(s) for s in self.instance_scores),
+            instance_index=chosen.instance_index,
+            category=self.category,
+        )

@@ -12,49 +12,16 @@ image, random weights): ~2.5 s Mask R-CNN + ~2.5 s DeepLab.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from geometry.images import as_rgb
-from geometry.masks import resize_mask
 
 from ls_backend.errors import MissingWeightsError, WeightsError
 from ls_backend.process import made_once
-from ls_backend.segmentation.combine import category, combine_masks
+from ls_backend.segmentation.combine import Detections, SegmentationResult, category
 from ls_backend.segmentation.weights import WEIGHTS, WeightsConfig, default_device, load_model
-
-
-@dataclass(frozen=True)
-class SegmentationResult:
-    """The segmentation reference of one image.
-
-    ``mask``: bool HxW at the input image size. ``source``: "deeplab" | "maskrcnn".
-    ``instance_count``: Mask R-CNN instances of the category with score >= the threshold;
-    ``scores``: their scores, highest first; ``instance_index``: index into ``scores`` of the
-    chosen instance (None when the DeepLab mask is used).
-    """
-
-    mask: np.ndarray
-    source: str
-    instance_count: int
-    scores: tuple[float, ...]
-    instance_index: int | None
-    category: str
-
-    def summary(self) -> dict:
-        """JSON-able description (no mask): source, counts, scores, chosen index, mask area in pixels."""
-        return {
-            "category": self.category,
-            "source": self.source,
-            "instance_count": self.instance_count,
-            "scores": [round(s, 4) for s in self.scores],
-            "instance_index": self.instance_index,
-            "mask_area": int(self.mask.sum()),
-            "mask_size": [int(self.mask.shape[1]), int(self.mask.shape[0])],
-        }
 
 
 class Segmenter:
@@ -120,14 +87,23 @@ class Segmenter:
 
         Returns (N x H x W bool masks at the image size, N scores), highest score first.
         """
-        cat, rgb = category(name), as_rgb(image)
+        return self.instances_batch([image], [name])[0]
+
+    def instances_batch(self, images: list[np.ndarray], names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`instances` of several images in one Mask R-CNN call (its transform resizes
+        each to the same short side and pads them into one batch)."""
+        cats, rgbs = [category(n) for n in names], [as_rgb(i) for i in images]
         self.load()
-        x = WEIGHTS["maskrcnn"].transforms()(torch.from_numpy(rgb).permute(2, 0, 1)).to(self.device)  # 0-1 float
+        preset = WEIGHTS["maskrcnn"].transforms()  # 0-1 float
+        xs = [preset(torch.from_numpy(rgb).permute(2, 0, 1)).to(self.device) for rgb in rgbs]
         with self._lock, torch.inference_mode():
-            out = self._maskrcnn([x])[0]
-        keep = torch.isin(out["labels"], torch.tensor(cat.coco_labels, device=out["labels"].device))
-        masks = (out["masks"][keep, 0] > 0.5).cpu().numpy()  # torchvision's mask threshold
-        return masks, out["scores"][keep].cpu().numpy()
+            outs = self._maskrcnn(xs)
+        found = []
+        for cat, out in zip(cats, outs):
+            keep = torch.isin(out["labels"], torch.tensor(cat.coco_labels, device=out["labels"].device))
+            masks = (out["masks"][keep, 0] > 0.5).cpu().numpy()  # torchvision's mask threshold
+            found.append((masks, out["scores"][keep].cpu().numpy()))
+        return found
 
     def semantic(self, image: np.ndarray, name: str) -> np.ndarray:
         """DeepLab's mask of category ``name``: bool HxW (pixels where its class wins the argmax)."""
@@ -153,31 +129,36 @@ class Segmenter:
         :func:`.combine.combine_masks`). Raises ``ValueError`` for an unknown category or bad image,
         :class:`MissingWeightsError`/:class:`WeightsError` when the models cannot be loaded.
         """
-        cat, rgb = category(name), as_rgb(image)
+        return self.detect(image, name).reference(initial_mask, box_mask)
+
+    def detect(self, image: np.ndarray, name: str) -> Detections:
+        """Both models' output for ``image`` (:class:`~.combine.Detections`), before the rule
+        picks the reference; :meth:`segment` without the choice."""
+        return self.detect_batch([image], [name])[0]
+
+    def detect_batch(self, images: list[np.ndarray], names: list[str]) -> list[Detections]:
+        """:meth:`detect` for several photos (category ``names[i]`` in ``images[i]``): Mask R-CNN
+        sees them as one batch, DeepLab one at a time (its inputs keep their aspect ratios)."""
+        rgbs = [as_rgb(image) for image in images]
+        work = [self._scaled(rgb) for rgb in rgbs]
+        found = self.instances_batch(work, names)
+        detections = []
+        for rgb, scaled, name, (masks, scores) in zip(rgbs, work, names, found):
+            kept = scores >= self.score_threshold
+            detections.append(Detections(masks[kept], scores[kept], self.semantic(scaled, name),
+                                         (rgb.shape[1], rgb.shape[0]), category(name).name, self.score_threshold))
+        return detections
+
+    def _scaled(self, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` scaled down (antialiased) so that its longer side is at most ``max_side``."""
         height, width = rgb.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
-        work = rgb
-        if scale < 1.0:
-            h, w = max(1, round(height * scale)), max(1, round(width * scale))
-            t = torch.from_numpy(rgb).permute(2, 0, 1).float()[None]
-            work = F.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0]
-            work = work.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
-        h, w = work.shape[:2]
-        masks, scores = self.instances(work, cat.name)
-        kept = scores >= self.score_threshold
-        masks, scores = masks[kept], scores[kept]
-        semantic = self.semantic(work, cat.name)
-        initial = None if initial_mask is None else resize_mask(initial_mask, w, h)
-        box = None if box_mask is None else resize_mask(box_mask, w, h)
-        chosen = combine_masks(masks, scores, semantic, initial, self.score_threshold, box)
-        return SegmentationResult(
-            mask=resize_mask(chosen.mask, width, height),
-            source=chosen.source,
-            instance_count=len(scores),
-            scores=tuple(float(s) for s in scores),
-            instance_index=chosen.instance_index,
-            category=cat.name,
-        )
+        if scale >= 1.0:
+            return rgb
+        h, w = max(1, round(height * scale)), max(1, round(width * scale))
+        t = torch.from_numpy(rgb).permute(2, 0, 1).float()[None]
+        work = F.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0]
+        return work.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
 
 
 def get_segmenter(config: WeightsConfig | None = None) -> Segmenter:

@@ -141,6 +141,32 @@ def fetch(url, settings: Settings, task_id: int | None = None, deadline: Deadlin
     return _checked_size(path, settings, field)
 
 
+def seed(url, data: bytes, settings: Settings, cache: MediaCache | None = None) -> None:
+    """Make ``data``, the media at ``url`` fetched elsewhere (``finepose prelabel``'s fetch
+    stage, maybe on another machine), this process's copy: :func:`fetch` then finds it in the
+    cache instead of downloading it again. A local file the URL names wins, as in :func:`fetch`."""
+    if _local_file(url, settings) is not None:
+        return
+    cache = cache or default_cache(settings)
+    key = MediaCache.key(settings.label_studio_url, url)
+    if cache.get(key) is not None:
+        return
+    folder = None
+    try:
+        folder = cache.temp_dir()
+        cache.put(key, _written(folder / "media", data))
+    except OSError as exc:
+        raise _storage_error(exc) from None
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 def load_image(url, settings: Settings, field: str, task_id=None, deadline=None, cache=None) -> np.ndarray:
     """The photo at ``url`` as (H, W, 3) uint8 RGB; a cached copy found unreadable is dropped."""
     return load_image_file(url, settings, field, task_id, deadline, cache)[1]

@@ -174,6 +174,17 @@ def _reference_choice(task: dict, inputs: TaskInputs, config: PoseConfig, predic
     return ReferenceChoice("segmentation")
 
 
+def needs_segmentation(task: dict, inputs: TaskInputs, config: PoseConfig, max_pixels: int) -> bool:
+    """Whether the task's reference comes from segmentation (no usable brush, no
+    ``data.reference``; the order of :func:`resolve_task`, without predictions): what
+    ``finepose prelabel`` sends to its segmentation stage. An empty brush falls through to
+    segmentation, as in :mod:`ls_backend.pipeline.reference`."""
+    choice = _reference_choice(task, inputs, config, predictions=False)
+    if choice.brush is not None:
+        return not brush_mask(choice.brush, max_pixels, choice.where).any()
+    return choice.url is None
+
+
 def brush_reference(choice: ReferenceChoice, width: int, height: int, max_pixels: int) -> np.ndarray | None:
     """A brush reference as a filled mask at the photo's size (an outline, as predictions
     draw it, is filled: :func:`ls_backend.studio.predictions.filled`); None when it is empty."""

@@ -308,11 +308,11 @@ def test_segment_wiring_with_stub_models(monkeypatch):
     left, right, weak = box(30, 50, 5, 25, 2, 20), box(30, 50, 5, 25, 28, 48), box(30, 50, 0, 30, 0, 50)
     seen = {}
 
-    def instances(image, name):
-        seen["size"] = image.shape
-        return np.stack([left, weak, right]), np.array([0.9, 0.4, 0.8])
+    def instances_batch(images, names):
+        seen["size"] = images[0].shape
+        return [(np.stack([left, weak, right]), np.array([0.9, 0.4, 0.8]))]
 
-    monkeypatch.setattr(segmenter, "instances", instances)
+    monkeypatch.setattr(segmenter, "instances_batch", instances_batch)
     monkeypatch.setattr(segmenter, "semantic", lambda image, name: left | right)
     initial = box(300, 500, 60, 240, 300, 480)  # 10x the working size, over the right car
     result = segmenter.segment(np.zeros((60, 100, 3), np.uint8), "car", initial_mask=initial)

@@ -191,8 +191,11 @@ def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monke
     assert any("unknown model 'no-such-model'" in r.get("error", "") for r in state)
     stored = [p for t in client.tasks.list(project=project.id) for p in client.predictions.list(task=t.id)]
     assert len(stored) == 3 and all(p.score > 0.97 and p.model_version == first["model_version"] for p in stored)
-    again = prelabel(project.id, workers=2)  # resumable: only the failed task is tried again
-    assert (again["tasks"], again["done"], again["failed"]) == (1, 0, 1)
+    assert first["store_calls"] == 1  # the three tasks' predictions in one bulk write
+    again = prelabel(project.id, workers=2)  # resumable: nothing left; the failed task waits for --retry-failed
+    assert (again["tasks"], again["done"], again["failed"], again["skipped_failed"]) == (0, 0, 0, 1)
+    retried = prelabel(project.id, workers=2, retry_failed=True)
+    assert (retried["tasks"], retried["done"], retried["failed"]) == (1, 0, 1)
 
 
 def test_evaluate_against_masks_painted_in_label_studio(label_studio, tmp_path):  # noqa: F811

@@ -1,0 +1,139 @@
+"""The stages of :mod:`.stages` on a Ray cluster, as one Ray Data stream: media fetched by
+Ray tasks, segmentation by a pool of actors (``map_batches``; ``gpus_per_actor`` GPUs each),
+refinement by a pool of one-CPU actors; the driver stores the results as they stream out.
+Ray Data bounds the rows in flight, so memory stays bounded whatever the project's size.
+
+Fault tolerance is Ray's: a dead actor is restarted (``max_restarts=-1``) and its block of
+tasks run again (``max_task_retries``); a block that still fails is skipped
+(``DataContext.max_errored_blocks = -1``) and the driver reports its tasks as failed,
+retryable (:mod:`.state`), so that every task ends predicted or failed with a reason.
+
+Rows carry one pickled work item each (``{"id", "item"}``): the items hold nested dicts,
+bytes and arrays of any shape, which Arrow's columns do not.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Iterable, Iterator
+
+from ls_backend.errors import DataError
+from ls_backend.settings import Settings
+from ls_backend.studio.label_config import PoseConfig
+from ls_backend.tools.executors import import_ray
+from ls_backend.tools.prelabel.stages import Refinement, Segmentation, fetch_media
+
+#: Tries of a block whose actor died, before its tasks are reported lost.
+TASK_RETRIES = 3
+LOST = "its Ray worker died {n} times while working on it (out of memory, a node lost, or killed)"
+
+
+def _pack(item: dict) -> dict:
+    return {"id": item["id"], "item": pickle.dumps(item)}
+
+
+def _unpack(row) -> dict:
+    return pickle.loads(row["item"])
+
+
+def _fetch_row(row: dict, config: PoseConfig, settings: Settings) -> dict:
+    return _pack(fetch_media(_unpack(row), config, settings))
+
+
+class _SegmentBatch:
+    """A segmentation actor: the models are loaded once, on its first photo."""
+
+    def __init__(self, config: PoseConfig, settings: Settings):
+        self.segment = Segmentation(config, settings)
+
+    def __call__(self, batch: dict) -> dict:
+        items = self.segment([pickle.loads(blob) for blob in batch["item"]])
+        return {"id": [item["id"] for item in items], "item": [pickle.dumps(item) for item in items]}
+
+
+class _RefineRow:
+    """A refinement actor: meshes are loaded once per actor."""
+
+    def __init__(self, config: PoseConfig, settings: Settings):
+        self.refine = Refinement(config, settings)
+
+    def __call__(self, row: dict) -> dict:
+        return _pack(self.refine(_unpack(row)))
+
+
+class RayPipeline:
+    """Connects to the cluster at ``address`` (``auto``: the one this machine belongs to;
+    ``ray://host:10001``: through Ray Client, needs ``ray[client]``; ``host:6379``) for
+    the duration of a ``with`` block; ``run(items)`` yields each item once refined or failed.
+
+    ``segment_actors``: segmentation actors (default: one per GPU when the cluster has GPUs,
+    else one per node), each with ``gpus_per_actor`` GPUs (default 1 on a GPU cluster, else 0)
+    and one CPU, fed ``batch_size`` photos at a time. ``workers``: refinement actors, one CPU
+    each (default: the CPUs the segmentation actors leave, at least one). ``fetch_tasks``:
+    media fetches at once (I/O: they reserve no CPU).
+    """
+
+    def __init__(self, config: PoseConfig, settings: Settings, address: str, workers: int | None = None,
+                 segment_actors: int | None = None, gpus_per_actor: float | None = None, batch_size: int = 4,
+                 fetch_tasks: int = 8):
+        self.ray = import_ray()
+        self.config, self.settings, self.address = config, settings, address
+        self.requested_workers = workers
+        self.segment_actors = segment_actors
+        self.gpus_per_actor = gpus_per_actor
+        self.batch_size = max(1, batch_size)
+        self.fetch_tasks = max(1, fetch_tasks)
+        self.workers = 0
+        self.nodes = 0
+
+    def __enter__(self) -> "RayPipeline":
+        try:
+            self.ray.init(address=self.address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise DataError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
+        resources = self.ray.cluster_resources()
+        self.nodes = sum(1 for node in self.ray.nodes() if node.get("Alive"))
+        gpus = resources.get("GPU", 0)
+        if self.gpus_per_actor is None:
+            self.gpus_per_actor = 1.0 if gpus else 0.0
+        if self.segment_actors is None:
+            self.segment_actors = int(gpus // self.gpus_per_actor) if self.gpus_per_actor else self.nodes
+        self.segment_actors = max(1, self.segment_actors)
+        self.cpus = int(resources.get("CPU", 1))
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.ray.shutdown()
+        return False
+
+    def run(self, items: Iterable[dict]) -> Iterator[dict]:
+        import ray.data
+
+        items = list(items)
+        if not items:
+            return
+        segmenting = any(item.get("segment") for item in items)
+        self.workers = max(1, self.requested_workers or self.cpus - (self.segment_actors if segmenting else 0))
+        context = ray.data.DataContext.get_current()
+        context.max_errored_blocks = -1  # a block lost for good: its tasks are reported below
+        blocks = max(1, math.ceil(len(items) / self.batch_size))
+        stream = ray.data.from_items([_pack(item) for item in items], override_num_blocks=blocks)
+        stream = stream.map(_fetch_row, fn_kwargs={"config": self.config, "settings": self.settings},
+                            concurrency=self.fetch_tasks, num_cpus=0, max_retries=TASK_RETRIES)
+        if segmenting:
+            stream = stream.map_batches(_SegmentBatch, fn_constructor_args=(self.config, self.settings),
+                                        batch_size=self.batch_size, concurrency=self.segment_actors,
+                                        num_cpus=1, num_gpus=self.gpus_per_actor, batch_format="numpy",
+                                        max_restarts=-1, max_task_retries=TASK_RETRIES)
+        stream = stream.map(_RefineRow, fn_constructor_args=(self.config, self.settings), concurrency=self.workers,
+                            num_cpus=1, max_restarts=-1, max_task_retries=TASK_RETRIES)
+        seen = set()
+        for row in stream.iter_rows():
+            item = _unpack(row)
+            if item["id"] not in seen:  # a retried block's second copy
+                seen.add(item["id"])
+                yield item
+        for item in items:
+            if item["id"] not in seen:
+                yield {**item, "error": LOST.format(n=TASK_RETRIES + 1), "retry": True, "failed_stage": "refine"}
