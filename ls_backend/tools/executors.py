@@ -30,7 +30,7 @@ from ls_backend.registry.renderers import RendererCache
 EXECUTORS = ("serial", "process", "ray")
 #: Renderers kept per worker process (least recently used dropped first).
 RENDERER_CACHE_SIZE = 4
-RAY_REQUIREMENT = "ray==2.60.0"
+RAY_REQUIREMENT = "ray[data,client]==2.60.0"
 
 
 @dataclass(frozen=True)

@@ -97,10 +97,11 @@ class RayPipeline:
         gpus = resources.get("GPU", 0)
         if self.gpus_per_actor is None:
             self.gpus_per_actor = 1.0 if gpus else 0.0
-        if self.segment_actors is None:
-            self.segment_actors = int(gpus // self.gpus_per_actor) if self.gpus_per_actor else self.nodes
-        self.segment_actors = max(1, self.segment_actors)
         self.cpus = int(resources.get("CPU", 1))
+        if self.segment_actors is None:  # one per GPU, else one per node, leaving a CPU to refine
+            per_gpu = int(gpus // self.gpus_per_actor) if self.gpus_per_actor else 0
+            self.segment_actors = per_gpu or min(self.nodes, self.cpus - 1)
+        self.segment_actors = max(1, self.segment_actors)
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -114,7 +115,12 @@ class RayPipeline:
         if not items:
             return
         segmenting = any(item.get("segment") for item in items)
-        self.workers = max(1, self.requested_workers or self.cpus - (self.segment_actors if segmenting else 0))
+        segment_cpus = self.segment_actors if segmenting else 0
+        self.workers = max(1, self.requested_workers or self.cpus - segment_cpus)
+        if segment_cpus + self.workers > self.cpus:  # Ray would wait for CPUs forever
+            raise DataError(f"the Ray cluster has {self.cpus} CPUs: {segment_cpus} segmentation actors and "
+                            f"{self.workers} refinement actors need {segment_cpus + self.workers}; give fewer "
+                            "(--segment-workers, --workers) or nodes with more CPUs")
         context = ray.data.DataContext.get_current()
         context.max_errored_blocks = -1  # a block lost for good: its tasks are reported below
         blocks = max(1, math.ceil(len(items) / self.batch_size))

@@ -105,6 +105,7 @@ def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resou
         "tasks_per_second": len(todo) / seconds if seconds > 0 else 0.0,
         "executor": "ray" if ray_address else "local",
         "workers": pipeline.workers,
+        "nodes": getattr(pipeline, "nodes", 1),
         "segmenting": segmenting,
         "stages": bars.summary(),
         "store_calls": store.calls,

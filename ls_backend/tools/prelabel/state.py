@@ -3,7 +3,7 @@ one line per task and run, written once the task's predictions are stored or its
 recorded, so a killed run leaves every finished task on disk.
 
 ``{"task", "status": "done", "model", "fingerprint", "model_version", "score", "seconds":
-{stage: s}, "rss_mb": {stage: MB}}`` or ``{"task", "status": "failed", "error", "retry", ...}``.
+{stage: s}, "rss_mb": {stage: MB}, ["lost_workers": tries cut short by a dead worker]}`` or ``{"task", "status": "failed", "error", "retry", ...}``.
 ``retry`` is true for failures that are not the task's own (its worker lost, Label Studio
 unreachable while storing): any re-run tries those again; the others wait for
 ``--retry-failed``. A task's last line is its state.
@@ -60,6 +60,8 @@ class StateLog(LogWriter):
         if item["id"] in self.written:
             return
         self.written.add(item["id"])
+        if item.get("attempts"):  # tries cut short by a lost worker before this one
+            fields["lost_workers"] = item["attempts"]
         self.write({"task": item["id"], "model": item.get("model"), "fingerprint": item.get("fingerprint"),
                     "model_version": self.version, **fields})
 

@@ -1,7 +1,7 @@
 """The store stage of ``finepose prelabel``: finished work items into Label Studio.
 
 Predictions are written in bulk (label-studio-sdk's ``projects.import_predictions``, one call
-per ``chunk`` tasks; Label Studio keeps the list's order, so a task's best prediction, stored
+per ``chunk`` tasks, or fewer once the first has waited ``max_wait_s``; Label Studio keeps the list's order, so a task's best prediction, stored
 last, is the one its editor opens) instead of one call each. Then a changed model's earlier
 predictions (``stale``) are deleted, the task's ``finepose_error`` is set or cleared
 (:mod:`ls_backend.studio.taskdata`) and the state file gets the task's line (:mod:`.state`).
@@ -33,7 +33,8 @@ class PredictionStore:
     ``seconds``: its share of the bulk write, None for a failure)."""
 
     def __init__(self, client: Callable, settings, project: int, log: StateLog, version: str, chunk: int = 100,
-                 attempts: int = 6, backoff: float = 1.0, on_stored: Callable = lambda item, seconds: None):
+                 attempts: int = 6, backoff: float = 1.0, on_stored: Callable = lambda item, seconds: None,
+                 max_wait_s: float = 10.0):
         self.client = client
         self.settings = settings
         self.project = project
@@ -43,6 +44,8 @@ class PredictionStore:
         self.attempts = max(1, int(attempts))
         self.backoff = float(backoff)
         self.on_stored = on_stored
+        self.max_wait_s = max_wait_s  # a part chunk is written once its first item waited this long
+        self._since = 0.0
         self.calls = 0  # bulk writes sent (retries included)
         self.seconds = 0.0  # spent writing predictions
         self._waiting: list[dict] = []
@@ -52,8 +55,10 @@ class PredictionStore:
         if "error" in item:
             self._record_failure(item)
             return
+        if not self._waiting:
+            self._since = time.monotonic()
         self._waiting.append(item)
-        if len(self._waiting) >= self.chunk:
+        if len(self._waiting) >= self.chunk or time.monotonic() - self._since >= self.max_wait_s:
             self.flush()
 
     def flush(self) -> None:
