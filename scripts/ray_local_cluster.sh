@@ -31,6 +31,9 @@ stop() {
   done
   while read -r pid; do kill -KILL -- "-$pid" 2>/dev/null || true; done < "$DIR/pids"
   rm -f "$DIR/pids"
+  # `ray start --head` names its cluster the machine's current one; `ray stop` would forget it
+  current=/tmp/ray/ray_current_cluster
+  if [ -f "$DIR/address" ] && [ "$(cat "$current" 2>/dev/null)" = "$(cat "$DIR/address")" ]; then rm -f "$current"; fi
 }
 
 wait_for_nodes() {  # until the cluster counts $1 live nodes (at most 60 s; at once if a node's command ended)
@@ -59,6 +62,7 @@ case "${1:-}" in
     setsid "$RAY" start --head --node-ip-address "$HEAD" --port "$RAY_PORT" --include-dashboard false \
       "${common[@]}" > "$DIR/node-1.log" 2>&1 < /dev/null &
     echo $! > "$DIR/pids"
+    echo "$HEAD:$RAY_PORT" > "$DIR/address"
     wait_for_nodes 1
     for n in $(seq 2 "$NODES"); do
       setsid "$RAY" start --address "$HEAD:$RAY_PORT" --node-ip-address "127.0.0.$((n + 1))" \

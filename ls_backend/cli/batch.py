@@ -16,6 +16,7 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, help="worker processes (default: all local cores / the Ray cluster's CPUs)")
     p.add_argument("--method", choices=METHODS, default="fast")
     p.add_argument("--ray-address", help="Ray cluster to connect to (default: start a local one)")
+    p.add_argument("--retry-failed", action="store_true", help="refine again the items whose line is an error")
     p.set_defaults(func=cmd_refine_batch)
 
 
@@ -24,4 +25,4 @@ def cmd_refine_batch(args) -> None:
     from ls_backend.tools.batch import run_batch
 
     print_json(run_batch(args.manifest, args.out, executor=args.executor, workers=args.workers, method=args.method,
-                         ray_address=args.ray_address))
+                         ray_address=args.ray_address, retry_failed=args.retry_failed))

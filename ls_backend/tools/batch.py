@@ -16,9 +16,11 @@ pose) becomes an error line and the batch goes on.
 
 Output: JSON lines, one per item, appended and flushed as results arrive (in any order):
 ``{"id", "mesh", "mask", ["image"], **RefineResult.to_dict()}`` or
-``{"id", "mesh", "mask", ["image"], "error"}``. A rerun skips the ids that already have a
-line (errors included) and redoes a cut-short last line (:mod:`.jsonlines`);
-:func:`read_results` reads the file keyed by id.
+``{"id", "mesh", "mask", ["image"], "error", ["retry"]}``. A rerun skips the ids that already
+have a line and redoes a cut-short last line (:mod:`.jsonlines`); an error line is redone when
+it is marked ``retry`` (its Ray worker was lost: not the item's fault) or with
+``retry_failed`` (``--retry-failed``: a fixed input). :func:`read_results` reads the file
+keyed by id (an id's last line wins).
 """
 
 from __future__ import annotations
@@ -159,6 +161,7 @@ def run_batch(
     method: str = "fast",
     ray_address: str | None = None,
     progress: bool | None = None,
+    retry_failed: bool = False,
 ) -> dict:
     """Refine every manifest item without a line in ``out`` yet; append one line per item.
 
@@ -172,7 +175,8 @@ def run_batch(
         raise DataError(f"unknown refinement method {method!r}; use one of {', '.join(METHODS)}")
     items = load_manifest(manifest)
     out = Path(out)
-    finished = {record["id"] for record in resume(out, "id")}
+    finished = {record["id"] for record in _last_records(resume(out, "id"))
+                if "error" not in record or not (retry_failed or record.get("retry"))}
     todo = group_by_mesh([item for item in items if item.id not in finished])
     start = time.perf_counter()
     counts, workers = _execute(todo, out, executor, workers, method, ray_address, progress)
@@ -190,6 +194,11 @@ def run_batch(
         "workers": workers,
         "out": str(out),
     }
+
+
+def _last_records(records: list[dict]) -> list[dict]:
+    """Each id's last record."""
+    return list({record["id"]: record for record in records}.values())
 
 
 def _execute(todo, out: Path, executor, workers, method, ray_address, progress) -> tuple[Counter, int]:

@@ -73,9 +73,7 @@ def refine_item(item: Item, method: str) -> dict:
     ``{"id", "mesh", "mask", ["image"], "error": message}`` when the item cannot be refined
     (missing or unreadable mesh or mask, invalid pose, ...).
     """
-    record = {"id": item.id, "mesh": item.mesh, "mask": item.mask}
-    if item.image is not None:
-        record["image"] = item.image
+    record = _record(item)
     try:
         pose = item_pose(item)
         mask = read_mask(item.mask)
@@ -83,6 +81,14 @@ def refine_item(item: Item, method: str) -> dict:
     except Exception as exc:  # a batch records any per-item failure and goes on
         return {**record, "error": _describe(exc)}
     return {**record, **result.to_dict()}
+
+
+def _record(item: Item) -> dict:
+    """The fields every result line of ``item`` starts with."""
+    record = {"id": item.id, "mesh": item.mesh, "mask": item.mask}
+    if item.image is not None:
+        record["image"] = item.image
+    return record
 
 
 def _describe(exc: Exception) -> str:
@@ -155,19 +161,26 @@ class ProcessExecutor:
 
 
 class _RayRefiner:
-    """The body of a Ray actor: one worker process with its own renderer cache."""
+    """A Ray actor of the refinement stage: one worker process with its own renderer cache."""
 
-    def refine(self, item: Item, method: str) -> dict:
-        return refine_item(item, method)
+    def __init__(self, method: str):
+        self.method = method
+
+    def __call__(self, row: dict) -> dict:
+        from ls_backend.tools.ray_data import pack, unpack
+
+        return pack(row["id"], refine_item(unpack(row), self.method))
 
 
 class RayExecutor:
-    """A pool of Ray actors, one CPU each.
+    """A pool of one-CPU Ray actors fed by a Ray Data stream (:mod:`ls_backend.tools.ray_data`):
+    a dead actor is restarted and its items refined again; items lost for good come back as
+    error records marked ``retry`` (any re-run tries them again).
 
-    Connects to ``address`` (e.g. ``ray://head:10001`` or ``auto``), else uses the Ray
-    session already started in this process, else starts a local one with ``workers`` CPUs.
-    ``workers`` defaults to the cluster's CPUs (at most one per CPU and one per item). On a
-    remote cluster, finepose must be installed on the nodes and the manifest's paths
+    Connects to ``address`` (e.g. ``ray://head:10001``, ``host:6379`` or ``auto``), else uses
+    the Ray session already started in this process, else starts a local one with ``workers``
+    CPUs. ``workers`` defaults to the cluster's CPUs (at most one per CPU and one per item). On
+    a remote cluster, finepose must be installed on the nodes and the manifest's paths
     readable there.
     """
 
@@ -178,37 +191,53 @@ class RayExecutor:
         self.address = address
         self.workers = 0
         self._started = False
-        self._pool = None
 
     def __enter__(self):
+        from ls_backend.tools.ray_data import stdout_to_stderr
+
+        self._quiet = stdout_to_stderr()
+        self._quiet.__enter__()
         ray = self.ray
         if not ray.is_initialized():
-            self._connect()
+            try:
+                self._connect()
+            except BaseException:
+                self._quiet.__exit__(None, None, None)
+                raise
             self._started = True
         # An actor that no CPU is free for would never start: at most one actor per CPU.
         cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.workers = max(1, min(self.requested or cluster_cpus, cluster_cpus, self.items))
-        actor = ray.remote(num_cpus=1)(_RayRefiner)
-        self._pool = ray.util.ActorPool([actor.remote() for _ in range(self.workers)])
         return self
 
     def _connect(self) -> None:
         """Join the cluster at ``address``, or start a local one with ``workers`` CPUs."""
         if not self.address:
-            self.ray.init(num_cpus=self.requested or local_cores(), include_dashboard=False)
+            # "local": a new cluster, even where another one on this machine is the current one
+            self.ray.init(address="local", num_cpus=self.requested or local_cores(), include_dashboard=False)
             return
         try:
-            self.ray.init(address=self.address)
-        except ConnectionError as exc:
+            self.ray.init(address=self.address, log_to_driver=False)  # stdout holds the summary alone
+        except (ConnectionError, RuntimeError) as exc:
             raise DataError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
 
     def __exit__(self, *exc):
         if self._started:
             self.ray.shutdown()
+        self._quiet.__exit__(*exc)
         return False
 
     def map(self, items: Iterable[Item], method: str) -> Iterator[dict]:
-        yield from self._pool.map_unordered(lambda actor, item: actor.refine.remote(item, method), items)
+        from ls_backend.tools.ray_data import ACTOR_RETRIES, LOST, outcomes, rows
+
+        items = list(items)
+        stream = rows(items, _item_id, per_block=1).map(_RayRefiner, fn_constructor_args=(method,),
+                                                         concurrency=self.workers, num_cpus=1, **ACTOR_RETRIES)
+        yield from outcomes(stream, items, _item_id, lambda item: {**_record(item), "error": LOST, "retry": True})
+
+
+def _item_id(item: Item) -> str:
+    return item.id
 
 
 def import_ray():

@@ -89,7 +89,7 @@ def test_cli_two_processes_match_serial(serial, batch_dir, tmp_path, capsys):
 
 def test_ray_local_cluster_matches_serial(serial, batch_dir, tmp_path):
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'finepose[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         summary = run_batch(batch_dir / "manifest.json", tmp_path / "results.jsonl", executor="ray", progress=False)
     finally:
@@ -208,3 +208,61 @@ def test_each_process_loads_a_mesh_once(batch_dir):
     renderer = renderer_for(ply)
     assert renderer_for(obj) is not renderer
     assert renderer_for(ply) is renderer
+
+
+def test_a_fixed_item_is_refined_again_with_retry_failed(batch_dir, tmp_path):
+    good = {"id": "good", "mesh": str(batch_dir / "car.ply"), "mask": str(batch_dir / "mask0.png"),
+            "pose": str(batch_dir / "start0.json")}
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps([good, {**good, "id": "late-mask", "mask": str(tmp_path / "late.png")}]))
+    out = tmp_path / "results.jsonl"
+    first = run_batch(manifest, out, executor="serial", progress=False)
+    assert (first["done"], first["failed"]) == (1, 1)
+    shutil.copy(batch_dir / "mask1.png", tmp_path / "late.png")  # the user fixes the input
+    again = run_batch(manifest, out, executor="serial", progress=False)
+    assert (again["skipped"], again["done"], again["failed"]) == (2, 0, 0)  # errors are kept unless asked
+    retried = run_batch(manifest, out, executor="serial", progress=False, retry_failed=True)
+    assert (retried["skipped"], retried["done"], retried["failed"]) == (1, 1, 0)
+    assert "error" not in read_results(out)["late-mask"]  # the item's last line wins
+    # a line marked retry (its Ray worker was lost) is redone by any re-run
+    with open(out, "a") as f:
+        f.write(json.dumps({"id": "good", "mesh": good["mesh"], "mask": good["mask"], "error": "lost", "retry": True}) + "\n")
+    assert run_batch(manifest, out, executor="serial", progress=False)["done"] == 1
+
+
+def test_refine_batch_on_a_ray_cluster_survives_a_killed_actor(batch_dir, tmp_path):
+    """A real two-node cluster on loopback; one refinement actor is killed mid-run: Ray restarts
+    it and every item still gets its line, once."""
+    import os
+    import subprocess
+    import time
+
+    import psutil
+
+    from tests.support.ray_cluster import ray_cluster
+
+    items = json.loads((batch_dir / "manifest.json").read_text())
+    many = [{**item, "id": f"{item['id']}-{n}", "mesh": str(batch_dir / item["mesh"]), "mask": str(batch_dir / item["mask"]),
+             "pose": item["pose"] if isinstance(item["pose"], dict) else str(batch_dir / item["pose"])}
+            for n in range(6) for item in items]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(many))
+    out = tmp_path / "results.jsonl"
+    with ray_cluster(tmp_path / "cluster", nodes=2, cpus_per_node=1) as env:
+        run = subprocess.Popen([sys.executable, "-m", "ls_backend.cli", "refine-batch", str(manifest), "--out", str(out),
+                                "--executor", "ray", "--ray-address", env["RAY_ADDRESS"]],
+                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        killed = None
+        while run.poll() is None and killed is None:
+            lines = out.read_text().count("\n") if out.exists() else 0
+            actors = [p for p in psutil.process_iter() if "_RayRefiner" in " ".join(p.cmdline() or [])]
+            if lines >= 2 and actors:
+                actors[0].kill()
+                killed = lines
+            time.sleep(0.05)
+        stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr[-3000:]
+    assert killed is not None and killed < len(many), "the actor was killed mid-run"
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(item["id"] for item in many)  # every item once
+    assert json.loads(stdout)["failed"] == 0  # stdout is the summary alone

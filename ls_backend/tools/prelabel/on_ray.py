@@ -3,19 +3,13 @@ Ray tasks, segmentation by a pool of actors (``map_batches``; ``gpus_per_actor``
 refinement by a pool of one-CPU actors; the driver stores the results as they stream out.
 Ray Data bounds the rows in flight, so memory stays bounded whatever the project's size.
 
-Fault tolerance is Ray's: a dead actor is restarted (``max_restarts=-1``) and its block of
-tasks run again (``max_task_retries``); a block that still fails is skipped
-(``DataContext.max_errored_blocks = -1``) and the driver reports its tasks as failed,
-retryable (:mod:`.state`), so that every task ends predicted or failed with a reason.
-
-Rows carry one pickled work item each (``{"id", "item"}``): the items hold nested dicts,
-bytes and arrays of any shape, which Arrow's columns do not.
+Fault tolerance is Ray's (:mod:`ls_backend.tools.ray_data`): a dead actor is restarted and
+its block of tasks run again; a block that still fails is reported as failed, retryable
+(:mod:`.state`), so that every task ends predicted or failed with a reason.
 """
 
 from __future__ import annotations
 
-import math
-import pickle
 from typing import Iterable, Iterator
 
 from ls_backend.errors import DataError
@@ -23,22 +17,17 @@ from ls_backend.settings import Settings
 from ls_backend.studio.label_config import PoseConfig
 from ls_backend.tools.executors import import_ray
 from ls_backend.tools.prelabel.stages import Refinement, Segmentation, fetch_media
-
-#: Tries of a block whose actor died, before its tasks are reported lost.
-TASK_RETRIES = 3
-LOST = "its Ray worker died {n} times while working on it (out of memory, a node lost, or killed)"
-
-
-def _pack(item: dict) -> dict:
-    return {"id": item["id"], "item": pickle.dumps(item)}
+from ls_backend.tools.ray_data import (
+    ACTOR_RETRIES, LOST, TASK_RETRIES, outcomes, pack, rows, stdout_to_stderr, unpack,
+)
 
 
-def _unpack(row) -> dict:
-    return pickle.loads(row["item"])
+def _task_id(item: dict) -> int:
+    return item["id"]
 
 
 def _fetch_row(row: dict, config: PoseConfig, settings: Settings) -> dict:
-    return _pack(fetch_media(_unpack(row), config, settings))
+    return pack(row["id"], fetch_media(unpack(row), config, settings))
 
 
 class _SegmentBatch:
@@ -48,8 +37,9 @@ class _SegmentBatch:
         self.segment = Segmentation(config, settings)
 
     def __call__(self, batch: dict) -> dict:
-        items = self.segment([pickle.loads(blob) for blob in batch["item"]])
-        return {"id": [item["id"] for item in items], "item": [pickle.dumps(item) for item in items]}
+        items = self.segment([unpack({"item": blob}) for blob in batch["item"]])
+        packed = [pack(item["id"], item) for item in items]
+        return {"id": [row["id"] for row in packed], "item": [row["item"] for row in packed]}
 
 
 class _RefineRow:
@@ -59,7 +49,7 @@ class _RefineRow:
         self.refine = Refinement(config, settings)
 
     def __call__(self, row: dict) -> dict:
-        return _pack(self.refine(_unpack(row)))
+        return pack(row["id"], self.refine(unpack(row)))
 
 
 class RayPipeline:
@@ -88,9 +78,12 @@ class RayPipeline:
         self.nodes = 0
 
     def __enter__(self) -> "RayPipeline":
+        self._quiet = stdout_to_stderr()
+        self._quiet.__enter__()
         try:
             self.ray.init(address=self.address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            self._quiet.__exit__(None, None, None)
             raise DataError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
         resources = self.ray.cluster_resources()
         self.nodes = sum(1 for node in self.ray.nodes() if node.get("Alive"))
@@ -106,11 +99,10 @@ class RayPipeline:
 
     def __exit__(self, *exc) -> bool:
         self.ray.shutdown()
+        self._quiet.__exit__(*exc)
         return False
 
     def run(self, items: Iterable[dict]) -> Iterator[dict]:
-        import ray.data
-
         items = list(items)
         if not items:
             return
@@ -121,25 +113,15 @@ class RayPipeline:
             raise DataError(f"the Ray cluster has {self.cpus} CPUs: {segment_cpus} segmentation actors and "
                             f"{self.workers} refinement actors need {segment_cpus + self.workers}; give fewer "
                             "(--segment-workers, --workers) or nodes with more CPUs")
-        context = ray.data.DataContext.get_current()
-        context.max_errored_blocks = -1  # a block lost for good: its tasks are reported below
-        blocks = max(1, math.ceil(len(items) / self.batch_size))
-        stream = ray.data.from_items([_pack(item) for item in items], override_num_blocks=blocks)
+        stream = rows(items, _task_id, self.batch_size)
         stream = stream.map(_fetch_row, fn_kwargs={"config": self.config, "settings": self.settings},
                             concurrency=self.fetch_tasks, num_cpus=0, max_retries=TASK_RETRIES)
         if segmenting:
             stream = stream.map_batches(_SegmentBatch, fn_constructor_args=(self.config, self.settings),
                                         batch_size=self.batch_size, concurrency=self.segment_actors,
                                         num_cpus=1, num_gpus=self.gpus_per_actor, batch_format="numpy",
-                                        max_restarts=-1, max_task_retries=TASK_RETRIES)
+                                        **ACTOR_RETRIES)
         stream = stream.map(_RefineRow, fn_constructor_args=(self.config, self.settings), concurrency=self.workers,
-                            num_cpus=1, max_restarts=-1, max_task_retries=TASK_RETRIES)
-        seen = set()
-        for row in stream.iter_rows():
-            item = _unpack(row)
-            if item["id"] not in seen:  # a retried block's second copy
-                seen.add(item["id"])
-                yield item
-        for item in items:
-            if item["id"] not in seen:
-                yield {**item, "error": LOST.format(n=TASK_RETRIES + 1), "retry": True, "failed_stage": "refine"}
+                            num_cpus=1, **ACTOR_RETRIES)
+        yield from outcomes(stream, items, _task_id,
+                            lambda item: {**item, "error": LOST, "retry": True, "failed_stage": "refine"})
