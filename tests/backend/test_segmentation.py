@@ -319,3 +319,17 @@ def test_segment_wiring_with_stub_models(monkeypatch):
     assert seen["size"] == (30, 50, 3)
     assert (result.source, result.instance_count, result.scores, result.instance_index) == ("maskrcnn", 2, (0.9, 0.8), 1)
     assert result.mask.shape == (60, 100) and result.mask[30, 75] and not result.mask[30, 20]
+
+
+def test_a_batch_gives_each_photo_what_it_gets_alone(random_segmenter):
+    """detect_batch (prelabel's segmentation stage: Mask R-CNN on several photos at once) equals
+    detect on each photo; the rule applied later (Detections.reference) equals segment()."""
+    rng = np.random.default_rng(3)
+    photos = [rng.integers(0, 255, (90, 120, 3), dtype=np.uint8) for _ in range(2)]
+    batch = random_segmenter.detect_batch(photos, ["car", "aeroplane"])
+    for photo, name, found in zip(photos, ["car", "aeroplane"], batch):
+        alone = random_segmenter.detect(photo, name)
+        assert found.category == alone.category and found.size == (120, 90)
+        assert np.allclose(found.instance_scores, alone.instance_scores, atol=1e-5)
+        assert np.array_equal(found.semantic_mask, alone.semantic_mask)
+        assert np.array_equal(found.reference().mask, random_segmenter.segment(photo, name).mask)

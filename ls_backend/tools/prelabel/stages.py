@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 from typing import Callable
 
 from geometry.errors import GeometryError
@@ -57,11 +58,22 @@ def describe(exc: Exception) -> str:
     return str(exc) if isinstance(exc, FineposeError) else f"{type(exc).__name__}: {exc}"
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB): Linux's ``VmHWM``, which, unlike
+    ``ru_maxrss``, does not carry over the peak of the process that started this one."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere: KiB on Linux, bytes on macOS
+
+
 def _timed(stage: str, item: dict, started: float) -> dict:
     """``item`` with the stage's seconds and this worker's peak RSS recorded."""
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return {**item, "seconds": {**item.get("seconds", {}), stage: time.perf_counter() - started},
-            "rss_mb": {**item.get("rss_mb", {}), stage: round(peak_mb, 1)}}
+            "rss_mb": {**item.get("rss_mb", {}), stage: round(peak_rss_mb(), 1)}}
 
 
 def _guarded(stage: str, item: dict, work: Callable[[dict], dict]) -> dict:
