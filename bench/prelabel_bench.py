@@ -72,9 +72,10 @@ def prelabel(project: int, env: dict, args: list[str], tree: Path = ROOT) -> dic
     import psutil
 
     started = time.perf_counter()
+    errors = tempfile.TemporaryFile(mode="w+")
     run = subprocess.Popen([sys.executable, "-m", "ls_backend.cli", "prelabel", "--project", str(project), *args],
                            env={**os.environ, **env, "PYTHONPATH": str(tree)}, cwd=tree,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                           stdout=subprocess.PIPE, stderr=errors, text=True)
     peaks: dict[int, float] = {}
     while run.poll() is None:
         try:
@@ -84,7 +85,11 @@ def prelabel(project: int, env: dict, args: list[str], tree: Path = ROOT) -> dic
             pass
         time.sleep(0.2)
     out = run.stdout.read()
-    summary = json.loads(out)
+    try:
+        summary = json.loads(out)
+    except json.JSONDecodeError:
+        errors.seek(0)
+        raise RuntimeError(f"prelabel failed (exit {run.returncode}):\n{errors.read()[-3000:]}") from None
     summary["wall_seconds"] = time.perf_counter() - started
     summary["process_peak_rss_mb"] = sorted((round(v) for v in peaks.values()), reverse=True)
     return summary
@@ -143,6 +148,7 @@ def main() -> None:
     parser.add_argument("--runs", default="before,local,ray1,ray2")
     parser.add_argument("--baseline", default=BASELINE, help="commit of the prelabel to compare with")
     parser.add_argument("--cpus-per-node", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="FINEPOSE_DEVICE of the segmentation workers (cuda on a GPU node)")
     parser.add_argument("--workers", type=int, default=2, help="refinement processes of the local runs")
     parser.add_argument("--out", help="write the figures as JSON here too")
     args = parser.parse_args()
@@ -150,7 +156,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="finepose-prelabel-bench-"))
     (work / "world").mkdir()
     world = make_world(work / "world")
-    planted = plant_whole_image_car(work / "weights")
+    planted = {**plant_whole_image_car(work / "weights"), "FINEPOSE_DEVICE": args.device}
     ls = start_label_studio(work / "label-studio")
     env = {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.api_key,
            "FINEPOSE_REGISTRY": str(world.root / "registry.json"), **planted}

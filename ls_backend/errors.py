@@ -77,6 +77,11 @@ class MediaError(FineposeError, ValueError):
     status = 422
 
 
+class MediaUnavailable(MediaError):
+    """A media server that did not answer: connection refused or broken, or an HTTP 5xx; a
+    later try may succeed (``finepose prelabel`` retries such tasks on any re-run)."""
+
+
 class UpstreamTimeout(MediaError):
     """An outbound request (media, Label Studio) took longer than its timeout."""
 

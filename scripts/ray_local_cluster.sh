@@ -10,7 +10,8 @@
 #   scripts/ray_local_cluster.sh stop     # stops this cluster's nodes (not other Ray processes)
 #
 # Settings (environment): NODES (2), CPUS_PER_NODE (1), RAY_PORT (6390), RAY_CLUSTER_DIR
-# (.ray-cluster: token, logs, pids), RAY (the ray command, default .venv/bin/ray).
+# (.ray-cluster: token, logs, pids), RAY (the ray command, a path; default .venv/bin/ray, whose
+# folder's python also runs the readiness check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODES=${NODES:-2}
@@ -18,6 +19,7 @@ CPUS_PER_NODE=${CPUS_PER_NODE:-1}
 RAY_PORT=${RAY_PORT:-6390}
 DIR=$(mkdir -p "${RAY_CLUSTER_DIR:-.ray-cluster}" && cd "${RAY_CLUSTER_DIR:-.ray-cluster}" && pwd)
 RAY=${RAY:-.venv/bin/ray}
+RAY=$(command -v "$RAY")  # a path, also when given as a name on PATH
 HEAD=127.0.0.2
 
 stop() {
@@ -36,7 +38,7 @@ stop() {
   if [ -f "$DIR/address" ] && [ "$(cat "$current" 2>/dev/null)" = "$(cat "$DIR/address")" ]; then rm -f "$current"; fi
 }
 
-wait_for_nodes() {  # until the cluster counts $1 live nodes (at most 60 s; at once if a node's command ended)
+wait_for_nodes() {  # until the cluster counts $1 live nodes (60 checks; at once if a node's command ended)
   for _ in $(seq 1 60); do
     while read -r pid; do
       kill -0 "$pid" 2>/dev/null || { echo "a Ray node did not start; see $DIR/node-*.log" >&2; return 1; }

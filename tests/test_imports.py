@@ -40,6 +40,15 @@ def test_the_combination_rule_imports_no_torch():
     assert not [m for m in json.loads(out.stdout) if m.startswith(("torch", "torchvision"))]
 
 
+def test_prelabels_refinement_workers_import_no_torch():
+    """A refinement worker of ``finepose prelabel`` (its stages, the prediction, the Ray
+    runner) loads no torch: it gets the photo's detections from the segmentation stage."""
+    code = ("import json, sys; import ls_backend.tools.prelabel.stages, ls_backend.tools.prelabel.on_ray, "
+            "ls_backend.pipeline.predict; print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert not [m for m in json.loads(out.stdout) if m.startswith(("torch", "torchvision"))]
+
+
 #: Who may not import whom: the layers from the bottom (studio: Label Studio's vocabulary;
 #: pipeline: one task -> one prediction) to the edges (backend, editor, tools, cli), with the
 #: composition root (server) the only place that knows both the backend and the editor.

@@ -36,7 +36,7 @@ from ls_backend.process import made_once
 from ls_backend.studio import client as labelstudio
 from ls_backend.studio.download import BoundedSession, Deadline, Limits, host_of
 from ls_backend.studio.media_cache import MediaCache
-from ls_backend.errors import CredentialsError, MediaError, StorageError, UpstreamTimeout
+from ls_backend.errors import CredentialsError, MediaError, MediaUnavailable, StorageError, UpstreamTimeout
 from ls_backend.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -124,15 +124,16 @@ def fetch(url, settings: Settings, task_id: int | None = None, deadline: Deadlin
         except requests.HTTPError as exc:
             if exc.response.status_code == 401 and token:
                 raise labelstudio.connection(settings).refused(401, exc.response.text) from None
-            raise MediaError(f"could not fetch {field} {_short(url)}: {host} answered HTTP "
-                             f"{exc.response.status_code}") from None
+            unavailable = MediaUnavailable if exc.response.status_code >= 500 else MediaError
+            raise unavailable(f"could not fetch {field} {_short(url)}: {host} answered HTTP "
+                              f"{exc.response.status_code}") from None
         except (requests.RequestException, OSError, ValueError) as exc:
             if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
                 raise _storage_error(exc) from None
             if token is None and ("://" not in url or host == host_of(settings.label_studio_url or "")):
                 labelstudio.connection(settings)  # Label Studio's media without its URL or token: 503 naming them
             logger.warning("fetching %s failed: %r", url, exc)
-            raise MediaError(f"could not fetch {field} {_short(url)} from {host}: {type(exc).__name__}") from None
+            raise MediaUnavailable(f"could not fetch {field} {_short(url)} from {host}: {type(exc).__name__}") from None
         finally:
             session.close()
             shutil.rmtree(folder, ignore_errors=True)

@@ -16,9 +16,9 @@ pose) becomes an error line and the batch goes on.
 
 Output: JSON lines, one per item, appended and flushed as results arrive (in any order):
 ``{"id", "mesh", "mask", ["image"], **RefineResult.to_dict()}`` or
-``{"id", "mesh", "mask", ["image"], "error", ["retry"]}``. A rerun skips the ids that already
+``{"id", "mesh", "mask", ["image"], "error", ["transient"]}``. A rerun skips the ids that already
 have a line and redoes a cut-short last line (:mod:`.jsonlines`); an error line is redone when
-it is marked ``retry`` (its Ray worker was lost: not the item's fault) or with
+it is marked ``transient`` (its Ray worker was lost: not the item's fault) or with
 ``retry_failed`` (``--retry-failed``: a fixed input). :func:`read_results` reads the file
 keyed by id (an id's last line wins).
 """
@@ -176,7 +176,7 @@ def run_batch(
     items = load_manifest(manifest)
     out = Path(out)
     finished = {record["id"] for record in _last_records(resume(out, "id"))
-                if "error" not in record or not (retry_failed or record.get("retry"))}
+                if "error" not in record or not (retry_failed or record.get("transient"))}
     todo = group_by_mesh([item for item in items if item.id not in finished])
     start = time.perf_counter()
     counts, workers = _execute(todo, out, executor, workers, method, ray_address, progress)

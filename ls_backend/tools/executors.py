@@ -233,7 +233,7 @@ class RayExecutor:
         items = list(items)
         stream = rows(items, _item_id, per_block=1).map(_RayRefiner, fn_constructor_args=(method,),
                                                          concurrency=self.workers, num_cpus=1, **ACTOR_RETRIES)
-        yield from outcomes(stream, items, _item_id, lambda item: {**_record(item), "error": LOST, "retry": True})
+        yield from outcomes(stream, items, _item_id, lambda item: {**_record(item), "error": LOST, "transient": True})
 
 
 def _item_id(item: Item) -> str:

@@ -4,7 +4,7 @@ accounting that gives every item an outcome.
 
 Rows are ``{"id", "item": pickle}``: the items hold nested dicts, bytes and arrays of any
 shape, which Arrow's columns do not. A dead actor is restarted (``max_restarts=-1``) and its
-block run again (``max_task_retries``); a block that still fails is skipped
+block run again (:data:`TRIES` tries in all); a block that still fails is skipped
 (``DataContext.max_errored_blocks = -1``) and :func:`outcomes` names its items, so that the
 caller reports them failed, retryable.
 """
@@ -15,11 +15,12 @@ import math
 import pickle
 from typing import Callable, Iterable, Iterator
 
-#: Tries of a block whose worker died, before its items are reported lost.
-TASK_RETRIES = 3
+#: Tries of an item whose worker died (locally: alone in its worker; on Ray: with its block)
+#: before it is reported lost.
+TRIES = 3
 #: Ray options of an actor pool stage.
-ACTOR_RETRIES = {"max_restarts": -1, "max_task_retries": TASK_RETRIES}
-LOST = f"its Ray worker died {TASK_RETRIES + 1} times while working on it (out of memory, a node lost, or killed)"
+ACTOR_RETRIES = {"max_restarts": -1, "max_task_retries": TRIES - 1}
+LOST = f"its worker died {TRIES} times while working on it (out of memory, a node lost, or killed)"
 
 
 def pack(item_id, item) -> dict:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from geometry.iou import iou
+
 from ls_backend.segmentation import combine, models, weights
 from ls_backend.settings import Settings
 from tests.support.data import data_path
@@ -321,15 +323,36 @@ def test_segment_wiring_with_stub_models(monkeypatch):
     assert result.mask.shape == (60, 100) and result.mask[30, 75] and not result.mask[30, 20]
 
 
-def test_a_batch_gives_each_photo_what_it_gets_alone(random_segmenter):
+@pytest.fixture
+def car_favouring(random_segmenter):
+    """The random Mask R-CNN made to call its boxes cars (its classifier's car bias raised),
+    restored after the test."""
+    bias = random_segmenter._maskrcnn.roi_heads.box_predictor.cls_score.bias
+    saved = bias.detach().clone()
+    with torch.no_grad():
+        bias[3] += 20.0  # COCO car
+    yield random_segmenter
+    with torch.no_grad():
+        bias.copy_(saved)
+
+
+def test_a_batch_gives_each_photo_what_it_gets_alone(car_favouring):
     """detect_batch (prelabel's segmentation stage: Mask R-CNN on several photos at once) equals
-    detect on each photo; the rule applied later (Detections.reference) equals segment()."""
+    detect on each photo of one size, instances included (to float rounding); the rule applied later
+    (Detections.reference) equals segment(). (Photos of different sizes are padded to one
+    batch: near their borders Mask R-CNN's features, and so its instances, may then differ
+    slightly.)"""
+    segmenter = car_favouring
     rng = np.random.default_rng(3)
     photos = [rng.integers(0, 255, (90, 120, 3), dtype=np.uint8) for _ in range(2)]
-    batch = random_segmenter.detect_batch(photos, ["car", "aeroplane"])
-    for photo, name, found in zip(photos, ["car", "aeroplane"], batch):
-        alone = random_segmenter.detect(photo, name)
-        assert found.category == alone.category and found.size == (120, 90)
-        assert np.allclose(found.instance_scores, alone.instance_scores, atol=1e-5)
+    batch = segmenter.detect_batch(photos, ["car", "car"])
+    assert all(len(found.instance_scores) > 1 for found in batch)
+    for photo, found in zip(photos, batch):
+        alone = segmenter.detect(photo, "car")
+        assert found.category == alone.category == "car" and found.size == (120, 90)
+        assert np.allclose(found.instance_scores, alone.instance_scores, atol=1e-4)
+        # batched float arithmetic may flip a mask pixel whose value sits at the 0.5 threshold
+        assert found.instance_masks.shape == alone.instance_masks.shape
+        assert (found.instance_masks != alone.instance_masks).mean() < 1e-3
         assert np.array_equal(found.semantic_mask, alone.semantic_mask)
-        assert np.array_equal(found.reference().mask, random_segmenter.segment(photo, name).mask)
+        assert iou(found.reference().mask, segmenter.segment(photo, "car").mask) > 0.99

@@ -104,16 +104,16 @@ def ray_refiners(run: subprocess.Popen) -> list[psutil.Process]:
     return [p for p in psutil.process_iter() if "_RefineRow" in _cmdline(p)]
 
 
-def kill_mid_run(run: subprocess.Popen, state: Path, workers, after: int = 2, timeout: float = 240) -> int:
+def kill_mid_run(run: subprocess.Popen, state: Path, workers, after: int = 2, timeout: float = 240) -> tuple[int, set]:
     """Once ``after`` tasks are recorded, kill one of ``workers(run)``; returns how many tasks
-    were recorded then."""
+    were recorded then and the pids of the workers alive then."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and run.poll() is None:
         recorded = len(state_lines(state))
         found = workers(run) if recorded >= after else []
         if found:
             found[0].kill()
-            return recorded
+            return recorded, {p.pid for p in found}
         time.sleep(0.05)
     raise AssertionError(f"no worker to kill before the run ended (rc {run.poll()})")
 
@@ -131,7 +131,8 @@ def test_prelabel_on_a_two_node_ray_cluster(label_studio, world, planted, cluste
     assert (summary["tasks"], summary["done"], summary["failed"], summary["segmenting"]) == (8, 8, 0, 2)
     assert (summary["executor"], summary["nodes"]) == ("ray", 2)
     stages = summary["stages"]
-    assert stages["segment"]["tasks"] == 2 and stages["refine"]["tasks"] == 8 and summary["store_calls"] == 1
+    assert stages["segment"]["tasks"] == 2 and stages["refine"]["tasks"] == 8
+    assert summary["store_calls"] <= 2  # bulk writes (a part chunk is written once it waited 10 s)
     # refinement workers import no torch: far less memory than a segmentation worker
     assert stages["refine"]["peak_rss_mb"] + 500 < stages["segment"]["peak_rss_mb"], stages
     assert_each_predicted_once(predictions_by_task(label_studio, ids, summary["model_version"]))
@@ -160,17 +161,18 @@ def test_a_worker_killed_mid_run_loses_no_task(where, label_studio, world, clust
     args = ["--state", str(state), "--workers", "2", "--chunk", "2"]  # stored two by two: the kill lands mid-run
     args += ["--ray", cluster["RAY_ADDRESS"]] if where == "ray" else []
     run = run_prelabel(project, env, *args)
-    assert kill_mid_run(run, state, ray_refiners if where == "ray" else local_workers) < len(ids)
+    recorded, before = kill_mid_run(run, state, ray_refiners if where == "ray" else local_workers)
+    assert recorded < len(ids), "the kill came mid-run"
     first = finished(run)
     lines = state_lines(state)
     assert sorted(line["task"] for line in lines) == sorted(ids), "every task recorded once"
     assert all(line["status"] == "done" or line["error"] for line in lines)
-    if where == "local":  # the dead worker's tasks were tried again (Ray's retries are its own)
-        assert any(line.get("lost_workers") for line in lines)
+    # the work went on in workers started after the kill (a new pool, or Ray's restarted actor)
+    assert {line["pids"]["refine"] for line in lines if line["status"] == "done"} - before
     found = predictions_by_task(label_studio, ids, first["model_version"])
     done = [line["task"] for line in lines if line["status"] == "done"]
     assert all(found[t] for t in done) and not any(found[t] for t in ids if t not in done)
     assert_each_predicted_once({t: found[t] for t in done})
-    rerun = finished(run_prelabel(project, env, *args))  # does the rest: what the kill cut short, nothing else
+    rerun = finished(run_prelabel(project, env, *args, "--retry-failed"))  # the rest, nothing else
     assert rerun["tasks"] == len(ids) - len(done) and rerun["failed"] == 0
     assert_each_predicted_once(predictions_by_task(label_studio, ids, first["model_version"]))

@@ -224,9 +224,9 @@ def test_a_fixed_item_is_refined_again_with_retry_failed(batch_dir, tmp_path):
     retried = run_batch(manifest, out, executor="serial", progress=False, retry_failed=True)
     assert (retried["skipped"], retried["done"], retried["failed"]) == (1, 1, 0)
     assert "error" not in read_results(out)["late-mask"]  # the item's last line wins
-    # a line marked retry (its Ray worker was lost) is redone by any re-run
+    # a line marked transient (its Ray worker was lost) is redone by any re-run
     with open(out, "a") as f:
-        f.write(json.dumps({"id": "good", "mesh": good["mesh"], "mask": good["mask"], "error": "lost", "retry": True}) + "\n")
+        f.write(json.dumps({"id": "good", "mesh": good["mesh"], "mask": good["mask"], "error": "lost", "transient": True}) + "\n")
     assert run_batch(manifest, out, executor="serial", progress=False)["done"] == 1
 
 

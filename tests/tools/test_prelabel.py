@@ -49,19 +49,19 @@ def test_plan_redoes_only_the_tasks_of_a_changed_model(world):
              {**world.task(task_id=2, model="other-car"), "predictions": [{**done, "id": 51}]},
              world.task(task_id=3, model="other-car")]  # never predicted
     recorded = {1: registry.fingerprint("toy-car"), 2: registry.fingerprint("other-car")}
-    assert [t["id"] for t in plan(tasks, config, version, registry, recorded)] == [3]
+    assert [t["id"] for t in plan(tasks, config, version, registry, recorded).todo] == [3]
     # other-car's mesh file is touched or moved: nothing to redo
     os.utime(world.root / "other_car.ply", ns=(1, 1))
-    assert [t["id"] for t in plan(tasks, config, version, Registry.load(world.root / "registry.json"), recorded)] == [3]
+    assert [t["id"] for t in plan(tasks, config, version, Registry.load(world.root / "registry.json"), recorded).todo] == [3]
     # its content changes (a new export): its tasks are redone, their old predictions replaced
     with open(world.root / "other_car.ply", "ab") as f:
         f.write(b"\n")
-    todo = plan(tasks, config, version, Registry.load(world.root / "registry.json"), recorded)
+    todo = plan(tasks, config, version, Registry.load(world.root / "registry.json"), recorded).todo
     assert [(t["id"], t["stale"]) for t in todo] == [(2, [51]), (3, [])]
     # a frame change too; and --redo-model names a model outright
     reframed = registry_with(world, **{**cars, "toy-car": {**cars["toy-car"], "frame": "shapenet"}})
-    assert [t["id"] for t in plan(tasks, config, version, reframed, recorded)] == [1, 2, 3]
-    assert [t["id"] for t in plan(tasks, config, version, registry_with(world, **cars), {}, {"toy-car"})] == [1, 3]
+    assert [t["id"] for t in plan(tasks, config, version, reframed, recorded).todo] == [1, 2, 3]
+    assert [t["id"] for t in plan(tasks, config, version, registry_with(world, **cars), {}, {"toy-car"}).todo] == [1, 3]
 
 
 def test_failures_group_by_reason_whatever_the_task():

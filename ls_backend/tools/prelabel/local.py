@@ -1,16 +1,18 @@
-"""The stages of :mod:`.stages` on this machine: media fetched by threads, segmentation in
-its own process(es) (batches of ``batch_size`` photos), refinement in ``workers`` spawned
-processes that import no torch. At most ``window`` tasks are in flight, so memory stays
-bounded whatever the project's size.
+"""The stages of :mod:`.stages` on this machine: media fetched by threads of this process,
+segmentation in its own process(es) (batches of ``batch_size`` photos), refinement in
+``workers`` spawned processes that import no torch. At most ``window`` tasks are in flight,
+so memory stays bounded whatever the project's size.
 
-A worker process that dies (killed, out of memory, a crash in a native library) is replaced
-and its tasks are tried again; a task on whose watch workers died ``max_attempts`` times ends
-failed, retryable (:mod:`.state`).
+A worker process that dies (killed, out of memory, a crash in a native library) breaks its
+pool: the pool is replaced, and the tasks it held, which may be innocent, are run again one at
+a time in a worker of their own. A task whose own worker dies there
+:data:`~ls_backend.tools.ray_data.TRIES` times ends failed (it, not the others, kills workers).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
@@ -18,9 +20,8 @@ from typing import Iterable, Iterator
 from ls_backend.settings import Settings
 from ls_backend.studio.label_config import PoseConfig
 from ls_backend.tools.executors import local_cores
-from ls_backend.tools.prelabel.stages import Refinement, Segmentation, fetch_media
-
-LOST = "a worker process died while working on this task {n} times (out of memory, or killed)"
+from ls_backend.tools.prelabel.stages import Refinement, Segmentation, failed, fetch_media
+from ls_backend.tools.ray_data import LOST, TRIES
 
 
 class _Pool:
@@ -61,21 +62,20 @@ class _Pool:
 
 
 class LocalPipeline:
-    """``run(items)`` yields each work item once it is refined or failed, in no particular order."""
+    """``run(items)`` yields each work item once it is refined or failed, in no particular
+    order; ``on_stage(stage, item)`` is told when an item is through a stage (progress)."""
 
     def __init__(self, config: PoseConfig, settings: Settings, workers: int | None = None, segment_workers: int = 1,
-                 batch_size: int = 4, fetch_threads: int = 8, window: int | None = None, max_attempts: int = 2,
+                 batch_size: int = 4, fetch_threads: int = 8, window: int | None = None,
                  on_stage=lambda stage, item: None):
         self.workers = max(1, workers or local_cores())
         self.segment_workers = max(1, segment_workers)
         self.batch_size = max(1, batch_size)
         self.fetch_threads = max(1, fetch_threads)
-        self.window = window or 4 * (self.workers + self.segment_workers * self.batch_size)
-        self.max_attempts = max(1, max_attempts)
-        self.fetch = _fetcher(config, settings)
-        self.segment = Segmentation(config, settings)
-        self.refine = Refinement(config, settings)
-        self.on_stage = on_stage  # (stage, item): the item is through that stage (progress)
+        self.window = max(window or 4 * (self.workers + self.segment_workers * self.batch_size), self.batch_size)
+        self.fetch = _Fetch(config, settings)
+        self.stages = {"segment": Segmentation(config, settings), "refine": Refinement(config, settings)}
+        self.on_stage = on_stage
 
     def __enter__(self) -> "LocalPipeline":
         return self
@@ -86,66 +86,75 @@ class LocalPipeline:
     def run(self, items: Iterable[dict]) -> Iterator[dict]:
         source = iter(items)
         fetchers = ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="fetch")
-        segmenters, refiners = _Pool(self.segment_workers), _Pool(self.workers)
-        running: dict[Future, tuple[str, list[dict]]] = {}
+        pools = {"segment": _Pool(self.segment_workers), "refine": _Pool(self.workers), "alone": _Pool(1)}
+        running: dict[Future, tuple[str, list[dict], bool]] = {}  # future -> (stage, items, run alone)
         to_segment: list[dict] = []
+        suspects: deque[tuple[str, dict]] = deque()  # (stage, item) of a broken pool, to run alone
         exhausted = False
+
+        def submit(stage: str, item_or_batch, alone: bool = False) -> None:
+            batch = item_or_batch if stage == "segment" else [item_or_batch]
+            running[pools["alone" if alone else stage].submit(self.stages[stage], item_or_batch)] = (stage, batch, alone)
+
         try:
             while True:
-                while not exhausted and self._in_flight(running, to_segment) < self.window:
+                while not exhausted and self._in_flight(running, to_segment, suspects) < self.window:
                     item = next(source, None)
                     if item is None:
                         exhausted = True
                         break
-                    running[fetchers.submit(self.fetch, item)] = ("fetch", [item])
-                fetching = any(stage == "fetch" for stage, _ in running.values())
+                    running[fetchers.submit(self.fetch, item)] = ("fetch", [item], False)
+                fetching = any(stage == "fetch" for stage, _, _ in running.values())
                 while to_segment and (len(to_segment) >= self.batch_size or (exhausted and not fetching)):
                     batch, to_segment = to_segment[: self.batch_size], to_segment[self.batch_size:]
-                    running[segmenters.submit(self.segment, batch)] = ("segment", batch)
+                    submit("segment", batch)
+                if suspects and not any(alone for _, _, alone in running.values()):
+                    stage, item = suspects.popleft()
+                    submit(stage, [item] if stage == "segment" else item, alone=True)
                 if not running:
                     return
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    stage, batch = running.pop(future)
+                    stage, batch, alone = running.pop(future)
                     try:
                         results = future.result()
-                    except (BrokenProcessPool, CancelledError):  # its worker died
-                        (segmenters if stage == "segment" else refiners).replace(future.generation)
-                        yield from self._again(stage, batch, running, segmenters, refiners)
+                    except (BrokenProcessPool, CancelledError):  # a worker died
+                        pools["alone" if alone else stage].replace(future.generation)
+                        for item in batch:
+                            if not alone:
+                                suspects.append((stage, item))
+                                continue
+                            item = {**item, "lost_workers": item.get("lost_workers", 0) + 1}
+                            if item["lost_workers"] < TRIES:
+                                suspects.appendleft((stage, item))
+                            else:
+                                item = failed(item, stage, LOST)
+                                self.on_stage(stage, item)
+                                yield item
                         continue
                     for item in results if stage == "segment" else [results]:
                         self.on_stage(stage, item)
-                        if stage == "refine":
+                        if stage == "refine" or "error" in item:
                             yield item
-                        elif stage == "fetch" and item.get("segment") and "error" not in item:
+                        elif stage == "fetch" and item.get("needs_segmentation"):
                             to_segment.append(item)
-                        else:  # fetched without need of segmentation, or segmented (or failed: passed through)
-                            running[refiners.submit(self.refine, item)] = ("refine", [item])
+                        else:  # fetched without need of segmentation, or segmented
+                            submit("refine", item)
         finally:
             fetchers.shutdown(wait=False, cancel_futures=True)
-            segmenters.close()
-            refiners.close()
-
-    def _again(self, stage, batch, running, segmenters, refiners) -> Iterator[dict]:
-        """The items of a dead worker's job, submitted again or, past ``max_attempts``, failed."""
-        for item in batch:
-            attempts = item.get("attempts", 0) + 1
-            if attempts >= self.max_attempts:
-                yield {**item, "error": LOST.format(n=attempts), "retry": True, "failed_stage": stage}
-                continue
-            item = {**item, "attempts": attempts}
-            if stage == "segment":
-                running[segmenters.submit(self.segment, [item])] = ("segment", [item])
-            else:
-                running[refiners.submit(self.refine, item)] = ("refine", [item])
+            for pool in pools.values():
+                pool.close()
 
     @staticmethod
-    def _in_flight(running, to_segment) -> int:
-        return sum(len(batch) for _, batch in running.values()) + len(to_segment)
+    def _in_flight(running, to_segment, suspects) -> int:
+        return sum(len(batch) for _, batch, _ in running.values()) + len(to_segment) + len(suspects)
 
 
-def _fetcher(config, settings):
-    def fetch(item: dict) -> dict:
-        return fetch_media(item, config, settings)
+class _Fetch:
+    """The fetch stage as a callable of one item (for the thread pool)."""
 
-    return fetch
+    def __init__(self, config: PoseConfig, settings: Settings):
+        self.config, self.settings = config, settings
+
+    def __call__(self, item: dict) -> dict:
+        return fetch_media(item, self.config, self.settings)

@@ -18,7 +18,7 @@ from ls_backend.studio.label_config import PoseConfig
 from ls_backend.tools.executors import import_ray
 from ls_backend.tools.prelabel.stages import Refinement, Segmentation, fetch_media
 from ls_backend.tools.ray_data import (
-    ACTOR_RETRIES, LOST, TASK_RETRIES, outcomes, pack, rows, stdout_to_stderr, unpack,
+    ACTOR_RETRIES, LOST, TRIES, outcomes, pack, rows, stdout_to_stderr, unpack,
 )
 
 
@@ -61,7 +61,9 @@ class RayPipeline:
     else one per node), each with ``gpus_per_actor`` GPUs (default 1 on a GPU cluster, else 0)
     and one CPU, fed ``batch_size`` photos at a time. ``workers``: refinement actors, one CPU
     each (default: the CPUs the segmentation actors leave, at least one). ``fetch_tasks``:
-    media fetches at once (I/O: they reserve no CPU).
+    media fetches at once (I/O: they reserve no CPU). Pools are sized from the resources present
+    when the run starts; pools the cluster cannot hold are refused (Ray would wait forever).
+    Only the tasks that need segmentation go through the segmentation actors.
     """
 
     def __init__(self, config: PoseConfig, settings: Settings, address: str, workers: int | None = None,
@@ -81,13 +83,13 @@ class RayPipeline:
         self._quiet = stdout_to_stderr()
         self._quiet.__enter__()
         try:
-            self.ray.init(address=self.address, log_to_driver=False)
+            self.ray.init(address=self.address)  # workers' messages on stderr (stdout_to_stderr)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             self._quiet.__exit__(None, None, None)
             raise DataError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
         resources = self.ray.cluster_resources()
         self.nodes = sum(1 for node in self.ray.nodes() if node.get("Alive"))
-        gpus = resources.get("GPU", 0)
+        gpus = self.gpus = resources.get("GPU", 0)
         if self.gpus_per_actor is None:
             self.gpus_per_actor = 1.0 if gpus else 0.0
         self.cpus = int(resources.get("CPU", 1))
@@ -106,22 +108,38 @@ class RayPipeline:
         items = list(items)
         if not items:
             return
-        segmenting = any(item.get("segment") for item in items)
-        segment_cpus = self.segment_actors if segmenting else 0
-        self.workers = max(1, self.requested_workers or self.cpus - segment_cpus)
-        if segment_cpus + self.workers > self.cpus:  # Ray would wait for CPUs forever
-            raise DataError(f"the Ray cluster has {self.cpus} CPUs: {segment_cpus} segmentation actors and "
-                            f"{self.workers} refinement actors need {segment_cpus + self.workers}; give fewer "
-                            "(--segment-workers, --workers) or nodes with more CPUs")
-        stream = rows(items, _task_id, self.batch_size)
-        stream = stream.map(_fetch_row, fn_kwargs={"config": self.config, "settings": self.settings},
-                            concurrency=self.fetch_tasks, num_cpus=0, max_retries=TASK_RETRIES)
-        if segmenting:
-            stream = stream.map_batches(_SegmentBatch, fn_constructor_args=(self.config, self.settings),
-                                        batch_size=self.batch_size, concurrency=self.segment_actors,
-                                        num_cpus=1, num_gpus=self.gpus_per_actor, batch_format="numpy",
-                                        **ACTOR_RETRIES)
+        segmenting = [item for item in items if item.get("needs_segmentation")]
+        others = [item for item in items if not item.get("needs_segmentation")]
+        self._check_resources(bool(segmenting))
+        streams = []
+        if segmenting:  # only these go through the segmentation actors
+            streams.append(self._fetched(segmenting).map_batches(
+                _SegmentBatch, fn_constructor_args=(self.config, self.settings), batch_size=self.batch_size,
+                concurrency=self.segment_actors, num_cpus=1, num_gpus=self.gpus_per_actor, batch_format="numpy",
+                **ACTOR_RETRIES))
+        if others:
+            streams.append(self._fetched(others))
+        stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
         stream = stream.map(_RefineRow, fn_constructor_args=(self.config, self.settings), concurrency=self.workers,
                             num_cpus=1, **ACTOR_RETRIES)
         yield from outcomes(stream, items, _task_id,
-                            lambda item: {**item, "error": LOST, "retry": True, "failed_stage": "refine"})
+                            lambda item: {**item, "error": LOST, "transient": True, "failed_stage": "refine"})
+
+    def _fetched(self, items: list[dict]):
+        return rows(items, _task_id, self.batch_size).map(
+            _fetch_row, fn_kwargs={"config": self.config, "settings": self.settings}, concurrency=self.fetch_tasks,
+            num_cpus=0, max_retries=TRIES - 1)
+
+    def _check_resources(self, segmenting: bool) -> None:
+        """Refuse pools the cluster cannot hold (Ray would wait for them forever)."""
+        segment_cpus = self.segment_actors if segmenting else 0
+        self.workers = max(1, self.requested_workers or self.cpus - segment_cpus)
+        if segment_cpus + self.workers > self.cpus:
+            raise DataError(f"the Ray cluster has {self.cpus} CPUs: {segment_cpus} segmentation actors and "
+                            f"{self.workers} refinement actors need {segment_cpus + self.workers}; give fewer "
+                            "(--segment-workers, --workers) or nodes with more CPUs")
+        gpus_needed = self.segment_actors * self.gpus_per_actor if segmenting else 0
+        if gpus_needed > self.gpus:
+            raise DataError(f"the Ray cluster has {self.gpus:g} GPUs: {self.segment_actors} segmentation actors "
+                            f"of {self.gpus_per_actor:g} GPUs need {gpus_needed:g}; give fewer (--segment-workers, "
+                            "--gpus-per-actor), or start the GPU nodes first (an autoscaler's min_workers)")

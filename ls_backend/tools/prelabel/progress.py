@@ -23,15 +23,15 @@ class StageProgress:
         self.failed = Counter()  # stage -> tasks that failed there
         self.seconds = defaultdict(list)  # stage -> seconds of each task
         self.peak_rss_mb = Counter()  # stage -> the largest worker peak seen
-        disable = None if enabled is None else not enabled
+        disable = None if enabled is None else not enabled  # None: tqdm's "only on a terminal"
         sizes = {"fetch": total, "segment": segmenting, "refine": total, "store": total}
         self.bars = {stage: tqdm(total=sizes[stage], desc=f"{stage:>7}", unit="task", position=index,
-                                 disable=disable or not sizes[stage], leave=True)
+                                 disable=True if not sizes[stage] else disable, leave=True)
                      for index, stage in enumerate(STAGES)}
 
     def left(self, stage: str, item: dict) -> None:
         """``item`` is through ``stage`` (done or failed there)."""
-        if stage == "segment" and not item.get("segment"):
+        if stage == "segment" and not item.get("needs_segmentation"):
             return
         bar = self.bars[stage]
         bar.update()
@@ -57,7 +57,8 @@ class StageProgress:
 
     def summary(self) -> dict:
         """Per stage: tasks through it, worker seconds per task (mean and total), failures
-        there, and the peak resident memory of its workers (MB; Linux ``ru_maxrss``)."""
+        there, and the peak resident memory of its workers (MB, :func:`.stages.peak_rss_mb`;
+        locally the fetch stage's is this process's own)."""
         out = {}
         for stage in STAGES:
             times = self.seconds.get(stage, [])

@@ -22,7 +22,7 @@ from ls_backend.studio import taskdata
 from ls_backend.studio.client import project_tasks
 from ls_backend.studio.label_config import parse_label_config
 from ls_backend.tools.prelabel.local import LocalPipeline
-from ls_backend.tools.prelabel.plan import plan, reason_group, with_needs
+from ls_backend.tools.prelabel.plan import plan, reason_group, work_item
 from ls_backend.tools.prelabel.progress import StageProgress
 from ls_backend.tools.prelabel.state import History, StateLog
 from ls_backend.tools.prelabel.store import PredictionStore
@@ -48,12 +48,10 @@ def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resou
     registry = resources.require_registry()
     state = state or settings.model_dir / f"prelabel-project-{project_id}.jsonl"
     history = History.read(state)
-    tasks = project_tasks(client, project_id)
-    skipped = {} if retry_failed else history.failed
-    todo = [with_needs(item, config, registry, project_id, settings.max_image_pixels)
-            for item in plan(tasks, config, resources.model_version, registry, history.done, set(redo_models),
-                             set(skipped))]
-    segmenting = sum(1 for item in todo if item["segment"])
+    planned = plan(project_tasks(client, project_id), config, resources.model_version, registry, history.done,
+                   set(redo_models), set() if retry_failed else set(history.failed))
+    todo = [work_item(item, config, registry, project_id, settings.max_image_pixels) for item in planned.todo]
+    segmenting = sum(1 for item in todo if item["needs_segmentation"])
     bars = StageProgress(len(todo), segmenting, progress)
     if ray_address:
         from ls_backend.tools.prelabel.on_ray import RayPipeline
@@ -99,7 +97,7 @@ def prelabel(project_id: int, workers: int = 0, state: Path | None = None, resou
         "model_version": resources.model_version,
         "tasks": len(todo),
         **counts,
-        "skipped_failed": len(skipped),
+        "skipped_failed": len(planned.waiting),
         "failures": {reason: ids for reason, ids in sorted(failures.items(), key=lambda kv: -len(kv[1]))},
         "seconds": seconds,
         "tasks_per_second": len(todo) / seconds if seconds > 0 else 0.0,

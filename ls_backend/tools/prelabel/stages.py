@@ -1,9 +1,9 @@
 """The stages of ``finepose prelabel``, as plain functions and callables over work items,
 whatever runs them (:mod:`.local` processes or :mod:`.on_ray`).
 
-A work item is a dict made by :func:`.plan.plan`: the task (``id``, ``data``,
-``annotations``), its ``project``, ``model``, ``category`` and whether it needs
-segmentation (``segment``). Each stage returns it with more keys:
+A work item is a dict made by :func:`.plan.work_item`: the task (``id``, ``data``,
+``annotations``), its ``project``, ``model``, ``category`` and whether it needs segmentation
+(``needs_segmentation``). Each stage returns it with more keys:
 
 - :func:`fetch_media` (I/O; many in flight): ``files``, the bytes of the photo and of
   ``data.reference``, fetched by the backend's media rules (its timeouts and size limits);
@@ -13,21 +13,22 @@ segmentation (``segment``). Each stage returns it with more keys:
 - :class:`Refinement` (CPU, meshes cached per worker, no torch): ``predictions`` (a far-apart
   rival first, the best last), ``notes`` and ``score``; ``files`` and ``detections`` dropped.
 
-A stage never raises for one item: it sets ``error`` (the reason, as the backend words it)
-and later stages pass the item through. ``seconds`` (stage -> seconds spent on the item) and
-``rss_mb`` (stage -> the worker's peak resident memory, MB) say where the time and memory go.
+A stage never raises for one item: it sets ``error`` (the reason, as the backend words it),
+``failed_stage`` and ``transient`` (a media server or Label Studio that did not answer: any
+re-run tries the task again), and later stages pass the item through. ``seconds`` (stage ->
+seconds spent on the item), ``rss_mb`` (stage -> the worker's peak resident memory, MB) and
+``pids`` (stage -> the worker's process id) say where the time and memory go.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from pathlib import Path
 from typing import Callable
 
-from geometry.errors import GeometryError
-
-from ls_backend.errors import FineposeError
+from ls_backend.errors import FineposeError, MediaUnavailable, StudioUnreachable, TaskError, UpstreamTimeout
 from ls_backend.process import made_once
 from ls_backend.resources import Resources
 from ls_backend.settings import Settings
@@ -36,16 +37,31 @@ from ls_backend.studio.download import Deadline
 from ls_backend.studio.label_config import PoseConfig
 from ls_backend.studio.tasks import read_task
 
-#: What one item's failure may raise; anything else is a bug and ends the run.
-ITEM_ERRORS = (FineposeError, GeometryError, ValueError, RuntimeError, OSError)
 STAGES = ("fetch", "segment", "refine", "store")
+#: Failures that a later try may not repeat: the server did not answer.
+TRANSIENT = (MediaUnavailable, UpstreamTimeout, StudioUnreachable)
 
 
 @made_once
 def worker_resources(settings: Settings) -> Resources:
     """This worker process's :class:`~ls_backend.resources.Resources` for the driver's settings
-    (meshes, media cache and segmentation models loaded once per process)."""
+    (media cache and segmentation models loaded once per process)."""
     return Resources(settings)
+
+
+class _RefinementResources(Resources):
+    """A refinement worker's resources: meshes, media cache, no segmentation models (the
+    segmentation stage gives each photo's detections; loading torch here would cost every
+    refinement worker ~2 GB)."""
+
+    def segmenter(self):
+        raise TaskError("this task needs segmentation, which the prelabel plan did not foresee (an empty "
+                        "Reference brush?): run finepose prelabel again")
+
+
+@made_once
+def refinement_resources(settings: Settings) -> Resources:
+    return _RefinementResources(settings)
 
 
 def task_of(item: dict) -> dict:
@@ -56,6 +72,12 @@ def task_of(item: dict) -> dict:
 def describe(exc: Exception) -> str:
     """A failure's reason: a finepose error's own message, others prefixed by their type."""
     return str(exc) if isinstance(exc, FineposeError) else f"{type(exc).__name__}: {exc}"
+
+
+def failed(item: dict, stage: str, exc: Exception | str) -> dict:
+    """``item`` failed at ``stage`` because of ``exc`` (or the reason itself)."""
+    reason = exc if isinstance(exc, str) else describe(exc)
+    return {**item, "error": reason, "failed_stage": stage, "transient": isinstance(exc, TRANSIENT)}
 
 
 def peak_rss_mb() -> float:
@@ -70,23 +92,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere: KiB on Linux, bytes on macOS
 
 
-def _timed(stage: str, item: dict, started: float) -> dict:
-    """``item`` with the stage's seconds and this worker's peak RSS recorded."""
-    return {**item, "seconds": {**item.get("seconds", {}), stage: time.perf_counter() - started},
-            "rss_mb": {**item.get("rss_mb", {}), stage: round(peak_rss_mb(), 1)}}
+def _timed(stage: str, item: dict, seconds: float) -> dict:
+    """``item`` with the stage's seconds, this worker's peak RSS and its pid recorded."""
+    return {**item, "seconds": {**item.get("seconds", {}), stage: seconds},
+            "rss_mb": {**item.get("rss_mb", {}), stage: round(peak_rss_mb(), 1)},
+            "pids": {**item.get("pids", {}), stage: os.getpid()}}
 
 
 def _guarded(stage: str, item: dict, work: Callable[[dict], dict]) -> dict:
-    """``work(item)`` timed, or ``item`` with ``error`` when it fails; an item that already
-    failed passes through."""
+    """``work(item)`` timed, or ``item`` failed when it raises (a finepose error or a bug: the
+    task says so, the run goes on); an item that already failed passes through."""
     if "error" in item:
         return item
     started = time.perf_counter()
     try:
         item = work(item)
-    except ITEM_ERRORS as exc:
-        item = {**item, "error": describe(exc), "failed_stage": stage}
-    return _timed(stage, item, started)
+    except Exception as exc:  # noqa: BLE001 (one task's failure, whatever it is, is that task's outcome)
+        item = failed(item, stage, exc)
+    return _timed(stage, item, time.perf_counter() - started)
 
 
 def media_urls(item: dict, config: PoseConfig) -> list[tuple[str, str]]:
@@ -130,24 +153,21 @@ class Segmentation:
 
     def __call__(self, items: list[dict]) -> list[dict]:
         started = time.perf_counter()
-        todo = [index for index, item in enumerate(items) if item.get("segment") and "error" not in item]
         out = list(items)
         photos = {}
-        for index in todo:
-            try:
-                photos[index] = self._photo(items[index])
-            except ITEM_ERRORS as exc:
-                out[index] = {**items[index], "error": describe(exc), "failed_stage": "segment"}
+        for index, item in enumerate(items):
+            if item.get("needs_segmentation") and "error" not in item:
+                try:
+                    photos[index] = self._photo(item)
+                except Exception as exc:  # noqa: BLE001 (that task's outcome)
+                    out[index] = failed(item, "segment", exc)
         if photos:
-            found = self._detect([photos[i] for i in photos], [items[i]["category"] for i in photos])
+            found = self._detect(list(photos.values()), [items[i]["category"] for i in photos])
             for index, detections in zip(photos, found):
-                if isinstance(detections, str):
-                    out[index] = {**out[index], "error": detections, "failed_stage": "segment"}
-                else:
-                    out[index] = {**out[index], "detections": detections}
-        share = (time.perf_counter() - started) / max(1, len(todo))
-        return [_timed("segment", item, time.perf_counter() - share) if index in todo else item
-                for index, item in enumerate(out)]
+                out[index] = (failed(out[index], "segment", detections) if isinstance(detections, Exception)
+                              else {**out[index], "detections": detections})
+        share = (time.perf_counter() - started) / max(1, len(photos))
+        return [_timed("segment", item, share) if index in photos else item for index, item in enumerate(out)]
 
     def _photo(self, item: dict):
         resources = worker_resources(self.settings)
@@ -157,26 +177,30 @@ class Segmentation:
                                 item["id"], Deadline.after(self.settings.fetch_total_s), resources.media_cache)
 
     def _detect(self, photos: list, categories: list[str]) -> list:
-        """Detections per photo (one batch), or each photo's own error when the batch fails."""
-        segmenter = worker_resources(self.settings).segmenter()
+        """Detections per photo, in one batch; when the batch fails, photo by photo, so that
+        each gets its own outcome (detections or the exception); never raises."""
+        try:
+            segmenter = worker_resources(self.settings).segmenter()
+        except Exception as exc:  # noqa: BLE001 (every photo's outcome)
+            return [exc] * len(photos)
         try:
             return segmenter.detect_batch(photos, categories)
-        except ITEM_ERRORS:
+        except Exception as exc:  # noqa: BLE001 (each photo's own try follows)
             if len(photos) == 1:
-                raise
+                return [exc]
         found = []
-        for photo, name in zip(photos, categories):  # one bad photo must not fail the others
+        for photo, name in zip(photos, categories):
             try:
                 found.append(segmenter.detect(photo, name))
-            except ITEM_ERRORS as exc:
-                found.append(describe(exc))
+            except Exception as exc:  # noqa: BLE001 (that photo's outcome)
+                found.append(exc)
         return found
 
 
 class Refinement:
     """The refinement stage: the backend's own prediction of one task
     (:func:`~ls_backend.pipeline.predict.predict_task`, with the front/back check) from the
-    fetched media and the detections; meshes are loaded once per worker."""
+    fetched media and the detections; meshes are loaded once per worker, torch never."""
 
     def __init__(self, config: PoseConfig, settings: Settings):
         self.config = config
@@ -189,7 +213,7 @@ class Refinement:
     def _refine(self, item: dict) -> dict:
         from ls_backend.pipeline.predict import PredictRequest, predict_task
 
-        resources = worker_resources(self.settings)
+        resources = refinement_resources(self.settings)
         _seed(item, resources)
         request = PredictRequest(task_of(item), self.config, front_back_check=True, detections=item.get("detections"))
         outcome = predict_task(request, resources)

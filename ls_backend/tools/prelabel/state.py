@@ -3,10 +3,13 @@ one line per task and run, written once the task's predictions are stored or its
 recorded, so a killed run leaves every finished task on disk.
 
 ``{"task", "status": "done", "model", "fingerprint", "model_version", "score", "seconds":
-{stage: s}, "rss_mb": {stage: MB}, ["lost_workers": tries cut short by a dead worker]}`` or ``{"task", "status": "failed", "error", "retry", ...}``.
-``retry`` is true for failures that are not the task's own (its worker lost, Label Studio
-unreachable while storing): any re-run tries those again; the others wait for
-``--retry-failed``. A task's last line is its state.
+{stage: s}, "rss_mb": {stage: MB}, "pids": {stage: pid}, ["lost_workers": n]}`` or ``{"task",
+"status": "failed", "error", "transient", ...}``. ``transient`` is true for failures that are
+not the task's own (its worker lost, a media server or Label Studio that did not answer): any
+re-run tries those again; the others wait for ``--retry-failed``. ``lost_workers``: how many
+workers died while on the task before this outcome. A task's last line is its state; the
+fingerprint of its last prediction is kept whatever followed, so that a model changed since
+is noticed even after a failed redo.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from ls_backend.tools.jsonlines import LogWriter, resume
 
 @dataclass
 class History:
-    """What earlier runs left: ``done`` (task -> the model fingerprint its prediction was made
-    with) and ``failed`` (task -> reason, for failures of the task's own)."""
+    """What earlier runs left: ``done`` (task -> the model fingerprint of its last stored
+    prediction) and ``failed`` (task -> reason, for tasks whose last outcome is a failure of
+    their own)."""
 
     done: dict[int, str | None] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
@@ -30,38 +34,32 @@ class History:
         history = cls()
         for record in resume(path, "task"):
             task = int(record["task"])
-            history.done.pop(task, None)
             history.failed.pop(task, None)
             if record.get("status") == "done":
                 history.done[task] = record.get("fingerprint")
-            elif record.get("status") == "failed" and not record.get("retry"):
+            elif record.get("status") == "failed" and not record.get("transient"):
                 history.failed[task] = record.get("error", "")
         return history
 
 
 class StateLog(LogWriter):
-    """Appends a task's line once per run (a second outcome of one task is ignored: a retried
-    worker's duplicate)."""
+    """Appends each task's line as its outcome is recorded."""
 
     def __init__(self, path: Path, version: str):
         super().__init__(path)
         self.version = version
-        self.written: set[int] = set()
 
     def done(self, item: dict, seconds: dict) -> None:
-        self._line(item, status="done", score=item.get("score"), seconds=_rounded(seconds),
-                   rss_mb=item.get("rss_mb", {}))
+        self._line(item, status="done", score=item.get("score"), seconds=_rounded(seconds))
 
     def failed(self, item: dict) -> None:
-        self._line(item, status="failed", error=item["error"], retry=bool(item.get("retry")),
-                   seconds=_rounded(item.get("seconds", {})), rss_mb=item.get("rss_mb", {}))
+        self._line(item, status="failed", error=item["error"], transient=bool(item.get("transient")),
+                   seconds=_rounded(item.get("seconds", {})))
 
     def _line(self, item: dict, **fields) -> None:
-        if item["id"] in self.written:
-            return
-        self.written.add(item["id"])
-        if item.get("attempts"):  # tries cut short by a lost worker before this one
-            fields["lost_workers"] = item["attempts"]
+        fields.update(rss_mb=item.get("rss_mb", {}), pids=item.get("pids", {}))
+        if item.get("lost_workers"):
+            fields["lost_workers"] = item["lost_workers"]
         self.write({"task": item["id"], "model": item.get("model"), "fingerprint": item.get("fingerprint"),
                     "model_version": self.version, **fields})
 
