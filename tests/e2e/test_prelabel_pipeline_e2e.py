@@ -127,7 +127,8 @@ def finished(run: subprocess.Popen, timeout: float = 400) -> dict:
 def test_prelabel_on_a_two_node_ray_cluster(label_studio, world, planted, cluster, tmp_path):  # noqa: F811
     project, ids = project_with(label_studio, world, "prelabel on ray", references=6, segmenting=2)
     env = backend_env(label_studio, world, tmp_path, planted, cluster)
-    summary = finished(run_prelabel(project, env, "--ray", cluster["RAY_ADDRESS"], "--batch-size", "2"))
+    # batches of one: the two photos go to the two nodes' segmentation actors at once
+    summary = finished(run_prelabel(project, env, "--ray", cluster["RAY_ADDRESS"], "--batch-size", "1"))
     assert (summary["tasks"], summary["done"], summary["failed"], summary["segmenting"]) == (8, 8, 0, 2)
     assert (summary["executor"], summary["nodes"]) == ("ray", 2)
     stages = summary["stages"]
