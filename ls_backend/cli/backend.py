@@ -33,8 +33,8 @@ def register(subparsers) -> None:
     p.add_argument("--state", help="JSON-lines progress file (default: MODEL_DIR/prelabel-project-ID.jsonl)")
     p.add_argument("--retry-failed", action="store_true",
                    help="also try the tasks whose last run failed for a reason of their own (bad media, unknown model...)")
-    p.add_argument("--ray", metavar="ADDRESS", help="run the stages on a Ray cluster: auto, HOST:6379 or "
-                   "ray://HOST:10001 (default: local processes)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the stages on a Ray cluster: auto (on a node of it) or "
+                   "HEAD:6379 (default: local processes)")
     p.add_argument("--batch-size", type=int, default=4, help="photos per segmentation call (default 4)")
     p.add_argument("--segment-workers", type=int,
                    help="segmentation processes/actors (default: 1; on Ray one per GPU, else one per node)")

@@ -30,7 +30,7 @@ from ls_backend.registry.renderers import RendererCache
 EXECUTORS = ("serial", "process", "ray")
 #: Renderers kept per worker process (least recently used dropped first).
 RENDERER_CACHE_SIZE = 4
-RAY_REQUIREMENT = "ray[data,client]==2.60.0"
+RAY_REQUIREMENT = "ray[data]==2.60.0"
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,8 @@ class RayExecutor:
     a dead actor is restarted and its items refined again; items lost for good come back as
     error records marked ``retry`` (any re-run tries them again).
 
-    Connects to ``address`` (e.g. ``ray://head:10001``, ``host:6379`` or ``auto``), else uses
+    Connects to ``address`` (``host:6379`` or ``auto``; not ``ray://``:
+    :func:`~ls_backend.tools.ray_data.check_address`), else uses
     the Ray session already started in this process, else starts a local one with ``workers``
     CPUs. ``workers`` defaults to the cluster's CPUs (at most one per CPU and one per item). On
     a remote cluster, finepose must be installed on the nodes and the manifest's paths
@@ -185,6 +186,9 @@ class RayExecutor:
     """
 
     def __init__(self, workers: int | None = None, items: int = 1, address: str | None = None):
+        from ls_backend.tools.ray_data import check_address
+
+        check_address(address)
         self.ray = import_ray()
         self.requested = workers
         self.items = items

@@ -60,3 +60,16 @@ def stdout_to_stderr():
     import sys
 
     return contextlib.redirect_stdout(sys.stderr)
+
+
+def check_address(address: str | None) -> None:
+    """Refuse a Ray Client address (``ray://``): Ray Data, which finepose's Ray runs stream
+    through, does not run over Ray Client in Ray 2.60 (it fails inside Ray with
+    ``'Worker' object has no attribute 'core_worker'``)."""
+    from ls_backend.errors import DataError
+
+    if address and address.startswith("ray://"):
+        raise DataError(f"{address}: Ray Client addresses (ray://) cannot run finepose's Ray Data stream; run "
+                        "the command on a node of the cluster with --ray auto (or HEAD:6379 from a machine that "
+                        "reaches every node), or submit it as a Ray job: ray job submit --address "
+                        "http://HEAD:8265 -- finepose ...")

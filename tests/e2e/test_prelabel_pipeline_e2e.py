@@ -168,8 +168,10 @@ def test_a_worker_killed_mid_run_loses_no_task(where, label_studio, world, clust
     lines = state_lines(state)
     assert sorted(line["task"] for line in lines) == sorted(ids), "every task recorded once"
     assert all(line["status"] == "done" or line["error"] for line in lines)
-    # the work went on in workers started after the kill (a new pool, or Ray's restarted actor)
-    assert {line["pids"]["refine"] for line in lines if line["status"] == "done"} - before
+    if where == "local":  # the work went on in workers started after the kill (the pool replaced)
+        assert {line["pids"]["refine"] for line in lines if line["status"] == "done"} - before
+    # (Ray retries a dead actor's block on the restarted actor or routes the rest to the other
+    # one, as it sees fit: the invariants above and below are what it must keep)
     found = predictions_by_task(label_studio, ids, first["model_version"])
     done = [line["task"] for line in lines if line["status"] == "done"]
     assert all(found[t] for t in done) and not any(found[t] for t in ids if t not in done)

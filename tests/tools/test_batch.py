@@ -266,3 +266,16 @@ def test_refine_batch_on_a_ray_cluster_survives_a_killed_actor(batch_dir, tmp_pa
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == sorted(item["id"] for item in many)  # every item once
     assert json.loads(stdout)["failed"] == 0  # stdout is the summary alone
+
+
+def test_a_ray_client_address_is_refused_saying_what_to_do():
+    """Ray Data does not run over Ray Client (ray://) in Ray 2.60: refused before any work,
+    for refine-batch and prelabel alike."""
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'finepose[ray]')")
+    from ls_backend.settings import Settings
+    from ls_backend.tools.prelabel.on_ray import RayPipeline
+
+    with pytest.raises(ValueError, match="ray job submit"):
+        make_executor("ray", None, 1, ray_address="ray://head:10001")
+    with pytest.raises(ValueError, match="--ray auto"):
+        RayPipeline(None, Settings(), "ray://head:10001")

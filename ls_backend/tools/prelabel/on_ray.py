@@ -18,7 +18,7 @@ from ls_backend.studio.label_config import PoseConfig
 from ls_backend.tools.executors import import_ray
 from ls_backend.tools.prelabel.stages import Refinement, Segmentation, fetch_media
 from ls_backend.tools.ray_data import (
-    ACTOR_RETRIES, LOST, TRIES, outcomes, pack, rows, stdout_to_stderr, unpack,
+    ACTOR_RETRIES, LOST, TRIES, check_address, outcomes, pack, rows, stdout_to_stderr, unpack,
 )
 
 
@@ -54,8 +54,8 @@ class _RefineRow:
 
 class RayPipeline:
     """Connects to the cluster at ``address`` (``auto``: the one this machine belongs to;
-    ``ray://host:10001``: through Ray Client, needs ``ray[client]``; ``host:6379``) for
-    the duration of a ``with`` block; ``run(items)`` yields each item once refined or failed.
+    ``host:6379``: its head; not ``ray://``, :func:`~ls_backend.tools.ray_data.check_address`)
+    for the duration of a ``with`` block; ``run(items)`` yields each item once refined or failed.
 
     ``segment_actors``: segmentation actors (default: one per GPU when the cluster has GPUs,
     else one per node), each with ``gpus_per_actor`` GPUs (default 1 on a GPU cluster, else 0)
@@ -69,6 +69,7 @@ class RayPipeline:
     def __init__(self, config: PoseConfig, settings: Settings, address: str, workers: int | None = None,
                  segment_actors: int | None = None, gpus_per_actor: float | None = None, batch_size: int = 4,
                  fetch_tasks: int = 8):
+        check_address(address)
         self.ray = import_ray()
         self.config, self.settings, self.address = config, settings, address
         self.requested_workers = workers
