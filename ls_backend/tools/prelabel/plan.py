@@ -6,7 +6,7 @@ CAD model changed since this project's last prelabel (a new mesh file or frame: 
 recorded), or when ``redo_models`` names its model; its earlier predictions of this version
 (``stale``) are deleted once the new ones are stored. Adding or removing a registry model
 changes no other model's tasks. A task whose last run failed for a reason of its own (bad
-media, unknown model...) waits for ``--retry-failed``; one cut short by a lost worker or a
+media, unknown model...) waits for ``--retry-failed``; one cut short by a lost Ray worker or a
 server that did not answer is tried again by any re-run (:mod:`.state`).
 """
 

@@ -5,7 +5,7 @@ recorded, so a killed run leaves every finished task on disk.
 ``{"task", "status": "done", "model", "fingerprint", "model_version", "score", "seconds":
 {stage: s}, "rss_mb": {stage: MB}, "pids": {stage: pid}, ["lost_workers": n]}`` or ``{"task",
 "status": "failed", "error", "transient", ...}``. ``transient`` is true for failures that are
-not the task's own (its worker lost, a media server or Label Studio that did not answer): any
+not the task's own (its Ray worker lost, a media server or Label Studio that did not answer): any
 re-run tries those again; the others wait for ``--retry-failed``. ``lost_workers``: how many
 workers died while on the task before this outcome. A task's last line is its state; the
 fingerprint of its last prediction is kept whatever followed, so that a model changed since
