@@ -8,11 +8,9 @@ other-task links are refused (403); the browser never receives the API key."""
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 
