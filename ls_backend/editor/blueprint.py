@@ -6,7 +6,8 @@ Every route but the static files takes the page's signed link token (``?t=``, se
 - ``GET /editor/<id>``: the page; ``GET .../state``: the task as the page needs it (JSON);
   ``GET .../photo``: the photo's bytes (fetched by the backend); ``GET .../reference.png``
   (``?size=work`` for the refiner's working size): the reference mask;
-  ``GET .../mesh.bin``: the model (:mod:`.meshdata`).
+  ``GET .../mesh.bin``: the model (:mod:`.meshdata`; ``?level=moving``: the coarser mesh
+  drawn while the pose moves).
 - ``POST .../refine`` ``{pose}``: finepose's refiner from ``pose`` against the reference;
   ``POST .../auto``: the automatic pose hypotheses; ``POST .../keypoints``
   ``{clicks: {name: [x, y]}}``: the pose fitted to clicked model keypoints;
@@ -168,13 +169,13 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
             keypoints = {k: np.asarray(v).tolist() for k, v in registry.keypoints(task.model_id).items()}
         except Exception:  # no keypoint file for this model: the keypoint tool is off
             keypoints = {}
-        _, triangles = mesh_payload(task.model_id)
+        triangles = {level: mesh_payload(task.model_id, level)[1] for level in meshdata.LEVELS}
         return jsonify(
             task=task.task_id, project=task.project_id, model=task.model_id,
             image={"width": task.width, "height": task.height},
             work={"width": task.work_width, "height": task.work_height},
             reference={"source": scrub(task.reference_source), "available": task.reference is not None},
-            frame=task.frame.tolist(), mesh={"triangles": triangles},
+            frame=task.frame.tolist(), mesh={"triangles": triangles["display"], "moving_triangles": triangles["moving"]},
             start={"pose": _numbers(task.start), "source": task.start_source, "notes": scrub(task.notes)},
             prediction=_numbers(task.prediction) if task.prediction is not None else None,
             steps={name: _step(task.config, name) for name in PARAMETER_NAMES},
@@ -183,8 +184,8 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
         )
 
     @made_once
-    def mesh_payload(model_id: str) -> tuple[bytes, int]:
-        shown = meshdata.display_mesh(resources.require_registry().renderer(model_id).mesh)
+    def mesh_payload(model_id: str, level: str = "display") -> tuple[bytes, int]:
+        shown = meshdata.display_mesh(resources.require_registry().renderer(model_id).mesh, meshdata.LEVELS[level])
         return meshdata.encode(shown), len(shown.triangles)
 
     @bp.get("/<int:task_id>/photo")
@@ -203,7 +204,10 @@ def create_editor_blueprint(resources, source=None) -> Blueprint:
     @bp.get("/<int:task_id>/mesh.bin")
     def mesh(task_id: int):
         task = editor_task(task_id)
-        return Response(mesh_payload(task.model_id)[0], mimetype="application/octet-stream")
+        level = request.args.get("level", "display")
+        if level not in meshdata.LEVELS:
+            raise BadRequest(f"unknown mesh level {level!r}; use one of {', '.join(meshdata.LEVELS)}")
+        return Response(mesh_payload(task.model_id, level)[0], mimetype="application/octet-stream")
 
     @bp.post("/<int:task_id>/refine")
     def refine_pose(task_id: int):

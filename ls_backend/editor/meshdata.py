@@ -5,6 +5,9 @@ vertices as float32 (x, y, z) in mesh-file coordinates (the page applies the pos
 frame, as :mod:`geometry.camera` does), the triangles as uint32 vertex indices. Meshes over
 :data:`DISPLAY_MAX_TRIANGLES` are decimated for display (Open3D's quadric decimation); the
 editor's exactness test holds the decimated silhouette to IoU >= 0.99 against the full mesh.
+While the pose moves the page draws a coarser one, :data:`MOVING_MAX_TRIANGLES` (a software
+rasteriser's vertex work is a third of a frame at 30k triangles); the live IoU and every
+still frame use the display mesh.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from geometry.mesh import Mesh
 
 MAGIC = b"FPM1"
 DISPLAY_MAX_TRIANGLES = 120_000
+MOVING_MAX_TRIANGLES = 8_000
+#: The meshes the page can ask for (``mesh.bin?level=``): the most triangles of each.
+LEVELS = {"display": DISPLAY_MAX_TRIANGLES, "moving": MOVING_MAX_TRIANGLES}
 
 
 def display_mesh(mesh: Mesh, max_triangles: int = DISPLAY_MAX_TRIANGLES) -> Mesh:

@@ -74,6 +74,12 @@ def test_state_photo_reference_and_mesh(client, world):
     assert np.array_equal(full, world.reference)
     mesh = meshdata.decode(client.get(f"/editor/1/mesh.bin?t={t}").data)
     assert np.allclose(mesh.vertices, world.renderer.mesh.vertices, atol=1e-6)
+    # the mesh drawn while the pose moves: the same one here (under MOVING_MAX_TRIANGLES)
+    assert state["mesh"] == {"triangles": len(mesh.triangles), "moving_triangles": len(mesh.triangles)}
+    moving = meshdata.decode(client.get(f"/editor/1/mesh.bin?level=moving&t={t}").data)
+    assert np.array_equal(moving.triangles, mesh.triangles)
+    wrong = client.get(f"/editor/1/mesh.bin?level=coarse&t={t}")
+    assert wrong.status_code == 400 and "unknown mesh level 'coarse'" in wrong.get_json()["error"]
 
 
 def test_refine_and_auto(client, world):

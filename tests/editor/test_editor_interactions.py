@@ -21,6 +21,7 @@ from geometry.procedural import car_mesh
 from geometry.procedural_keypoints import car_keypoints
 from tests.support.browser import browser_available
 from tests.support.editor_browser import run_page
+from ls_backend.editor import meshdata
 from tests.support.editor_world import make_editor_world, serving_editor, unpack
 
 SCREENSHOT_DIR = os.environ.get("FINEPOSE_SCREENSHOT_DIR")
@@ -29,6 +30,17 @@ START = replace(TRUE, azimuth=44.0, elevation=8.0, distance=2.75, u=331.0, v=241
 EDITOR = "window.fineposeEditor"
 POSE = f"() => {EDITOR}.getPose()"
 FRAME = {"op": "frame"}
+
+
+# Move the pose by MOVE px in u, wait WAIT ms, then read the frame the page draws next: the
+# drawing buffer's size, the triangles drawn and the pixels in the reference outline's colour.
+DRAWN_AFTER = f"""() => new Promise((done) => {{ const e = {EDITOR}.editor; e.setPose({{u: e.pose.u + MOVE}});
+  setTimeout(() => {{ e.dirty = true; requestAnimationFrame(() => {{ const d = e.drawing, gl = d.renderer.getContext();
+    const {{ width, height }} = d.buffer; const px = new Uint8Array(width * height * 4);
+    gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, px); let orange = 0;
+    for (let i = 0; i < px.length; i += 4) if (px[i] > 240 && px[i + 1] > 120 && px[i + 1] < 160 && px[i + 2] < 50) orange++;
+    done({{ width, height, full: d.full, orange, triangles: d.mesh.geometry.index.count / 3,
+            levels: {EDITOR}.state.mesh }}); }}); }}, WAIT); }})"""
 
 
 def numbers(pose: Pose) -> dict:
@@ -84,8 +96,12 @@ def session(world):
         "refined": {"op": "wait_for", "js": f"() => {EDITOR}.editor.lastRefine"},
         "after_refine": {"op": "eval", "js": POSE},
         "iou_refined": {"op": "eval", "js": f"() => {EDITOR}.renderNow()"},
+        "moving": {"op": "eval", "js": DRAWN_AFTER.replace("WAIT", "0").replace("MOVE", "1")},
+        "settled": {"op": "eval", "js": DRAWN_AFTER.replace("WAIT", "400").replace("MOVE", "0")},
     }
-    with serving_editor(world) as base_url:
+    # The toy car has 1008 triangles: a coarser mesh while moving is made for meshes over 500.
+    with pytest.MonkeyPatch.context() as patch, serving_editor(world) as base_url:
+        patch.setitem(meshdata.LEVELS, "moving", 500)
         answers = run_page(world.url(base_url, 1), list(steps.values()))
     assert answers[0] == {"status": 200, "ready": True}, answers[0]
     return dict(zip(steps, answers[1:]))
@@ -161,6 +177,21 @@ def test_refine_moves_the_model_to_the_result(session):
     assert session["after_refine"] == pytest.approx(refined["pose"])
     assert session["iou_refined"] == pytest.approx(refined["iou_after"], abs=0.01)
     assert abs(session["after_refine"]["azimuth"] - TRUE.azimuth) < 2.0
+
+
+def test_a_moving_pose_is_drawn_coarser_then_in_full(session):
+    """While the pose changes the view is drawn at 0.4 of the width and height with the
+    coarser mesh (fill and vertex work are a software rasteriser's frame), the reference's
+    outline still unbroken; once still, at the photo's grid with the display mesh."""
+    moving, settled = session["moving"], session["settled"]
+    assert moving["levels"] == {"triangles": 1008, "moving_triangles": moving["triangles"]}
+    assert 400 <= moving["triangles"] <= 500 and settled["triangles"] == 1008
+    print("reference outline pixels: %d moving (0.4 size), %d still" % (moving["orange"], settled["orange"]))
+    assert settled["width"] == settled["full"]["width"] == 640 and settled["height"] == 480
+    assert (moving["width"], moving["height"]) == (256, 192)
+    # A 1 px outline read from the mipmaps at 0.4 size keeps 0.37 of its pixels here; read
+    # by one bilinear sample 0.31 (whole columns and rows skipped), by a nearest one 0.16.
+    assert settled["orange"] > 200 and moving["orange"] >= 0.34 * settled["orange"], (moving, settled)
 
 
 def test_keypoint_tool_fits_the_clicked_pairs(world, tmp_path):

@@ -132,6 +132,19 @@ def _editor_ready(page) -> str:
     return page.url
 
 
+# A drag's moves as a mouse reports them, ``hz`` times a second whether or not the page has
+# drawn the last one: pointermove events (the pressed mouse's, pointerId 1) sent to the element
+# under the start; Playwright's own moves each wait for the page to take the last one.
+PACED_MOVES = """async ([x0, y0, x1, y1, n, hz, shiftKey]) => {
+  const target = document.elementFromPoint(x0, y0), t0 = performance.now();
+  for (let k = 1; k <= n; k++) {
+    await new Promise((r) => setTimeout(r, Math.max(0, t0 + (k * 1000) / hz - performance.now())));
+    target.dispatchEvent(new PointerEvent('pointermove', { bubbles: true, pointerId: 1, pointerType: 'mouse',
+      isPrimary: true, buttons: 1, shiftKey, clientX: x0 + (x1 - x0) * k / n, clientY: y0 + (y1 - y0) * k / n }));
+  }
+}"""
+
+
 def _step(page, step: dict):
     op = step["op"]
     mods = step.get("modifiers") or []
@@ -150,6 +163,10 @@ def _step(page, step: dict):
             page.mouse.move(x0, y0)
             page.mouse.down(button=step.get("button", "left"))
             n = int(step.get("moves", 10))
+            if step.get("pace_hz"):  # moves at a mouse's report rate, none waiting for the page
+                page.evaluate(PACED_MOVES, [x0, y0, x1, y1, n, step["pace_hz"], "Shift" in mods])
+                page.mouse.up(button=step.get("button", "left"))
+                return {"move_seconds": [], "pace_hz": step["pace_hz"]}
             times, probes = [], []
             for k in range(1, n + 1):
                 t0 = time.perf_counter()

@@ -15,6 +15,13 @@ import { SilhouetteRaster } from './silhouette.js';
 
 const NAMES = ['azimuth', 'elevation', 'theta', 'distance', 'focal', 'u', 'v'];
 const MAX_BUFFER_PIXELS = 4.2e6;
+// While the pose changes (a drag, a held key), the view is drawn at this fraction of the
+// buffer's width and height (a sixth of the pixels: fill is most of a software rasteriser's
+// frame) with the backend's coarser mesh (mesh.bin?level=moving: its vertex work is much of
+// the rest), and in full once the pose has been still for SETTLE_MS (bench/editor_bench.py:
+// 1200x800 on SwiftShader, frames 27-32 ms median while dragging against 32-64 ms).
+const MOVING_FRACTION = 0.4;
+const SETTLE_MS = 150;
 const ROTATE_DEG_PER_PX = 0.4;
 const WHEEL_RATE = 0.001; // per wheel delta unit (100 per notch: about 10%)
 const MODEL_COLOR = new THREE.Color(0x22d3ee);
@@ -116,17 +123,28 @@ uniform sampler2D outline;
 uniform vec2 size;
 void main() {
   vec4 texel = texture2D(outline, vec2(gl_FragCoord.x / size.x, 1.0 - gl_FragCoord.y / size.y));
-  if (texel.a < 0.5) discard;
-  gl_FragColor = texel;
+  if (texel.a < 0.2) discard;  // a smaller buffer reads averages (mipmaps): a 1 px line keeps > 1/4
+  gl_FragColor = vec4(texel.rgb / texel.a, 1.0);
 }`;
 
+function toGeometry(mesh) {
+  const geometry = new THREE.BufferGeometry();
+  geometry.setAttribute('position', new THREE.BufferAttribute(mesh.vertices, 3));
+  geometry.setIndex(new THREE.BufferAttribute(mesh.triangles, 1));
+  return geometry;
+}
+
 class ModelDrawing {
-  /** canvas: the page's WebGL canvas; image: {width, height}; mesh: {vertices, triangles}. */
-  constructor(canvas, image, work, mesh, frame) {
+  /** canvas: the page's WebGL canvas; image: {width, height}; mesh: {vertices, triangles};
+   *  movingMesh: the coarser one drawn while the pose moves (default: mesh). */
+  constructor(canvas, image, work, mesh, frame, movingMesh = null) {
     this.image = image;
     this.frame = frame;
     const scale = Math.min(1, Math.sqrt(MAX_BUFFER_PIXELS / (image.width * image.height)));
-    this.buffer = { width: Math.max(1, Math.round(image.width * scale)), height: Math.max(1, Math.round(image.height * scale)) };
+    this.full = { width: Math.max(1, Math.round(image.width * scale)), height: Math.max(1, Math.round(image.height * scale)) };
+    this.buffer = { ...this.full };  // the drawing buffer now: smaller while moving (setMoving)
+    this.moving = false;  // see setMoving
+    this.size = { value: new THREE.Vector2(this.buffer.width, this.buffer.height) };  // shaders' gl_FragCoord scale
     this.work = work;
     this.renderer = new THREE.WebGLRenderer({ canvas, antialias: false, alpha: true, premultipliedAlpha: false, preserveDrawingBuffer: false });
     this.renderer.setPixelRatio(1);
@@ -136,10 +154,8 @@ class ModelDrawing {
     canvas.style.width = `${image.width}px`;
     canvas.style.height = `${image.height}px`;
 
-    const geometry = new THREE.BufferGeometry();
-    geometry.setAttribute('position', new THREE.BufferAttribute(mesh.vertices, 3));
-    geometry.setIndex(new THREE.BufferAttribute(mesh.triangles, 1));
-    this.geometry = geometry;
+    this.geometry = toGeometry(mesh);
+    this.movingGeometry = movingMesh ? toGeometry(movingMesh) : this.geometry;
     this.radius = 0;
     const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
     for (let i = 0; i < mesh.vertices.length; i += 3) {
@@ -159,19 +175,20 @@ class ModelDrawing {
     this.flat = material(FLAT, MODEL_COLOR);
     this.white = material(FLAT, new THREE.Color(1, 1, 1), { value: 1 });
     this.shaded = material(SHADED, new THREE.Color(0xe5e7eb));
-    this.mesh = new THREE.Mesh(geometry, this.flat);
+    this.mesh = new THREE.Mesh(this.geometry, this.flat);
     this.mesh.matrixAutoUpdate = false;
     this.mesh.frustumCulled = false;
     this.scene = new THREE.Scene();
     this.scene.add(this.mesh);
     this.camera = new THREE.Camera();
-    this.wire = null;
+    this.wireMaterial = new THREE.LineBasicMaterial({ color: MODEL_COLOR, transparent: true, blending: THREE.NoBlending, opacity: this.opacity.value });
+    this.wires = new Map();  // geometry -> its wireframe (LineSegments), made when first shown
 
     this.maskTarget = new THREE.WebGLRenderTarget(this.buffer.width, this.buffer.height, {
       minFilter: THREE.NearestFilter, magFilter: THREE.NearestFilter, depthBuffer: true });
     this.outline = new THREE.ShaderMaterial({
       fragmentShader: OUTLINE, vertexShader: 'void main() { gl_Position = vec4(position.xy, 0.0, 1.0); }',
-      uniforms: { mask: { value: this.maskTarget.texture }, size: { value: new THREE.Vector2(this.buffer.width, this.buffer.height) },
+      uniforms: { mask: { value: this.maskTarget.texture }, size: this.size,
                   thickness: { value: 1 }, color: { value: MODEL_COLOR }, opacity: this.opacity },
       depthTest: false, depthWrite: false, blending: THREE.NoBlending });
     this.quadScene = new THREE.Scene();
@@ -187,11 +204,16 @@ class ModelDrawing {
   setReference(rgba, box) {
     const { width, height } = this.image;
     const texture = new THREE.DataTexture(rgba, width, height, THREE.RGBAFormat);
-    texture.minFilter = texture.magFilter = THREE.NearestFilter;
+    // Sampled at texel centres when the buffer has the photo's size (exact); a smaller buffer
+    // (moving, or a photo over MAX_BUFFER_PIXELS) reads the mipmaps' averages, where a 1 px
+    // line still shows (a plain sample would skip whole columns and rows of it).
+    texture.minFilter = THREE.LinearMipmapLinearFilter;
+    texture.magFilter = THREE.LinearFilter;
+    texture.generateMipmaps = true;
     texture.needsUpdate = true;
     const material = new THREE.ShaderMaterial({
       fragmentShader: REFERENCE, vertexShader: 'void main() { gl_Position = vec4(position.xy, 0.0, 1.0); }',
-      uniforms: { outline: { value: texture }, size: { value: new THREE.Vector2(this.buffer.width, this.buffer.height) } },
+      uniforms: { outline: { value: texture }, size: this.size },
       depthTest: false, depthWrite: false, blending: THREE.NoBlending });
     // A quad over the box (clip space: x right, y up), so only the outline's region is filled.
     const ndc = (x, y) => [(2 * x) / width - 1, 1 - (2 * y) / height];
@@ -203,6 +225,32 @@ class ModelDrawing {
     quad.frustumCulled = false;
     this.referenceScene = new THREE.Scene();
     this.referenceScene.add(quad);
+  }
+
+  /** Draw the moving view (``true``: MOVING_FRACTION of the buffer's width and height, the
+   *  coarser mesh) or the still one (the photo's grid, the display mesh). */
+  setMoving(moving) {
+    if (moving === this.moving) return;
+    this.moving = moving;
+    const fraction = moving ? MOVING_FRACTION : 1;
+    this.buffer = { width: Math.max(1, Math.round(this.full.width * fraction)), height: Math.max(1, Math.round(this.full.height * fraction)) };
+    this.renderer.setSize(this.buffer.width, this.buffer.height, false);
+    this.maskTarget.setSize(this.buffer.width, this.buffer.height);
+    this.size.value.set(this.buffer.width, this.buffer.height);
+    this.mesh.geometry = moving ? this.movingGeometry : this.geometry;
+  }
+
+  /** The wireframe of the geometry drawn now. */
+  wire() {
+    const geometry = this.mesh.geometry;
+    if (!this.wires.has(geometry)) {
+      const wire = new THREE.LineSegments(new THREE.WireframeGeometry(geometry), this.wireMaterial);
+      wire.matrixAutoUpdate = false;
+      wire.frustumCulled = false;
+      this.scene.add(wire);
+      this.wires.set(geometry, wire);
+    }
+    return this.wires.get(geometry);
   }
 
   /** The reference's outline over what draw() drew (when there is one and it is shown). */
@@ -222,7 +270,7 @@ class ModelDrawing {
     this.camera.projectionMatrixInverse.copy(this.camera.projectionMatrix).invert();
     this.mesh.matrix.set(...flat(modelView(pose, this.frame)));
     this.mesh.matrixWorld.copy(this.mesh.matrix);
-    if (this.wire) this.wire.matrixWorld.copy(this.mesh.matrix);
+    for (const wire of this.wires.values()) wire.matrixWorld.copy(this.mesh.matrix);
   }
 
   /** Draw ``pose`` on the page's canvas in ``mode``; thickness: outline width (buffer px);
@@ -231,7 +279,7 @@ class ModelDrawing {
     const r = this.renderer;
     this.place(pose, this.buffer);
     this.mesh.visible = true;
-    if (this.wire) this.wire.visible = false;
+    for (const wire of this.wires.values()) wire.visible = false;
     if (mode === 'outline') {
       // Only the model's bounding box is drawn and edge-tested (fill rate is what a software
       // rasteriser pays for); the mask is cleared a little wider than the edge test reads.
@@ -256,15 +304,10 @@ class ModelDrawing {
       return;
     }
     if (mode === 'wireframe') {
-      if (!this.wire) {
-        this.wire = new THREE.LineSegments(new THREE.WireframeGeometry(this.geometry), new THREE.LineBasicMaterial({ color: MODEL_COLOR, transparent: true, blending: THREE.NoBlending, opacity: this.opacity.value }));
-        this.wire.matrixAutoUpdate = false;
-        this.wire.frustumCulled = false;
-        this.scene.add(this.wire);
-        this.wire.matrixWorld.copy(this.mesh.matrix);
-      }
+      const wire = this.wire();
+      wire.matrixWorld.copy(this.mesh.matrix);
       this.mesh.visible = false;
-      this.wire.visible = true;
+      wire.visible = true;
     }
     this.mesh.material = mode === 'shaded' ? this.shaded : this.flat;
     r.setRenderTarget(null);
@@ -325,7 +368,7 @@ function maskIou(a, b) {
 // the editor
 
 class Editor {
-  constructor(state, mesh) {
+  constructor(state, mesh, movingMesh = null) {
     this.state = state;
     this.image = state.image;
     this.pose = { ...state.start.pose };
@@ -345,6 +388,7 @@ class Editor {
     this.openedAt = performance.now();
     this.lastCommit = { key: null, at: 0 };
     this.dirty = true;
+    this.movedAt = -Infinity;  // when the pose last changed (performance.now() ms)
 
     const stage = $('stage');
     const photo = $('photo');
@@ -352,7 +396,7 @@ class Editor {
     photo.height = this.image.height;
     stage.style.width = `${this.image.width}px`;
     stage.style.height = `${this.image.height}px`;
-    this.drawing = new ModelDrawing($('gl'), this.image, state.work, mesh, state.frame);
+    this.drawing = new ModelDrawing($('gl'), this.image, state.work, mesh, state.frame, movingMesh);
     this.raster = new SilhouetteRaster(mesh, state.frame, this.drawing.radius);
     this.workMask = new Uint8Array(state.work.width * state.work.height);
     this.buildParams();
@@ -413,11 +457,17 @@ class Editor {
   }
 
   changed() {
+    this.movedAt = performance.now();
     this.dirty = true;
   }
 
   // --- drawing ------------------------------------------------------------------------
   loop() {
+    const moving = performance.now() - this.movedAt < SETTLE_MS;
+    if (moving !== this.drawing.moving) {
+      this.drawing.setMoving(moving);
+      this.dirty = true;
+    }
     if (this.dirty) {
       this.dirty = false;
       const t0 = performance.now();
@@ -466,6 +516,7 @@ class Editor {
   /** Draw ``pose`` (default: the current one) as a silhouette and read the canvas back. */
   readCanvasMask(pose) {
     const mode = this.display.mode;
+    this.drawing.setMoving(false);
     this.drawing.draw(pose || this.pose, 'silhouette', 1, false);
     const mask = this.drawing.readCanvas();
     this.display.mode = mode;
@@ -508,7 +559,7 @@ class Editor {
   setDisplay(change) {
     Object.assign(this.display, change);
     this.drawing.opacity.value = this.display.opacity;
-    if (this.drawing.wire) this.drawing.wire.material.opacity = this.display.opacity;
+    this.drawing.wireMaterial.opacity = this.display.opacity;
     this.drawing.referenceShown = this.display.reference;
     for (const input of document.querySelectorAll('input[name=mode]')) input.checked = input.value === this.display.mode;
     $('opacity').value = String(this.display.opacity);
@@ -523,7 +574,7 @@ class Editor {
     const at = (x, y) => (x >= 0 && y >= 0 && x < width && y < height ? mask[y * width + x] : 0);
     // A drawing buffer smaller than the photo (over MAX_BUFFER_PIXELS) samples every k-th
     // pixel: an outline k pixels wide keeps it unbroken.
-    const k = Math.max(1, Math.ceil(width / this.drawing.buffer.width));
+    const k = Math.max(1, Math.ceil(width / this.drawing.full.width));
     const box = { x0: width, y0: height, x1: -1, y1: -1 };
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
@@ -932,19 +983,28 @@ function packMask({ width, height, mask }) {
   return { width, height, bits: btoa(text) };
 }
 
+/** A mesh.bin payload (see meshdata.py) as {vertices: Float32Array, triangles: Uint32Array}. */
+async function fetchMesh(query) {
+  const response = await fetch(url('mesh.bin', query));
+  if (!response.ok) throw new Error(`mesh: HTTP ${response.status}`);
+  const bytes = await response.arrayBuffer();
+  const header = new DataView(bytes, 4, 8);
+  const nv = header.getUint32(0, true), nt = header.getUint32(4, true);
+  return { vertices: new Float32Array(bytes, 12, nv * 3), triangles: new Uint32Array(bytes.slice(12 + 12 * nv, 12 + 12 * nv + 12 * nt)) };
+}
+
 async function main() {
   const ready = {};
   window.fineposeEditor = { ready: new Promise((resolve, reject) => Object.assign(ready, { resolve, reject })) };
   try {
     const state = await call('state');
-    const [meshBytes] = await Promise.all([
-      fetch(url('mesh.bin')).then((r) => { if (!r.ok) throw new Error(`mesh: HTTP ${r.status}`); return r.arrayBuffer(); }),
+    const coarser = state.mesh.moving_triangles < state.mesh.triangles;
+    const [mesh, movingMesh] = await Promise.all([
+      fetchMesh(''),
+      coarser ? fetchMesh('&level=moving') : null,
       loadImage(url('photo')).then((image) => { $('photo').src = image.src; }),
     ]);
-    const header = new DataView(meshBytes, 4, 8);
-    const nv = header.getUint32(0, true), nt = header.getUint32(4, true);
-    const mesh = { vertices: new Float32Array(meshBytes, 12, nv * 3), triangles: new Uint32Array(meshBytes.slice(12 + 12 * nv, 12 + 12 * nv + 12 * nt)) };
-    const editor = new Editor(state, mesh);
+    const editor = new Editor(state, mesh, movingMesh);
     editor.showAnnotator(state.annotator);
     const referenceShown = state.reference.available ? state.reference.source : 'none';
     $('title').textContent = `task ${state.task} · model ${state.model} · start: ${state.start.source} · reference: ${referenceShown}`;
