@@ -95,7 +95,8 @@ def main() -> None:
                     "drag, Playwright": {}}  # fmt: skip
         runs = [(mode, gesture) for gesture in gestures for mode in modes]
         # Not measured: one drag in each mode first (the page's first gestures compile its
-        # code and shaders: the first drags ran 25-40 % slower than later ones).
+        # code and shaders: without it, the first three drags of one run took about 30 %
+        # longer a frame than the same modes' later rotations).
         for mode in modes:
             steps += [
                 {"op": "eval", "js": f"() => {{ {EDITOR}.editor.setDisplay({{mode: '{mode}'}}); return true; }}"},
