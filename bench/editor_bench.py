@@ -5,9 +5,11 @@ Prints (asserts nothing): while dragging and while rotating (Shift+drag) the mod
 procedural car without ../shared/data), and with a new pose every animation frame, the time
 between drawn frames (median, p95) and the page's own work per frame, per display mode.
 Drags: the mouse pressed and released by Playwright, the moves in between reported at a
-mouse's 60 Hz whether or not the page has drawn the last one (pointer events sent in the
-page); "drag, Playwright": every move by Playwright, which waits for the page to take each
-before sending the next (input and frame in lockstep: a harness's pace, not a mouse's).
+mouse's 60 Hz whether or not the page has drawn the last one (synthetic pointer events sent
+by a timer in the page: they skip Chromium's input pipeline and its coalescing of moves, see
+tests/support/editor_browser.py); "drag, Playwright": every move by Playwright, which waits
+for the page to take each before sending the next (input and frame in lockstep: a harness's
+pace, not a mouse's).
 Also: live IoU updates per second; where the page's work goes (the WebGL draw issued, the IoU's
 silhouette rasterised on the CPU, the IoU, the numbers); and Refine's round trip as the page
 sees it (request, refine, answer) next to the backend's refine time. One unmeasured drag in
@@ -40,6 +42,7 @@ from tests.support.editor_world import make_editor_world, serving_editor  # noqa
 
 PHOTO = (1200, 800)
 MOUSE_HZ = 60  # a mouse's pointer reports per second
+SETTLE = {"op": "wait", "ms": 400}  # past the page's return to the still view (SETTLE_MS) before the next run
 EDITOR = "window.fineposeEditor"
 # A new pose (u moved, azimuth turned) at each of ``n`` animation frames, as a pointer at the display's rate would.
 ANIMATE = f"""async (n) => {{ const e = {EDITOR}.editor; const p = e.getPose(); let k = 0;
@@ -101,7 +104,7 @@ def main() -> None:
             steps += [
                 {"op": "eval", "js": f"() => {{ {EDITOR}.editor.setDisplay({{mode: '{mode}'}}); return true; }}"},
                 {"op": "drag", "from": [640, 400], "to": [640 + 120, 400 + 60], "moves": 30},
-                {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"},
+                {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"}, SETTLE,
             ]  # fmt: skip
         for mode, gesture in runs:
             steps += [
@@ -109,7 +112,7 @@ def main() -> None:
                 {"op": "frame"}, {"op": "eval", "js": reset},
                 {"op": "drag", "from": [640, 400], "to": [640 + 240, 400 + 120], "moves": args.moves, **gestures[gesture]},
                 {"op": "frame"}, {"op": "eval", "js": collect},
-                {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"},
+                {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"}, SETTLE,
             ]  # fmt: skip
         for mode in modes:  # the page's own pace: a new pose every animation frame, no input in between
             steps += [
@@ -117,7 +120,7 @@ def main() -> None:
                 {"op": "frame"}, {"op": "eval", "js": reset},
                 {"op": "eval", "js": ANIMATE, "arg": args.moves},
                 {"op": "eval", "js": collect},
-                {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"},
+                {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"}, SETTLE,
             ]  # fmt: skip
         for k in range(args.refines):
             steps += [

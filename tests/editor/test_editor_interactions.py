@@ -32,15 +32,23 @@ POSE = f"() => {EDITOR}.getPose()"
 FRAME = {"op": "frame"}
 
 
-# Move the pose by MOVE px in u, wait WAIT ms, then read the frame the page draws next: the
-# drawing buffer's size, the triangles drawn and the pixels in the reference outline's colour.
-DRAWN_AFTER = f"""() => new Promise((done) => {{ const e = {EDITOR}.editor; e.setPose({{u: e.pose.u + MOVE}});
-  setTimeout(() => {{ e.dirty = true; requestAnimationFrame(() => {{ const d = e.drawing, gl = d.renderer.getContext();
-    const {{ width, height }} = d.buffer; const px = new Uint8Array(width * height * 4);
-    gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, px); let orange = 0;
-    for (let i = 0; i < px.length; i += 4) if (px[i] > 240 && px[i + 1] > 120 && px[i + 1] < 160 && px[i + 2] < 50) orange++;
-    done({{ width, height, full: d.full, orange, triangles: d.mesh.geometry.index.count / 3,
-            levels: {EDITOR}.state.mesh }}); }}); }}, WAIT); }})"""
+# The frame the page draws at view zoom ZOOM, during a gesture (GESTURE: the pose moved 1 px
+# each frame until the page draws it as one) or still (after 400 ms): the drawing buffer's
+# size, the triangles drawn and the indices of its pixels in the reference outline's colour.
+DRAWN = f"""() => new Promise((done) => {{ const e = {EDITOR}.editor, d = e.drawing; let tries = 0;
+  e.setView({{zoom: ZOOM, x: 0, y: 0}});
+  const read = () => {{ const gl = d.renderer.getContext(), {{ width, height }} = d.buffer;
+    const px = new Uint8Array(width * height * 4), orange = [];
+    gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    for (let i = 0; i < px.length; i += 4) if (px[i] > 240 && px[i + 1] > 120 && px[i + 1] < 160 && px[i + 2] < 50) orange.push(i / 4);
+    done({{ width, height, orange, triangles: d.mesh.geometry.index.count / 3, coarse: d.coarse, tries, levels: {EDITOR}.state.mesh }}); }};
+  const frame = () => requestAnimationFrame(() => {{  // the page's loop has drawn this frame already
+    if (GESTURE && !d.coarse && tries++ < 30) {{ e.setPose({{u: e.pose.u + 1}}); frame(); }} else read(); }});
+  if (GESTURE) frame(); else setTimeout(() => {{ e.dirty = true; frame(); }}, 400); }})"""
+
+
+def drawn(zoom: float, gesture: bool) -> dict:
+    return {"op": "eval", "js": DRAWN.replace("ZOOM", str(zoom)).replace("GESTURE", str(gesture).lower())}
 
 
 def numbers(pose: Pose) -> dict:
@@ -96,8 +104,13 @@ def session(world):
         "refined": {"op": "wait_for", "js": f"() => {EDITOR}.editor.lastRefine"},
         "after_refine": {"op": "eval", "js": POSE},
         "iou_refined": {"op": "eval", "js": f"() => {EDITOR}.renderNow()"},
-        "moving": {"op": "eval", "js": DRAWN_AFTER.replace("WAIT", "0").replace("MOVE", "1")},
-        "settled": {"op": "eval", "js": DRAWN_AFTER.replace("WAIT", "400").replace("MOVE", "0")},
+        "moving": drawn(0.8, True),
+        "settled": drawn(0.8, False),
+        "moving_zoomed": drawn(4, True),
+        "still": {"op": "wait", "ms": 400},
+        "undone": {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"},
+        "undone_drawn": FRAME,
+        "after_undo": {"op": "eval", "js": f"() => ({{fraction: {EDITOR}.editor.drawing.fraction, coarse: {EDITOR}.editor.drawing.coarse}})"},
     }
     # The toy car has 1008 triangles: a coarser mesh while moving is made for meshes over 500.
     with pytest.MonkeyPatch.context() as patch, serving_editor(world) as base_url:
@@ -179,19 +192,32 @@ def test_refine_moves_the_model_to_the_result(session):
     assert abs(session["after_refine"]["azimuth"] - TRUE.azimuth) < 2.0
 
 
-def test_a_moving_pose_is_drawn_coarser_then_in_full(session):
-    """While the pose changes the view is drawn at 0.4 of the width and height with the
-    coarser mesh (fill and vertex work are a software rasteriser's frame), the reference's
-    outline still unbroken; once still, at the photo's grid with the display mesh."""
-    moving, settled = session["moving"], session["settled"]
+def test_a_gesture_is_drawn_coarser_then_in_full(session):
+    """During a gesture the view is drawn with the coarser mesh at 0.4 of the photo's width
+    and height where the photo is shown at zoom 0.8 (at most 2 screen pixels a drawn pixel),
+    the reference's outline in as many unbroken pieces as when still; still, the photo's grid
+    and the display mesh; zoomed in to 4, the gesture keeps the photo's grid."""
+    from scipy import ndimage
+
+    moving, settled, zoomed = session["moving"], session["settled"], session["moving_zoomed"]
     assert moving["levels"] == {"triangles": 1008, "moving_triangles": moving["triangles"]}
-    assert 400 <= moving["triangles"] <= 500 and settled["triangles"] == 1008
-    print("reference outline pixels: %d moving (0.4 size), %d still" % (moving["orange"], settled["orange"]))
-    assert settled["width"] == settled["full"]["width"] == 640 and settled["height"] == 480
-    assert (moving["width"], moving["height"]) == (256, 192)
-    # A 1 px outline read from the mipmaps at 0.4 size keeps 0.37 of its pixels here; read
-    # by one bilinear sample 0.31 (whole columns and rows skipped), by a nearest one 0.16.
-    assert settled["orange"] > 200 and moving["orange"] >= 0.34 * settled["orange"], (moving, settled)
+    assert moving["coarse"] and 400 <= moving["triangles"] <= 500 and (moving["width"], moving["height"]) == (256, 192)
+    assert not settled["coarse"] and settled["triangles"] == 1008 and (settled["width"], settled["height"]) == (640, 480)
+    assert zoomed["coarse"] and (zoomed["width"], zoomed["height"]) == (640, 480)
+
+    def pieces(frame):
+        mask = np.zeros(frame["width"] * frame["height"], bool)
+        mask[frame["orange"]] = True
+        return ndimage.label(mask.reshape(frame["height"], frame["width"]), structure=np.ones((3, 3)))[1]
+
+    print("reference outline: %d px in %d pieces during a gesture (0.4 size), %d px in %d pieces still"
+          % (len(moving["orange"]), pieces(moving), len(settled["orange"]), pieces(settled)))
+    assert len(settled["orange"]) > 200 and pieces(moving) == pieces(settled)
+
+
+def test_a_single_jump_is_drawn_in_full(session):
+    """Undo (one change, not a gesture) draws the still view at once."""
+    assert session["after_undo"] == {"fraction": 1, "coarse": False}
 
 
 def test_keypoint_tool_fits_the_clicked_pairs(world, tmp_path):

@@ -133,8 +133,11 @@ def _editor_ready(page) -> str:
 
 
 # A drag's moves as a mouse reports them, ``hz`` times a second whether or not the page has
-# drawn the last one: pointermove events (the pressed mouse's, pointerId 1) sent to the element
-# under the start; Playwright's own moves each wait for the page to take the last one.
+# drawn the last one: pointermove events (the pressed left button's, pointerId 1) sent to the
+# element under the start by a timer on the page's main thread (late while a frame's work
+# runs, then catching up). They skip Chromium's input pipeline and its coalescing of moves
+# into one per frame; the page's handlers do what they do for a mouse. Playwright's own moves
+# each wait for the page to take the last one.
 PACED_MOVES = """async ([x0, y0, x1, y1, n, hz, shiftKey]) => {
   const target = document.elementFromPoint(x0, y0), t0 = performance.now();
   for (let k = 1; k <= n; k++) {
@@ -164,6 +167,8 @@ def _step(page, step: dict):
             page.mouse.down(button=step.get("button", "left"))
             n = int(step.get("moves", 10))
             if step.get("pace_hz"):  # moves at a mouse's report rate, none waiting for the page
+                if step.get("probe") or step.get("per_frame"):
+                    raise ValueError("a paced drag cannot probe or wait for frames between its moves")
                 page.evaluate(PACED_MOVES, [x0, y0, x1, y1, n, step["pace_hz"], "Shift" in mods])
                 page.mouse.up(button=step.get("button", "left"))
                 return {"move_seconds": [], "pace_hz": step["pace_hz"]}

@@ -4,9 +4,10 @@
  * seven numbers, live silhouette IoU against the reference, and the backend's actions.
  *
  * Poses are finepose's: azimuth, elevation, theta in degrees; distance in model units;
- * focal, u, v in pixels of the photo (pixel centres at integers, y down). The drawing
- * buffer has the photo's pixel grid (scaled down only for photos over MAX_BUFFER_PIXELS),
- * so a drawn silhouette pixel is exactly the ray-cast one of `finepose render`.
+ * focal, u, v in pixels of the photo (pixel centres at integers, y down). A still view's
+ * drawing buffer has the photo's pixel grid (scaled down only for photos over
+ * MAX_BUFFER_PIXELS), so a drawn silhouette pixel is exactly the ray-cast one of
+ * `finepose render`; during a gesture it is coarser (MOVING_FRACTIONS).
  * The page's link token (?t=) goes with every request; the backend checks it.
  */
 import * as THREE from './vendor/three/three.module.js';
@@ -15,12 +16,16 @@ import { SilhouetteRaster } from './silhouette.js';
 
 const NAMES = ['azimuth', 'elevation', 'theta', 'distance', 'focal', 'u', 'v'];
 const MAX_BUFFER_PIXELS = 4.2e6;
-// While the pose changes (a drag, a held key), the view is drawn at this fraction of the
-// buffer's width and height (a sixth of the pixels: fill is most of a software rasteriser's
-// frame) with the backend's coarser mesh (mesh.bin?level=moving: its vertex work is much of
-// the rest), and in full once the pose has been still for SETTLE_MS (bench/editor_bench.py:
-// 1200x800 on SwiftShader, frames 27-32 ms median while dragging against 32-64 ms).
-const MOVING_FRACTION = 0.4;
+// During a gesture (a pose change within SETTLE_MS of the last: a drag, the wheel, a held
+// key; not a single jump such as Undo or Refine) the view is drawn with the backend's coarser
+// mesh (mesh.bin?level=moving: vertex work is a third of a software rasteriser's frame) into
+// a smaller buffer (fill is most of the rest): the first of MOVING_FRACTIONS of the photo's
+// width and height that keeps a drawn pixel within MOVING_SCREEN_PX screen pixels (0.4 when
+// the photo fits the window: a sixth of the pixels; full size from zoom 2). In full once the
+// pose has been still for SETTLE_MS. bench/editor_bench.py: 1200x800 on SwiftShader, drag
+// frames 24-31 ms median against 32-64 ms.
+const MOVING_FRACTIONS = [0.4, 0.6, 1];
+const MOVING_SCREEN_PX = 2;
 const SETTLE_MS = 150;
 const ROTATE_DEG_PER_PX = 0.4;
 const WHEEL_RATE = 0.001; // per wheel delta unit (100 per notch: about 10%)
@@ -123,7 +128,7 @@ uniform sampler2D outline;
 uniform vec2 size;
 void main() {
   vec4 texel = texture2D(outline, vec2(gl_FragCoord.x / size.x, 1.0 - gl_FragCoord.y / size.y));
-  if (texel.a < 0.2) discard;  // a smaller buffer reads averages (mipmaps): a 1 px line keeps > 1/4
+  if (texel.a < 0.1) discard;  // a smaller buffer reads averages (mipmaps): a 1 px line keeps ~0.18 at 0.4
   gl_FragColor = vec4(texel.rgb / texel.a, 1.0);
 }`;
 
@@ -142,8 +147,9 @@ class ModelDrawing {
     this.frame = frame;
     const scale = Math.min(1, Math.sqrt(MAX_BUFFER_PIXELS / (image.width * image.height)));
     this.full = { width: Math.max(1, Math.round(image.width * scale)), height: Math.max(1, Math.round(image.height * scale)) };
-    this.buffer = { ...this.full };  // the drawing buffer now: smaller while moving (setMoving)
-    this.moving = false;  // see setMoving
+    this.buffer = { ...this.full };  // the drawing buffer now (see setDetail)
+    this.fraction = 1;  // of this.full's width and height
+    this.coarse = false;  // drawing the mesh for gestures
     this.size = { value: new THREE.Vector2(this.buffer.width, this.buffer.height) };  // shaders' gl_FragCoord scale
     this.work = work;
     this.renderer = new THREE.WebGLRenderer({ canvas, antialias: false, alpha: true, premultipliedAlpha: false, preserveDrawingBuffer: false });
@@ -184,8 +190,8 @@ class ModelDrawing {
     this.wireMaterial = new THREE.LineBasicMaterial({ color: MODEL_COLOR, transparent: true, blending: THREE.NoBlending, opacity: this.opacity.value });
     this.wires = new Map();  // geometry -> its wireframe (LineSegments), made when first shown
 
-    this.maskTarget = new THREE.WebGLRenderTarget(this.buffer.width, this.buffer.height, {
-      minFilter: THREE.NearestFilter, magFilter: THREE.NearestFilter, depthBuffer: true });
+    this.maskTargets = new Map();  // buffer size -> the outline mode's silhouette target
+    this.maskTarget = this.maskTargetFor(this.buffer);
     this.outline = new THREE.ShaderMaterial({
       fragmentShader: OUTLINE, vertexShader: 'void main() { gl_Position = vec4(position.xy, 0.0, 1.0); }',
       uniforms: { mask: { value: this.maskTarget.texture }, size: this.size,
@@ -227,17 +233,29 @@ class ModelDrawing {
     this.referenceScene.add(quad);
   }
 
-  /** Draw the moving view (``true``: MOVING_FRACTION of the buffer's width and height, the
-   *  coarser mesh) or the still one (the photo's grid, the display mesh). */
-  setMoving(moving) {
-    if (moving === this.moving) return;
-    this.moving = moving;
-    const fraction = moving ? MOVING_FRACTION : 1;
-    this.buffer = { width: Math.max(1, Math.round(this.full.width * fraction)), height: Math.max(1, Math.round(this.full.height * fraction)) };
-    this.renderer.setSize(this.buffer.width, this.buffer.height, false);
-    this.maskTarget.setSize(this.buffer.width, this.buffer.height);
-    this.size.value.set(this.buffer.width, this.buffer.height);
-    this.mesh.geometry = moving ? this.movingGeometry : this.geometry;
+  /** Draw into a buffer ``fraction`` of the photo's grid (this.full) wide and high, with the
+   *  display mesh or (``coarse``) the gestures' mesh. */
+  setDetail(fraction, coarse) {
+    if (fraction !== this.fraction) {
+      this.fraction = fraction;
+      this.buffer = { width: Math.max(1, Math.round(this.full.width * fraction)), height: Math.max(1, Math.round(this.full.height * fraction)) };
+      this.renderer.setSize(this.buffer.width, this.buffer.height, false);
+      this.maskTarget = this.maskTargetFor(this.buffer);
+      this.outline.uniforms.mask.value = this.maskTarget.texture;
+      this.size.value.set(this.buffer.width, this.buffer.height);
+    }
+    this.coarse = coarse;
+    this.mesh.geometry = coarse ? this.movingGeometry : this.geometry;
+  }
+
+  /** The outline mode's silhouette target for a buffer of ``size`` (one per size, kept). */
+  maskTargetFor({ width, height }) {
+    const key = `${width}x${height}`;
+    if (!this.maskTargets.has(key)) {
+      this.maskTargets.set(key, new THREE.WebGLRenderTarget(width, height, {
+        minFilter: THREE.NearestFilter, magFilter: THREE.NearestFilter, depthBuffer: true }));
+    }
+    return this.maskTargets.get(key);
   }
 
   /** The wireframe of the geometry drawn now. */
@@ -388,7 +406,8 @@ class Editor {
     this.openedAt = performance.now();
     this.lastCommit = { key: null, at: 0 };
     this.dirty = true;
-    this.movedAt = -Infinity;  // when the pose last changed (performance.now() ms)
+    this.changedAt = -Infinity;  // when the pose last changed (performance.now() ms)
+    this.gestureAt = -Infinity;  // when it last changed within SETTLE_MS of the change before
 
     const stage = $('stage');
     const photo = $('photo');
@@ -457,15 +476,18 @@ class Editor {
   }
 
   changed() {
-    this.movedAt = performance.now();
+    const now = performance.now();
+    if (now - this.changedAt < SETTLE_MS) this.gestureAt = now;
+    this.changedAt = now;
     this.dirty = true;
   }
 
   // --- drawing ------------------------------------------------------------------------
   loop() {
-    const moving = performance.now() - this.movedAt < SETTLE_MS;
-    if (moving !== this.drawing.moving) {
-      this.drawing.setMoving(moving);
+    const moving = performance.now() - this.gestureAt < SETTLE_MS;
+    const fraction = moving ? MOVING_FRACTIONS.find((f) => f * MOVING_SCREEN_PX >= this.view.zoom) ?? 1 : 1;
+    if (fraction !== this.drawing.fraction || moving !== this.drawing.coarse) {
+      this.drawing.setDetail(fraction, moving);
       this.dirty = true;
     }
     if (this.dirty) {
@@ -516,7 +538,7 @@ class Editor {
   /** Draw ``pose`` (default: the current one) as a silhouette and read the canvas back. */
   readCanvasMask(pose) {
     const mode = this.display.mode;
-    this.drawing.setMoving(false);
+    this.drawing.setDetail(1, false);
     this.drawing.draw(pose || this.pose, 'silhouette', 1, false);
     const mask = this.drawing.readCanvas();
     this.display.mode = mode;
@@ -572,14 +594,12 @@ class Editor {
   showReference(mask, width, height) {
     const rgba = new Uint8Array(width * height * 4);
     const at = (x, y) => (x >= 0 && y >= 0 && x < width && y < height ? mask[y * width + x] : 0);
-    // A drawing buffer smaller than the photo (over MAX_BUFFER_PIXELS) samples every k-th
-    // pixel: an outline k pixels wide keeps it unbroken.
-    const k = Math.max(1, Math.ceil(width / this.drawing.full.width));
+    // One pixel wide: a drawing buffer smaller than the photo reads the mipmaps (setReference).
     const box = { x0: width, y0: height, x1: -1, y1: -1 };
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
         if (!mask[y * width + x]) continue;
-        if (at(x - k, y) && at(x + k, y) && at(x, y - k) && at(x, y + k)) continue;
+        if (at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1)) continue;
         rgba.set(REFERENCE_RGBA, 4 * (y * width + x));
         box.x0 = Math.min(box.x0, x); box.y0 = Math.min(box.y0, y); box.x1 = Math.max(box.x1, x); box.y1 = Math.max(box.y1, y);
       }
