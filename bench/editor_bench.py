@@ -9,7 +9,8 @@ mouse's 60 Hz whether or not the page has drawn the last one (synthetic pointer 
 by a timer in the page: they skip Chromium's input pipeline and its coalescing of moves, see
 tests/support/editor_browser.py); "drag, Playwright": every move by Playwright, which waits
 for the page to take each before sending the next (input and frame in lockstep: a harness's
-pace, not a mouse's).
+pace, not a mouse's). "buffer": a gesture's drawing buffer at the run's end, as a fraction of
+the photo's width and height (the page adapts it to its frame rate).
 Also: live IoU updates per second; where the page's work goes (the WebGL draw issued, the IoU's
 silhouette rasterised on the CPU, the IoU, the numbers); and Refine's round trip as the page
 sees it (request, refine, answer) next to the backend's refine time. One unmeasured drag in
@@ -92,7 +93,8 @@ def main() -> None:
         reset = (f"() => {{ const s = {EDITOR}.editor.stats; s.frames = []; s.drawnAt = []; s.iouUpdates = 0; "
                  f"for (const k in s.parts) s.parts[k] = []; return true; }}")
         collect = (f"() => {{ const s = {EDITOR}.editor.stats; "
-                   f"return {{frames: s.frames, drawnAt: s.drawnAt, iou: s.iouUpdates, parts: s.parts}}; }}")
+                   f"return {{frames: s.frames, drawnAt: s.drawnAt, iou: s.iouUpdates, parts: s.parts, "
+                   f"buffer: {EDITOR}.editor.gestureFraction ? {EDITOR}.editor.gestureFraction() : 1}}; }}")
         steps, modes = [], ("outline", "silhouette", "shaded", "wireframe")
         gestures = {"drag": {"pace_hz": MOUSE_HZ}, "rotate": {"pace_hz": MOUSE_HZ, "modifiers": ["Shift"]},
                     "drag, Playwright": {}}  # fmt: skip
@@ -138,14 +140,15 @@ def main() -> None:
     moves = [1000 * t for d in drags for t in d["move_seconds"]]
     print(f"\n{args.moves} pointer moves per drag (by Playwright: median {percentile(moves, 50):.1f} ms a move, "
           f"which bounds their rows' frame rate), live IoU on; 'animated': a new pose every animation frame")
-    print(f"{'mode':<28} {'frames':>6} {'frame ms median':>16} {'p95':>7} {'page work ms median':>20} {'p95':>7} {'IoU/s':>7}")
+    print(f"{'mode':<28} {'frames':>6} {'frame ms median':>16} {'p95':>7} {'page work ms median':>20} {'p95':>7} "
+          f"{'IoU/s':>7} {'buffer':>7}")
     labels = [f"{mode} ({gesture})" for mode, gesture in runs] + [f"{mode} (animated)" for mode in modes]
     for mode, r in zip(labels, results):
         intervals = np.diff(r["drawnAt"])
         seconds = (r["drawnAt"][-1] - r["drawnAt"][0]) / 1000 if len(r["drawnAt"]) > 1 else float("nan")
         print(f"{mode:<28} {len(r['frames']):>6} {percentile(intervals, 50):>16.1f} {percentile(intervals, 95):>7.1f} "
               f"{percentile(r['frames'], 50):>20.1f} {percentile(r['frames'], 95):>7.1f} "
-              f"{(r['iou'] - 1) / seconds if seconds > 0 else float('nan'):>7.1f}")  # fmt: skip
+              f"{(r['iou'] - 1) / seconds if seconds > 0 else float('nan'):>7.1f} {r['buffer']:>7.2f}")  # fmt: skip
     print("\nwhere the page's own work goes (ms per frame, median): issuing the view's WebGL draw (the software "
           "rasteriser then draws it in the GPU process); the work-size silhouette rasterised on the CPU; the IoU; the numbers")
     print(f"{'mode':<28} {'draw':>6} {'silhouette':>11} {'IoU':>6} {'numbers':>8}")

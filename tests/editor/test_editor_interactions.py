@@ -33,10 +33,11 @@ FRAME = {"op": "frame"}
 
 
 # The frame the page draws at view zoom ZOOM, during a gesture (GESTURE: the pose moved 1 px
-# each frame until the page draws it as one) or still (after 400 ms): the drawing buffer's
-# size, the triangles drawn and the indices of its pixels in the reference outline's colour.
+# each frame until the page draws it as one; the gesture's buffer at MOVING_FRACTIONS[2], 0.4,
+# its pacing off) or still (after 400 ms): the drawing buffer's size, the triangles drawn and
+# the indices of its pixels in the reference outline's colour.
 DRAWN = f"""() => new Promise((done) => {{ const e = {EDITOR}.editor, d = e.drawing; let tries = 0;
-  e.setView({{zoom: ZOOM, x: 0, y: 0}});
+  e.setView({{zoom: ZOOM, x: 0, y: 0}}); e.detail = 2; e.pace = () => {{}};
   const read = () => {{ const gl = d.renderer.getContext(), {{ width, height }} = d.buffer;
     const px = new Uint8Array(width * height * 4), orange = [];
     gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, px);
@@ -45,6 +46,15 @@ DRAWN = f"""() => new Promise((done) => {{ const e = {EDITOR}.editor, d = e.draw
   const frame = () => requestAnimationFrame(() => {{  // the page's loop has drawn this frame already
     if (GESTURE && !d.coarse && tries++ < 30) {{ e.setPose({{u: e.pose.u + 1}}); frame(); }} else read(); }});
   if (GESTURE) frame(); else setTimeout(() => {{ e.dirty = true; frame(); }}, 400); }})"""
+
+
+# The gesture's buffer steps (MOVING_FRACTIONS index) as frames come 40 ms apart (9 batches of
+# 9), then 10 ms apart (2 batches), then 25 ms (1 batch: between the thresholds).
+PACED = f"""() => {{ const e = {EDITOR}.editor, pace = Object.getPrototypeOf(e).pace.bind(e), steps = [];
+  e.detail = 0; let t = 0;
+  for (const [gap, batches] of [[40, 4], [10, 2], [25, 1]]) for (let b = 0; b < batches; b++) {{
+    e.gestureFrames = []; for (let k = 0; k < 9; k++) pace(t += gap); steps.push(e.detail); }}
+  return steps; }}"""
 
 
 def drawn(zoom: float, gesture: bool) -> dict:
@@ -107,6 +117,7 @@ def session(world):
         "moving": drawn(0.8, True),
         "settled": drawn(0.8, False),
         "moving_zoomed": drawn(4, True),
+        "paced": {"op": "eval", "js": PACED},
         "still": {"op": "wait", "ms": 400},
         "undone": {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"},
         "undone_drawn": FRAME,
@@ -193,10 +204,10 @@ def test_refine_moves_the_model_to_the_result(session):
 
 
 def test_a_gesture_is_drawn_coarser_then_in_full(session):
-    """During a gesture the view is drawn with the coarser mesh at 0.4 of the photo's width
-    and height where the photo is shown at zoom 0.8 (at most 2 screen pixels a drawn pixel),
-    the reference's outline in as many unbroken pieces as when still; still, the photo's grid
-    and the display mesh; zoomed in to 4, the gesture keeps the photo's grid."""
+    """During a gesture the view is drawn with the coarser mesh, here at 0.4 of the photo's
+    width and height (the photo shown at zoom 0.8), the reference's outline in as many
+    unbroken pieces as when still; still, the photo's grid and the display mesh; zoomed in
+    to 4 (a 0.4 pixel would be 10 screen pixels), the gesture keeps the photo's grid."""
     from scipy import ndimage
 
     moving, settled, zoomed = session["moving"], session["settled"], session["moving_zoomed"]
@@ -213,6 +224,12 @@ def test_a_gesture_is_drawn_coarser_then_in_full(session):
     print("reference outline: %d px in %d pieces during a gesture (0.4 size), %d px in %d pieces still"
           % (len(moving["orange"]), pieces(moving), len(settled["orange"]), pieces(settled)))
     assert len(settled["orange"]) > 200 and pieces(moving) == pieces(settled)
+
+
+def test_slow_gesture_frames_make_the_next_ones_coarser(session):
+    """Frames 40 ms apart step the gesture's buffer to 0.6, 0.4, then 0.3 of the photo's size
+    (no further); 10 ms apart back to finer; 25 ms apart keep it."""
+    assert session["paced"] == [1, 2, 3, 3, 2, 1, 1]
 
 
 def test_a_single_jump_is_drawn_in_full(session):

@@ -7,7 +7,7 @@
  * focal, u, v in pixels of the photo (pixel centres at integers, y down). A still view's
  * drawing buffer has the photo's pixel grid (scaled down only for photos over
  * MAX_BUFFER_PIXELS), so a drawn silhouette pixel is exactly the ray-cast one of
- * `finepose render`; during a gesture it is coarser (MOVING_FRACTIONS).
+ * `finepose render`; during a gesture it may be coarser (MOVING_FRACTIONS).
  * The page's link token (?t=) goes with every request; the backend checks it.
  */
 import * as THREE from './vendor/three/three.module.js';
@@ -18,14 +18,18 @@ const NAMES = ['azimuth', 'elevation', 'theta', 'distance', 'focal', 'u', 'v'];
 const MAX_BUFFER_PIXELS = 4.2e6;
 // During a gesture (a pose change within SETTLE_MS of the last: a drag, the wheel, a held
 // key; not a single jump such as Undo or Refine) the view is drawn with the backend's coarser
-// mesh (mesh.bin?level=moving: vertex work is a third of a software rasteriser's frame) into
-// a smaller buffer (fill is most of the rest): the first of MOVING_FRACTIONS of the photo's
-// width and height that keeps a drawn pixel within MOVING_SCREEN_PX screen pixels (0.4 when
-// the photo fits the window: a sixth of the pixels; full size from zoom 2). In full once the
-// pose has been still for SETTLE_MS. bench/editor_bench.py: 1200x800 on SwiftShader, drag
-// frames 24-31 ms median against 32-64 ms.
-const MOVING_FRACTIONS = [0.4, 0.6, 1];
-const MOVING_SCREEN_PX = 2;
+// mesh (mesh.bin?level=moving: vertex work is a third of a software rasteriser's frame) and,
+// where frames are slow, into a smaller buffer (fill is most of the rest): MOVING_FRACTIONS
+// of the photo's width and height, one step coarser while a gesture's frames take over
+// SLOW_FRAME_MS (median of FRAMES_PER_STEP), one finer under FAST_FRAME_MS, never coarser than
+// MOVING_SCREEN_PX screen pixels a drawn pixel; the step is kept for the next gesture. A GPU
+// keeps the full size; SwiftShader on 2 cores settles at 0.3 (docs/editor.md, "Speed"). In
+// full once the pose has been still for SETTLE_MS.
+const MOVING_FRACTIONS = [1, 0.6, 0.4, 0.3];
+const MOVING_SCREEN_PX = 2.6;
+const SLOW_FRAME_MS = 30;
+const FAST_FRAME_MS = 20;
+const FRAMES_PER_STEP = 8;
 const SETTLE_MS = 150;
 const ROTATE_DEG_PER_PX = 0.4;
 const WHEEL_RATE = 0.001; // per wheel delta unit (100 per notch: about 10%)
@@ -408,6 +412,8 @@ class Editor {
     this.dirty = true;
     this.changedAt = -Infinity;  // when the pose last changed (performance.now() ms)
     this.gestureAt = -Infinity;  // when it last changed within SETTLE_MS of the change before
+    this.detail = 0;  // index in MOVING_FRACTIONS of a gesture's buffer (see pace)
+    this.gestureFrames = [];  // when the current gesture's last frames were drawn
 
     const stage = $('stage');
     const photo = $('photo');
@@ -484,8 +490,11 @@ class Editor {
 
   // --- drawing ------------------------------------------------------------------------
   loop() {
-    const moving = performance.now() - this.gestureAt < SETTLE_MS;
-    const fraction = moving ? MOVING_FRACTIONS.find((f) => f * MOVING_SCREEN_PX >= this.view.zoom) ?? 1 : 1;
+    const now = performance.now();
+    const moving = now - this.gestureAt < SETTLE_MS;
+    if (!moving) this.gestureFrames = [];
+    else if (this.dirty) this.pace(now);
+    const fraction = moving ? this.gestureFraction() : 1;
     if (fraction !== this.drawing.fraction || moving !== this.drawing.coarse) {
       this.drawing.setDetail(fraction, moving);
       this.dirty = true;
@@ -502,6 +511,28 @@ class Editor {
       }
     }
     requestAnimationFrame(this.loop);
+  }
+
+  /** A gesture's frame drawn at ``now`` (ms): every FRAMES_PER_STEP frames, one step of
+   *  MOVING_FRACTIONS coarser when their median interval is over SLOW_FRAME_MS, finer under
+   *  FAST_FRAME_MS. */
+  pace(now) {
+    const times = this.gestureFrames;
+    times.push(now);
+    if (times.length <= FRAMES_PER_STEP) return;
+    const gaps = times.slice(1).map((t, i) => t - times[i]).sort((a, b) => a - b);
+    const median = gaps[gaps.length >> 1];
+    this.gestureFrames = [now];
+    if (median > SLOW_FRAME_MS) this.detail = Math.min(this.detail + 1, MOVING_FRACTIONS.length - 1);
+    else if (median < FAST_FRAME_MS) this.detail = Math.max(this.detail - 1, 0);
+  }
+
+  /** A gesture's buffer fraction: MOVING_FRACTIONS[detail], or finer where the view's zoom
+   *  would make a drawn pixel over MOVING_SCREEN_PX screen pixels. */
+  gestureFraction() {
+    let k = this.detail;
+    while (k > 0 && MOVING_FRACTIONS[k] * MOVING_SCREEN_PX < this.view.zoom) k--;
+    return MOVING_FRACTIONS[k];
   }
 
   render() {
