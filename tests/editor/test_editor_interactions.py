@@ -33,11 +33,11 @@ FRAME = {"op": "frame"}
 
 
 # The frame the page draws at view zoom ZOOM, during a gesture (GESTURE: the pose moved 1 px
-# each frame until the page draws it as one; the gesture's buffer at MOVING_FRACTIONS[2], 0.4,
+# each frame until the page draws it as one; the gesture's buffer at MOVING_FRACTIONS[DETAIL],
 # its pacing off) or still (after 400 ms): the drawing buffer's size, the triangles drawn and
 # the indices of its pixels in the reference outline's colour.
 DRAWN = f"""() => new Promise((done) => {{ const e = {EDITOR}.editor, d = e.drawing; let tries = 0;
-  e.setView({{zoom: ZOOM, x: 0, y: 0}}); e.detail = 2; e.pace = () => {{}};
+  e.setView({{zoom: ZOOM, x: 0, y: 0}}); e.detail = DETAIL; e.pace = () => {{}};
   const read = () => {{ const gl = d.renderer.getContext(), {{ width, height }} = d.buffer;
     const px = new Uint8Array(width * height * 4), orange = [];
     gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, px);
@@ -57,8 +57,9 @@ PACED = f"""() => {{ const e = {EDITOR}.editor, pace = Object.getPrototypeOf(e).
   return steps; }}"""
 
 
-def drawn(zoom: float, gesture: bool) -> dict:
-    return {"op": "eval", "js": DRAWN.replace("ZOOM", str(zoom)).replace("GESTURE", str(gesture).lower())}
+def drawn(zoom: float, gesture: bool, detail: int = 2) -> dict:
+    js = DRAWN.replace("ZOOM", str(zoom)).replace("GESTURE", str(gesture).lower()).replace("DETAIL", str(detail))
+    return {"op": "eval", "js": js}
 
 
 def numbers(pose: Pose) -> dict:
@@ -117,6 +118,7 @@ def session(world):
         "moving": drawn(0.8, True),
         "settled": drawn(0.8, False),
         "moving_zoomed": drawn(4, True),
+        "moving_finest": drawn(0.7, True, detail=3),
         "paced": {"op": "eval", "js": PACED},
         "still": {"op": "wait", "ms": 400},
         "undone": {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"},
@@ -205,25 +207,28 @@ def test_refine_moves_the_model_to_the_result(session):
 
 def test_a_gesture_is_drawn_coarser_then_in_full(session):
     """During a gesture the view is drawn with the coarser mesh, here at 0.4 of the photo's
-    width and height (the photo shown at zoom 0.8), the reference's outline in as many
-    unbroken pieces as when still; still, the photo's grid and the display mesh; zoomed in
-    to 4 (a 0.4 pixel would be 10 screen pixels), the gesture keeps the photo's grid."""
+    width and height (the photo shown at zoom 0.8) and at 0.3 (zoom 0.7), the reference's
+    outline in as many unbroken pieces as when still; still, the photo's grid and the display
+    mesh; zoomed in to 4 (a 0.4 pixel would be 10 screen pixels), the gesture keeps the
+    photo's grid."""
     from scipy import ndimage
 
-    moving, settled, zoomed = session["moving"], session["settled"], session["moving_zoomed"]
+    moving, settled, zoomed, finest = session["moving"], session["settled"], session["moving_zoomed"], session["moving_finest"]
     assert moving["levels"] == {"triangles": 1008, "moving_triangles": moving["triangles"]}
     assert moving["coarse"] and 400 <= moving["triangles"] <= 500 and (moving["width"], moving["height"]) == (256, 192)
     assert not settled["coarse"] and settled["triangles"] == 1008 and (settled["width"], settled["height"]) == (640, 480)
     assert zoomed["coarse"] and (zoomed["width"], zoomed["height"]) == (640, 480)
+    assert (finest["width"], finest["height"]) == (192, 144)  # 0.3, the coarsest, at zoom 0.7
 
     def pieces(frame):
         mask = np.zeros(frame["width"] * frame["height"], bool)
         mask[frame["orange"]] = True
         return ndimage.label(mask.reshape(frame["height"], frame["width"]), structure=np.ones((3, 3)))[1]
 
-    print("reference outline: %d px in %d pieces during a gesture (0.4 size), %d px in %d pieces still"
-          % (len(moving["orange"]), pieces(moving), len(settled["orange"]), pieces(settled)))
-    assert len(settled["orange"]) > 200 and pieces(moving) == pieces(settled)
+    print("reference outline: %d px in %d pieces during a gesture at 0.4 size, %d px in %d pieces at 0.3, "
+          "%d px in %d pieces still" % (len(moving["orange"]), pieces(moving), len(finest["orange"]), pieces(finest),
+                                        len(settled["orange"]), pieces(settled)))
+    assert len(settled["orange"]) > 200 and pieces(moving) == pieces(finest) == pieces(settled)
 
 
 def test_slow_gesture_frames_make_the_next_ones_coarser(session):

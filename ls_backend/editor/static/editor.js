@@ -132,7 +132,7 @@ uniform sampler2D outline;
 uniform vec2 size;
 void main() {
   vec4 texel = texture2D(outline, vec2(gl_FragCoord.x / size.x, 1.0 - gl_FragCoord.y / size.y));
-  if (texel.a < 0.1) discard;  // a smaller buffer reads averages (mipmaps): a 1 px line keeps ~0.18 at 0.4
+  if (texel.a < 0.1) discard;  // a smaller buffer reads averages (mipmaps): a 1 px line keeps about 0.18 at 0.4
   gl_FragColor = vec4(texel.rgb / texel.a, 1.0);
 }`;
 
