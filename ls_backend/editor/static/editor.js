@@ -136,6 +136,11 @@ void main() {
   gl_FragColor = vec4(texel.rgb / texel.a, 1.0);
 }`;
 
+/** {width, height} scaled by ``k`` and rounded, at least 1 px each. */
+function scaledSize({ width, height }, k) {
+  return { width: Math.max(1, Math.round(width * k)), height: Math.max(1, Math.round(height * k)) };
+}
+
 function toGeometry(mesh) {
   const geometry = new THREE.BufferGeometry();
   geometry.setAttribute('position', new THREE.BufferAttribute(mesh.vertices, 3));
@@ -150,7 +155,7 @@ class ModelDrawing {
     this.image = image;
     this.frame = frame;
     const scale = Math.min(1, Math.sqrt(MAX_BUFFER_PIXELS / (image.width * image.height)));
-    this.full = { width: Math.max(1, Math.round(image.width * scale)), height: Math.max(1, Math.round(image.height * scale)) };
+    this.full = scaledSize(image, scale);
     this.buffer = { ...this.full };  // the drawing buffer now (see setDetail)
     this.fraction = 1;  // of this.full's width and height
     this.coarse = false;  // drawing the mesh for gestures
@@ -242,7 +247,7 @@ class ModelDrawing {
   setDetail(fraction, coarse) {
     if (fraction !== this.fraction) {
       this.fraction = fraction;
-      this.buffer = { width: Math.max(1, Math.round(this.full.width * fraction)), height: Math.max(1, Math.round(this.full.height * fraction)) };
+      this.buffer = scaledSize(this.full, fraction);
       this.renderer.setSize(this.buffer.width, this.buffer.height, false);
       this.maskTarget = this.maskTargetFor(this.buffer);
       this.outline.uniforms.mask.value = this.maskTarget.texture;
@@ -492,7 +497,7 @@ class Editor {
   loop() {
     const now = performance.now();
     const moving = now - this.gestureAt < SETTLE_MS;
-    if (!moving) this.gestureFrames = [];
+    if (!moving) this.gestureFrames.length = 0;
     else if (this.dirty) this.pace(now);
     const fraction = moving ? this.gestureFraction() : 1;
     if (fraction !== this.drawing.fraction || moving !== this.drawing.coarse) {
