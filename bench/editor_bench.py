@@ -16,7 +16,12 @@ silhouette rasterised on the CPU, the IoU, the numbers); and Refine's round trip
 sees it (request, refine, answer) next to the backend's refine time. One unmeasured drag in
 each mode comes first (warm-up).
 
-    python bench/editor_bench.py [--moves 120] [--refines 5]
+``--trace``: also where an animated frame's time goes, from Chromium's trace of each mode's
+animated run, with the canvas shown and then hidden (drawn but not composited): the GPU
+process's wait per frame for SwiftShader to finish drawing it (the page's WebGL passes and
+the compositor's drawing of the page), and the page's main thread busy per frame.
+
+    python bench/editor_bench.py [--moves 120] [--refines 5] [--trace]
 
 Needs .venv-ls (Playwright) and Chromium: bash scripts/setup_label_studio.sh.
 """
@@ -69,6 +74,23 @@ def bench_mesh(folder: Path) -> tuple[Path, str]:
     return path, "procedural car, subdivided"
 
 
+def trace_figures(path: Path, frames: int) -> dict:
+    """From a Chromium trace (chrome://tracing JSON): the GPU process's SwapBuffers median (ms:
+    it waits there for SwiftShader to finish drawing the frame) and the page's main thread
+    busy ms per frame (its top-level tasks)."""
+    events = json.loads(path.read_text())
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    swaps = [e["dur"] / 1000 for e in events if e.get("name") == "SkiaOutputSurfaceImplOnGpu::SwapBuffers" and "dur" in e]
+    main = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                  if e.get("ph") == "X" and "dur" in e and threads.get((e["pid"], e["tid"])) == "CrRendererMain")
+    busy, end = 0.0, -1.0
+    for start, stop in main:  # the union of the main thread's intervals
+        busy += max(0.0, stop - max(start, end))
+        end = max(end, stop)
+    return {"swap": percentile(swaps, 50), "main": busy / 1000 / max(frames, 1)}
+
+
 def percentile(values, q):
     values = np.asarray(values, dtype=float)
     return float(np.percentile(values, q)) if values.size else float("nan")
@@ -78,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--moves", type=int, default=120, help="pointer moves per drag")
     parser.add_argument("--refines", type=int, default=5, help="Refine presses")
+    parser.add_argument("--trace", action="store_true", help="also: where an animated frame's time goes (Chromium traces)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="editor-bench-") as tmp:
         root = Path(tmp)
@@ -124,6 +147,17 @@ def main() -> None:
                 {"op": "eval", "js": collect},
                 {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"}, SETTLE,
             ]  # fmt: skip
+        traced = [(mode, shown) for mode in modes for shown in (True, False)] if args.trace else []
+        canvas = "document.getElementById('gl').style.visibility"
+        for k, (mode, shown) in enumerate(traced):  # the page's pace again, traced; the canvas shown, then hidden
+            steps += [
+                {"op": "eval", "js": f"() => {{ {EDITOR}.editor.setDisplay({{mode: '{mode}'}}); {canvas} = '{'' if shown else 'hidden'}'; return true; }}"},
+                {"op": "frame"}, {"op": "eval", "js": reset},
+                {"op": "trace_start", "path": str(root / f"trace{k}.json"), "categories": ["viz", "gpu", "benchmark", "toplevel", "__metadata"]},
+                {"op": "eval", "js": ANIMATE, "arg": args.moves}, {"op": "trace_stop"},
+                {"op": "eval", "js": collect},
+                {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); {canvas} = ''; return true; }}"}, SETTLE,
+            ]  # fmt: skip
         for k in range(args.refines):
             steps += [
                 {"op": "eval", "js": f"() => {{ {EDITOR}.setPose({{azimuth: {start.azimuth + 2 * k}, u: {start.u - 3 * k}}}); {EDITOR}.editor.lastRefine = null; return true; }}"},
@@ -134,6 +168,8 @@ def main() -> None:
             answers = run_page(world.url(base_url, 1), steps, timeout=900)
         assert answers[0].get("ready"), answers[0]
         results = [a for a in answers if isinstance(a, dict) and "drawnAt" in a]
+        results, traced_results = results[: len(results) - len(traced)], results[len(results) - len(traced):]
+        figures = [trace_figures(root / f"trace{k}.json", len(r["drawnAt"])) for k, r in enumerate(traced_results)]
         drags = [a for a in answers if isinstance(a, dict) and "move_seconds" in a]
         refines = [a for a in answers if isinstance(a, dict) and "round_trip_ms" in a]
     print(json.dumps({"mesh": mesh_name, "triangles": triangles, "photo": "%dx%d" % PHOTO}))
@@ -156,6 +192,14 @@ def main() -> None:
         p = r["parts"]
         print(f"{mode:<28} {percentile(p['draw'], 50):>6.1f} {percentile(p['silhouette'], 50):>11.1f} "
               f"{percentile(p['iou'], 50):>6.1f} {percentile(p['numbers'], 50):>8.1f}")  # fmt: skip
+    if traced:
+        print("\nwhere an animated frame's time goes (Chromium traces; ms, median): the time between frames; the GPU "
+              "process's wait for SwiftShader to finish drawing a frame (the page's WebGL passes and the compositor's "
+              "drawing of the page); the page's main thread busy per frame. 'canvas hidden': drawn, not composited")
+        print(f"{'mode':<28} {'frame':>6} {'GPU wait':>9} {'main':>6}")
+        for (mode, shown), r, f in zip(traced, traced_results, figures):
+            label = f"{mode} ({'canvas shown' if shown else 'canvas hidden'})"
+            print(f"{label:<28} {percentile(np.diff(r['drawnAt']), 50):>6.1f} {f['swap']:>9.1f} {f['main']:>6.1f}")
     trips = [r["round_trip_ms"] for r in refines]
     backend = [1000 * r["seconds"] for r in refines]
     print(f"\nRefine ({len(trips)} presses): round trip median {statistics.median(trips):.0f} ms "

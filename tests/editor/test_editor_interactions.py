@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,15 +35,19 @@ FRAME = {"op": "frame"}
 
 # The frame the page draws at view zoom ZOOM, during a gesture (GESTURE: the pose moved 1 px
 # each frame until the page draws it as one; the gesture's buffer at MOVING_FRACTIONS[DETAIL],
-# its pacing off) or still (after 400 ms): the drawing buffer's size, the triangles drawn and
-# the indices of its pixels in the reference outline's colour.
+# its pacing off) or still (after 400 ms): the drawing buffer's size, the triangles drawn, the
+# indices of its pixels in the reference outline's colour and of all drawn pixels (rows from
+# the bottom), and the canvas's CSS clip-path.
 DRAWN = f"""() => new Promise((done) => {{ const e = {EDITOR}.editor, d = e.drawing; let tries = 0;
   e.setView({{zoom: ZOOM, x: 0, y: 0}}); e.detail = DETAIL; e.pace = () => {{}};
   const read = () => {{ const gl = d.renderer.getContext(), {{ width, height }} = d.buffer;
-    const px = new Uint8Array(width * height * 4), orange = [];
+    const px = new Uint8Array(width * height * 4), orange = [], drawn = [];
     gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, px);
-    for (let i = 0; i < px.length; i += 4) if (px[i] > 240 && px[i + 1] > 120 && px[i + 1] < 160 && px[i + 2] < 50) orange.push(i / 4);
-    done({{ width, height, orange, triangles: d.mesh.geometry.index.count / 3, coarse: d.coarse, tries, levels: {EDITOR}.state.mesh }}); }};
+    for (let i = 0; i < px.length; i += 4) {{
+      if (px[i] > 240 && px[i + 1] > 120 && px[i + 1] < 160 && px[i + 2] < 50) orange.push(i / 4);
+      if (px[i + 3] > 0) drawn.push(i / 4); }}
+    done({{ width, height, orange, drawn, clip: d.canvas.style.clipPath, triangles: d.mesh.geometry.index.count / 3,
+            coarse: d.coarse, tries, levels: {EDITOR}.state.mesh }}); }};
   const frame = () => requestAnimationFrame(() => {{  // the page's loop has drawn this frame already
     if (GESTURE && !d.coarse && tries++ < 30) {{ e.setPose({{u: e.pose.u + 1}}); frame(); }} else read(); }});
   if (GESTURE) frame(); else setTimeout(() => {{ e.dirty = true; frame(); }}, 400); }})"""
@@ -123,7 +128,7 @@ def session(world):
         "still": {"op": "wait", "ms": 400},
         "undone": {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"},
         "undone_drawn": FRAME,
-        "after_undo": {"op": "eval", "js": f"() => ({{fraction: {EDITOR}.editor.drawing.fraction, coarse: {EDITOR}.editor.drawing.coarse}})"},
+        "after_undo": {"op": "eval", "js": f"() => ({{fraction: {EDITOR}.editor.drawing.fraction, coarse: {EDITOR}.editor.drawing.coarse, clip: {EDITOR}.editor.drawing.canvas.style.clipPath}})"},
     }
     # The toy car has 1008 triangles: a coarser mesh while moving is made for meshes over 500.
     with pytest.MonkeyPatch.context() as patch, serving_editor(world) as base_url:
@@ -231,6 +236,24 @@ def test_a_gesture_is_drawn_coarser_then_in_full(session):
     assert len(settled["orange"]) > 200 and pieces(moving) == pieces(finest) == pieces(settled)
 
 
+def test_a_gesture_shows_only_a_box_around_the_model_and_the_reference(session):
+    """During a gesture the canvas is clipped to the box of the model and the reference's
+    outline (the compositor redraws the canvas's whole visible area each frame): everything
+    drawn lies inside the clip; still, nothing is clipped."""
+    assert session["settled"]["clip"] == "" and session["after_undo"]["clip"] == ""
+    for name, fraction in (("moving", 0.4), ("moving_finest", 0.3), ("moving_zoomed", 1)):
+        frame = session[name]
+        top, right, bottom, left = (float(x) for x in re.fullmatch(r"inset\((\S+)px (\S+)px (\S+)px (\S+)px\)", frame["clip"]).groups())
+        shown = (640 - left - right) * (480 - top - bottom)
+        assert 0 < shown < 0.6 * 640 * 480, (name, frame["clip"])
+        rows, cols = np.divmod(np.asarray(frame["drawn"]), frame["width"])
+        x, y = (cols + 0.5) / fraction, 480 - (rows + 0.5) / fraction  # photo px (y down) of each drawn pixel's centre
+        inside = (x >= left) & (x <= 640 - right) & (y >= top) & (y <= 480 - bottom)
+        print("%s: clip %s (%.0f%% of the photo), %d of %d drawn pixels inside"
+              % (name, frame["clip"], 100 * shown / (640 * 480), inside.sum(), inside.size))
+        assert inside.size > 200 and inside.all(), name
+
+
 def test_slow_gesture_frames_make_the_next_ones_coarser(session):
     """Frames 40 ms apart step the gesture's buffer to 0.6, 0.4, then 0.3 of the photo's size
     (no further); 10 ms apart back to finer; 25 ms apart keep it."""
@@ -239,7 +262,7 @@ def test_slow_gesture_frames_make_the_next_ones_coarser(session):
 
 def test_a_single_jump_is_drawn_in_full(session):
     """Undo (one change, not a gesture) draws the still view at once."""
-    assert session["after_undo"] == {"fraction": 1, "coarse": False}
+    assert session["after_undo"] == {"fraction": 1, "coarse": False, "clip": ""}
 
 
 def test_keypoint_tool_fits_the_clicked_pairs(world, tmp_path):

@@ -156,6 +156,12 @@ def _step(page, step: dict):
     if op == "wait":
         page.wait_for_timeout(step.get("ms", 100))
         return None
+    if op == "trace_start":  # Chromium's trace of every process (chrome://tracing JSON), until trace_stop
+        page.context.browser.start_tracing(page=page, path=step["path"], categories=step.get("categories"))
+        return None
+    if op == "trace_stop":
+        page.context.browser.stop_tracing()
+        return None
     if op == "frame":  # let the page draw what changed (two animation frames)
         return page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
     for key in mods:

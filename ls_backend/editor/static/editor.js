@@ -24,12 +24,15 @@ const MAX_BUFFER_PIXELS = 4.2e6;
 // SLOW_FRAME_MS (median of FRAMES_PER_STEP), one finer under FAST_FRAME_MS, never coarser than
 // MOVING_SCREEN_PX screen pixels a drawn pixel; the step is kept for the next gesture. A GPU
 // keeps the full size; SwiftShader on 2 cores settles at 0.3 (docs/editor.md, "Speed"). In
-// full once the pose has been still for SETTLE_MS.
+// full once the pose has been still for SETTLE_MS. A gesture's canvas is clipped (CSS
+// clip-path) to the box of the model and the reference's outline, CLIP_PAD_PX wider: the
+// compositor redraws the canvas's whole visible area every frame (docs/editor.md).
 const MOVING_FRACTIONS = [1, 0.6, 0.4, 0.3];
 const MOVING_SCREEN_PX = 2.6;
 const SLOW_FRAME_MS = 30;
 const FAST_FRAME_MS = 20;
 const FRAMES_PER_STEP = 8;
+const CLIP_PAD_PX = 8;
 const SETTLE_MS = 150;
 const ROTATE_DEG_PER_PX = 0.4;
 const WHEEL_RATE = 0.001; // per wheel delta unit (100 per notch: about 10%)
@@ -152,6 +155,7 @@ class ModelDrawing {
   /** canvas: the page's WebGL canvas; image: {width, height}; mesh: {vertices, triangles};
    *  movingMesh: the coarser one drawn while the pose moves (default: mesh). */
   constructor(canvas, image, work, mesh, frame, movingMesh = null) {
+    this.canvas = canvas;
     this.image = image;
     this.frame = frame;
     const scale = Math.min(1, Math.sqrt(MAX_BUFFER_PIXELS / (image.width * image.height)));
@@ -211,7 +215,9 @@ class ModelDrawing {
     quad.frustumCulled = false;
     this.quadScene.add(quad);
     this.referenceScene = null;  // the reference's outline, drawn in this canvas (an overlay canvas cost a frame)
+    this.referenceBox = null;  // its box {x0, y0, x1, y1} (photo px)
     this.referenceShown = true;
+    this.clip = '';  // the canvas's CSS clip-path now
   }
 
   /** The reference's outline, an RGBA image (Uint8Array, rows top to bottom) of the photo's
@@ -233,6 +239,7 @@ class ModelDrawing {
     // A quad over the box (clip space: x right, y up), so only the outline's region is filled.
     const ndc = (x, y) => [(2 * x) / width - 1, 1 - (2 * y) / height];
     const [l, t] = ndc(box.x0 - 1, box.y0 - 1), [r, b] = ndc(box.x1 + 2, box.y1 + 2);
+    this.referenceBox = box;
     const geometry = new THREE.BufferGeometry();
     geometry.setAttribute('position', new THREE.BufferAttribute(new Float32Array([l, b, 0, r, b, 0, r, t, 0, l, t, 0]), 3));
     geometry.setIndex([0, 1, 2, 0, 2, 3]);
@@ -243,7 +250,8 @@ class ModelDrawing {
   }
 
   /** Draw into a buffer ``fraction`` of the photo's grid (this.full) wide and high, with the
-   *  display mesh or (``coarse``) the gestures' mesh. */
+   *  display mesh or (``coarse``: a gesture's frames) the gestures' mesh, the canvas clipped
+   *  to the model (clipTo). */
   setDetail(fraction, coarse) {
     if (fraction !== this.fraction) {
       this.fraction = fraction;
@@ -255,6 +263,26 @@ class ModelDrawing {
     }
     this.coarse = coarse;
     this.mesh.geometry = coarse ? this.movingGeometry : this.geometry;
+    if (!coarse) this.setClip('');
+  }
+
+  /** Clip the canvas to the box of the model at ``pose`` and of the reference's outline (when
+   *  shown), CLIP_PAD_PX wider (photo px); not when a corner of the model's box is behind the
+   *  camera. */
+  clipTo(pose) {
+    const model = this.cornersBox({ ...pose, width: this.image.width, height: this.image.height });
+    if (!model) return this.setClip('');
+    const boxes = this.referenceBox && this.referenceShown ? [model, this.referenceBox] : [model];
+    const { width, height } = this.image;
+    const left = Math.max(0, Math.floor(Math.min(...boxes.map((b) => b.x0))) - CLIP_PAD_PX);
+    const top = Math.max(0, Math.floor(Math.min(...boxes.map((b) => b.y0))) - CLIP_PAD_PX);
+    const right = Math.max(0, width - Math.ceil(Math.max(...boxes.map((b) => b.x1))) - 1 - CLIP_PAD_PX);
+    const bottom = Math.max(0, height - Math.ceil(Math.max(...boxes.map((b) => b.y1))) - 1 - CLIP_PAD_PX);
+    return this.setClip(`inset(${top}px ${right}px ${bottom}px ${left}px)`);
+  }
+
+  setClip(clip) {
+    if (clip !== this.clip) this.canvas.style.clipPath = this.clip = clip;
   }
 
   /** The outline mode's silhouette target for a buffer of ``size`` (one per size, kept). */
@@ -304,6 +332,7 @@ class ModelDrawing {
    *  ``withReference``: the reference's outline over it (not when the canvas is read back). */
   draw(pose, mode, thickness = 1, withReference = true) {
     const r = this.renderer;
+    if (this.coarse) this.clipTo(pose);
     this.place(pose, this.buffer);
     this.mesh.visible = true;
     for (const wire of this.wires.values()) wire.visible = false;
@@ -343,19 +372,27 @@ class ModelDrawing {
     if (withReference) this.drawReference();
   }
 
-  /** The model's on-screen bounding box in buffer pixels (GL: y from the bottom), ``pad``
-   *  pixels wider, or null when a box corner is behind the camera (then: everything). */
-  box(pose, pad) {
-    const { width, height } = this.buffer;
-    const scaled = rescaled({ ...pose, width: this.image.width, height: this.image.height }, width, height);
+  /** The projected box {x0, y0, x1, y1} of the mesh's bounding box's corners in the image of
+   *  ``pose`` (its width, height, px), or null when a corner is behind the camera. */
+  cornersBox(pose) {
     const m = modelView(pose, this.frame);
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
     for (const [x, y, z] of this.corners) {
       const c = m.slice(0, 3).map((row) => row[0] * x + row[1] * y + row[2] * z + row[3]);
       if (c[2] <= 1e-6) return null;
-      const px = (scaled.focal * c[0]) / c[2] + scaled.u, py = (scaled.focal * c[1]) / c[2] + scaled.v;
+      const px = (pose.focal * c[0]) / c[2] + pose.u, py = (pose.focal * c[1]) / c[2] + pose.v;
       x0 = Math.min(x0, px); x1 = Math.max(x1, px); y0 = Math.min(y0, py); y1 = Math.max(y1, py);
     }
+    return { x0, y0, x1, y1 };
+  }
+
+  /** The model's on-screen bounding box in buffer pixels (GL: y from the bottom), ``pad``
+   *  pixels wider, or null when a box corner is behind the camera (then: everything). */
+  box(pose, pad) {
+    const { width, height } = this.buffer;
+    const projected = this.cornersBox(rescaled({ ...pose, width: this.image.width, height: this.image.height }, width, height));
+    if (!projected) return null;
+    const { x0, y0, x1, y1 } = projected;
     const left = Math.max(0, Math.floor(x0) - pad), right = Math.min(width, Math.ceil(x1) + 1 + pad);
     const top = Math.max(0, Math.floor(y0) - pad), bottom = Math.min(height, Math.ceil(y1) + 1 + pad);
     if (right <= left || bottom <= top) return { x: 0, y: 0, width: 1, height: 1 };
