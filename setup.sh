@@ -18,8 +18,6 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# --no-compile: Python compiles a module's bytecode when it is first imported instead of pip
-# compiling every file now (about 100 s saved on a 2-core machine)
-.venv/bin/python -m pip install -q --no-compile torch==2.14.1 torchvision==0.29.1
-.venv/bin/python -m pip install -q --no-compile -e ".[test,ray]"
+.venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+.venv/bin/python -m pip install -q -e ".[test,ray]"
 echo "finepose is set up in .venv ($(.venv/bin/python -c 'import open3d, torch; print("open3d", open3d.__version__, "torch", torch.__version__)'))"

@@ -52,8 +52,7 @@ if [ ${#want[@]} -gt 0 ]; then
   # (grep drops the noise of pip's 'Location ... is ignored' warnings on machines whose pip.conf
   # names local indexes that are absent; pip's exit status is kept by pipefail)
   "$VENV/bin/python" -m pip install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
-  # (--no-compile: bytecode is compiled on first import, as in setup.sh)
-  "$VENV/bin/python" -m pip install -q --no-compile "${want[@]}" 2> >(grep -v "is ignored: it is neither" >&2)
+  "$VENV/bin/python" -m pip install -q "${want[@]}" 2> >(grep -v "is ignored: it is neither" >&2)
 fi
 # Not `label-studio --version`: in 1.23 that migrates a database in ~/.local/share and then
 # starts a server on 0.0.0.0:8080. Importing the package is enough to check the install.
