@@ -37,7 +37,7 @@ FRAME = {"op": "frame"}
 # each frame until the page draws it as one; the gesture's buffer at MOVING_FRACTIONS[DETAIL],
 # its pacing off) or still (after 400 ms): the drawing buffer's size, the triangles drawn, the
 # indices of its pixels in the reference outline's colour and of all drawn pixels (rows from
-# the bottom), and the canvas's CSS clip-path.
+# the bottom), and the canvas's clip (as set, and its CSS clip-path as the browser gives it).
 DRAWN = f"""() => new Promise((done) => {{ const e = {EDITOR}.editor, d = e.drawing; let tries = 0;
   e.setView({{zoom: ZOOM, x: 0, y: 0}}); e.detail = DETAIL; e.pace = () => {{}};
   const read = () => {{ const gl = d.renderer.getContext(), {{ width, height }} = d.buffer;
@@ -46,7 +46,7 @@ DRAWN = f"""() => new Promise((done) => {{ const e = {EDITOR}.editor, d = e.draw
     for (let i = 0; i < px.length; i += 4) {{
       if (px[i] > 240 && px[i + 1] > 120 && px[i + 1] < 160 && px[i + 2] < 50) orange.push(i / 4);
       if (px[i + 3] > 0) drawn.push(i / 4); }}
-    done({{ width, height, orange, drawn, clip: d.canvas.style.clipPath, triangles: d.mesh.geometry.index.count / 3,
+    done({{ width, height, orange, drawn, clip: d.clip, css: d.canvas.style.clipPath, triangles: d.mesh.geometry.index.count / 3,
             coarse: d.coarse, tries, levels: {EDITOR}.state.mesh }}); }};
   const frame = () => requestAnimationFrame(() => {{  // the page's loop has drawn this frame already
     if (GESTURE && !d.coarse && tries++ < 30) {{ e.setPose({{u: e.pose.u + 1}}); frame(); }} else read(); }});
@@ -124,6 +124,8 @@ def session(world):
         "settled": drawn(0.8, False),
         "moving_zoomed": drawn(4, True),
         "moving_finest": drawn(0.7, True, detail=3),
+        "apart": {"op": "eval", "js": f"() => {{ {EDITOR}.editor.setPose({{u: {EDITOR}.editor.pose.u + 150}}); return true; }}"},
+        "moving_apart": drawn(0.8, True),
         "paced": {"op": "eval", "js": PACED},
         "still": {"op": "wait", "ms": 400},
         "undone": {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"},
@@ -237,21 +239,25 @@ def test_a_gesture_is_drawn_coarser_then_in_full(session):
 
 
 def test_a_gesture_shows_only_a_box_around_the_model_and_the_reference(session):
-    """During a gesture the canvas is clipped to the box of the model and the reference's
+    """During a gesture the canvas is clipped to the bounds of the model and the reference's
     outline (the compositor redraws the canvas's whole visible area each frame): everything
-    drawn lies inside the clip; still, nothing is clipped."""
-    assert session["settled"]["clip"] == "" and session["after_undo"]["clip"] == ""
-    for name, fraction in (("moving", 0.4), ("moving_finest", 0.3), ("moving_zoomed", 1)):
+    drawn lies inside the clip, also with the model 150 px away from the reference (the
+    clip then holds both); still, nothing is clipped."""
+    assert session["settled"]["css"] == "" and session["after_undo"]["clip"] == ""
+    areas = {}
+    for name, fraction in (("moving", 0.4), ("moving_finest", 0.3), ("moving_zoomed", 1), ("moving_apart", 0.4)):
         frame = session[name]
+        assert frame["css"].startswith("inset("), name  # the browser's own (shortest) form of the clip
         top, right, bottom, left = (float(x) for x in re.fullmatch(r"inset\((\S+)px (\S+)px (\S+)px (\S+)px\)", frame["clip"]).groups())
-        shown = (640 - left - right) * (480 - top - bottom)
-        assert 0 < shown < 0.6 * 640 * 480, (name, frame["clip"])
+        shown = areas[name] = (640 - left - right) * (480 - top - bottom)
+        assert 0 < shown < 0.35 * 640 * 480, (name, frame["clip"])
         rows, cols = np.divmod(np.asarray(frame["drawn"]), frame["width"])
         x, y = (cols + 0.5) / fraction, 480 - (rows + 0.5) / fraction  # photo px (y down) of each drawn pixel's centre
         inside = (x >= left) & (x <= 640 - right) & (y >= top) & (y <= 480 - bottom)
         print("%s: clip %s (%.0f%% of the photo), %d of %d drawn pixels inside"
               % (name, frame["clip"], 100 * shown / (640 * 480), inside.sum(), inside.size))
         assert inside.size > 200 and inside.all(), name
+    assert areas["moving_apart"] > 1.3 * areas["moving"]  # the model's bounds and the reference's
 
 
 def test_slow_gesture_frames_make_the_next_ones_coarser(session):

@@ -156,7 +156,7 @@ def _step(page, step: dict):
     if op == "wait":
         page.wait_for_timeout(step.get("ms", 100))
         return None
-    if op == "trace_start":  # Chromium's trace of every process (chrome://tracing JSON), until trace_stop
+    if op == "trace_start":  # Chromium's trace (chrome://tracing JSON: the browser, GPU and page processes), until trace_stop
         page.context.browser.start_tracing(page=page, path=step["path"], categories=step.get("categories"))
         return None
     if op == "trace_stop":

@@ -25,7 +25,7 @@ const MAX_BUFFER_PIXELS = 4.2e6;
 // MOVING_SCREEN_PX screen pixels a drawn pixel; the step is kept for the next gesture. A GPU
 // keeps the full size; SwiftShader on 2 cores settles at 0.3 (docs/editor.md, "Speed"). In
 // full once the pose has been still for SETTLE_MS. A gesture's canvas is clipped (CSS
-// clip-path) to the box of the model and the reference's outline, CLIP_PAD_PX wider: the
+// clip-path) to the bounds of the model and the reference's outline, CLIP_PAD_PX wider: the
 // compositor redraws the canvas's whole visible area every frame (docs/editor.md).
 const MOVING_FRACTIONS = [1, 0.6, 0.4, 0.3];
 const MOVING_SCREEN_PX = 2.6;
@@ -182,8 +182,10 @@ class ModelDrawing {
       this.radius = Math.max(this.radius, Math.hypot(x, y, z));
       [x, y, z].forEach((c, k) => { lo[k] = Math.min(lo[k], c); hi[k] = Math.max(hi[k], c); });
     }
-    this.corners = [];
-    for (const x of [lo[0], hi[0]]) for (const y of [lo[1], hi[1]]) for (const z of [lo[2], hi[2]]) this.corners.push([x, y, z]);
+    this.corners = new Float32Array(24);  // the mesh's bounding box's (x, y, z)
+    let k = 0;
+    for (const x of [lo[0], hi[0]]) for (const y of [lo[1], hi[1]]) for (const z of [lo[2], hi[2]]) this.corners.set([x, y, z], 3 * k++);
+    this.movingVertices = (movingMesh || mesh).vertices;
     // The model's opacity, written as the canvas's alpha without blending (the page composites
     // the canvas over the photo as CSS opacity did), shared by the display materials.
     this.opacity = { value: 1 };
@@ -215,14 +217,15 @@ class ModelDrawing {
     quad.frustumCulled = false;
     this.quadScene.add(quad);
     this.referenceScene = null;  // the reference's outline, drawn in this canvas (an overlay canvas cost a frame)
-    this.referenceBox = null;  // its box {x0, y0, x1, y1} (photo px)
+    this.referenceBounds = null;  // its pixels' bounds {x0, y0, x1, y1} (photo px, inclusive)
     this.referenceShown = true;
     this.clip = '';  // the canvas's CSS clip-path now
   }
 
   /** The reference's outline, an RGBA image (Uint8Array, rows top to bottom) of the photo's
-   *  size, drawn over ``box`` ({x0, y0, x1, y1} photo px) after the model in every frame. */
-  setReference(rgba, box) {
+   *  size, drawn over ``bounds`` ({x0, y0, x1, y1}: its pixels', photo px, inclusive) after
+   *  the model in every frame. */
+  setReference(rgba, bounds) {
     const { width, height } = this.image;
     const texture = new THREE.DataTexture(rgba, width, height, THREE.RGBAFormat);
     // Sampled at texel centres when the buffer has the photo's size (exact); a smaller buffer
@@ -236,10 +239,10 @@ class ModelDrawing {
       fragmentShader: REFERENCE, vertexShader: 'void main() { gl_Position = vec4(position.xy, 0.0, 1.0); }',
       uniforms: { outline: { value: texture }, size: this.size },
       depthTest: false, depthWrite: false, blending: THREE.NoBlending });
-    // A quad over the box (clip space: x right, y up), so only the outline's region is filled.
+    // A quad over the bounds (clip space: x right, y up), so only the outline's region is filled.
     const ndc = (x, y) => [(2 * x) / width - 1, 1 - (2 * y) / height];
-    const [l, t] = ndc(box.x0 - 1, box.y0 - 1), [r, b] = ndc(box.x1 + 2, box.y1 + 2);
-    this.referenceBox = box;
+    const [l, t] = ndc(bounds.x0 - 1, bounds.y0 - 1), [r, b] = ndc(bounds.x1 + 2, bounds.y1 + 2);
+    this.referenceBounds = bounds;
     const geometry = new THREE.BufferGeometry();
     geometry.setAttribute('position', new THREE.BufferAttribute(new Float32Array([l, b, 0, r, b, 0, r, t, 0, l, t, 0]), 3));
     geometry.setIndex([0, 1, 2, 0, 2, 3]);
@@ -250,8 +253,8 @@ class ModelDrawing {
   }
 
   /** Draw into a buffer ``fraction`` of the photo's grid (this.full) wide and high, with the
-   *  display mesh or (``coarse``: a gesture's frames) the gestures' mesh, the canvas clipped
-   *  to the model (clipTo). */
+   *  display mesh or (``coarse``: a gesture's frames, which draw() clips to the model with
+   *  clipTo) the gestures' mesh; unclipped when not coarse. */
   setDetail(fraction, coarse) {
     if (fraction !== this.fraction) {
       this.fraction = fraction;
@@ -266,18 +269,19 @@ class ModelDrawing {
     if (!coarse) this.setClip('');
   }
 
-  /** Clip the canvas to the box of the model at ``pose`` and of the reference's outline (when
-   *  shown), CLIP_PAD_PX wider (photo px); not when a corner of the model's box is behind the
-   *  camera. */
+  /** Clip the canvas to the bounds of the gestures' mesh at ``pose`` and of the reference's
+   *  outline (when shown), CLIP_PAD_PX and a drawn pixel wider (photo px); not when a vertex
+   *  is behind the camera. */
   clipTo(pose) {
-    const model = this.cornersBox({ ...pose, width: this.image.width, height: this.image.height });
+    const model = this.projectedBounds(pose, this.movingVertices);
     if (!model) return this.setClip('');
-    const boxes = this.referenceBox && this.referenceShown ? [model, this.referenceBox] : [model];
+    const bounds = this.referenceBounds && this.referenceShown ? [model, this.referenceBounds] : [model];
     const { width, height } = this.image;
-    const left = Math.max(0, Math.floor(Math.min(...boxes.map((b) => b.x0))) - CLIP_PAD_PX);
-    const top = Math.max(0, Math.floor(Math.min(...boxes.map((b) => b.y0))) - CLIP_PAD_PX);
-    const right = Math.max(0, width - Math.ceil(Math.max(...boxes.map((b) => b.x1))) - 1 - CLIP_PAD_PX);
-    const bottom = Math.max(0, height - Math.ceil(Math.max(...boxes.map((b) => b.y1))) - 1 - CLIP_PAD_PX);
+    const pad = CLIP_PAD_PX + Math.ceil(width / this.buffer.width);
+    const left = Math.max(0, Math.floor(Math.min(...bounds.map((b) => b.x0))) - pad);
+    const top = Math.max(0, Math.floor(Math.min(...bounds.map((b) => b.y0))) - pad);
+    const right = Math.max(0, width - Math.ceil(Math.max(...bounds.map((b) => b.x1))) - 1 - pad);
+    const bottom = Math.max(0, height - Math.ceil(Math.max(...bounds.map((b) => b.y1))) - 1 - pad);
     return this.setClip(`inset(${top}px ${right}px ${bottom}px ${left}px)`);
   }
 
@@ -339,7 +343,7 @@ class ModelDrawing {
     if (mode === 'outline') {
       // Only the model's bounding box is drawn and edge-tested (fill rate is what a software
       // rasteriser pays for); the mask is cleared a little wider than the edge test reads.
-      const box = this.box(pose, thickness + 2);
+      const box = this.scissorRect(pose, thickness + 2);
       this.mesh.material = this.white;
       this.maskTarget.scissorTest = box !== null;
       if (box) this.maskTarget.scissor.set(box.x, box.y, box.width, box.height);
@@ -372,15 +376,17 @@ class ModelDrawing {
     if (withReference) this.drawReference();
   }
 
-  /** The projected box {x0, y0, x1, y1} of the mesh's bounding box's corners in the image of
-   *  ``pose`` (its width, height, px), or null when a corner is behind the camera. */
-  cornersBox(pose) {
-    const m = modelView(pose, this.frame);
+  /** The bounds {x0, y0, x1, y1} (px) of ``points`` (mesh-file x, y, z, ...) projected by
+   *  ``pose``, or null when one is behind the camera. */
+  projectedBounds(pose, points) {
+    const [r0, r1, r2] = modelView(pose, this.frame), f = pose.focal;
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-    for (const [x, y, z] of this.corners) {
-      const c = m.slice(0, 3).map((row) => row[0] * x + row[1] * y + row[2] * z + row[3]);
-      if (c[2] <= 1e-6) return null;
-      const px = (pose.focal * c[0]) / c[2] + pose.u, py = (pose.focal * c[1]) / c[2] + pose.v;
+    for (let i = 0; i < points.length; i += 3) {
+      const x = points[i], y = points[i + 1], z = points[i + 2];
+      const depth = r2[0] * x + r2[1] * y + r2[2] * z + r2[3];
+      if (depth <= 1e-6) return null;
+      const px = (f * (r0[0] * x + r0[1] * y + r0[2] * z + r0[3])) / depth + pose.u;
+      const py = (f * (r1[0] * x + r1[1] * y + r1[2] * z + r1[3])) / depth + pose.v;
       x0 = Math.min(x0, px); x1 = Math.max(x1, px); y0 = Math.min(y0, py); y1 = Math.max(y1, py);
     }
     return { x0, y0, x1, y1 };
@@ -388,9 +394,9 @@ class ModelDrawing {
 
   /** The model's on-screen bounding box in buffer pixels (GL: y from the bottom), ``pad``
    *  pixels wider, or null when a box corner is behind the camera (then: everything). */
-  box(pose, pad) {
+  scissorRect(pose, pad) {
     const { width, height } = this.buffer;
-    const projected = this.cornersBox(rescaled({ ...pose, width: this.image.width, height: this.image.height }, width, height));
+    const projected = this.projectedBounds(rescaled({ ...pose, width: this.image.width, height: this.image.height }, width, height), this.corners);
     if (!projected) return null;
     const { x0, y0, x1, y1 } = projected;
     const left = Math.max(0, Math.floor(x0) - pad), right = Math.min(width, Math.ceil(x1) + 1 + pad);
@@ -668,16 +674,17 @@ class Editor {
     const rgba = new Uint8Array(width * height * 4);
     const at = (x, y) => (x >= 0 && y >= 0 && x < width && y < height ? mask[y * width + x] : 0);
     // One pixel wide: a drawing buffer smaller than the photo reads the mipmaps (setReference).
-    const box = { x0: width, y0: height, x1: -1, y1: -1 };
+    const bounds = { x0: width, y0: height, x1: -1, y1: -1 };
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
         if (!mask[y * width + x]) continue;
         if (at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1)) continue;
         rgba.set(REFERENCE_RGBA, 4 * (y * width + x));
-        box.x0 = Math.min(box.x0, x); box.y0 = Math.min(box.y0, y); box.x1 = Math.max(box.x1, x); box.y1 = Math.max(box.y1, y);
+        bounds.x0 = Math.min(bounds.x0, x); bounds.y0 = Math.min(bounds.y0, y);
+        bounds.x1 = Math.max(bounds.x1, x); bounds.y1 = Math.max(bounds.y1, y);
       }
     }
-    if (box.x1 >= 0) this.drawing.setReference(rgba, box);
+    if (bounds.x1 >= 0) this.drawing.setReference(rgba, bounds);
     this.dirty = true;
   }
 
