@@ -25,7 +25,8 @@ const MAX_BUFFER_PIXELS = 4.2e6;
 // MOVING_SCREEN_PX screen pixels a drawn pixel; the step is kept for the next gesture. A GPU
 // keeps the full size; SwiftShader on 2 cores settles at 0.3 (docs/editor.md, "Speed"). In
 // full once the pose has been still for SETTLE_MS. A gesture's canvas is clipped (CSS
-// clip-path) to the bounds of the model and the reference's outline, CLIP_PAD_PX wider: the
+// clip-path) to the bounds of the model and the reference's outline, CLIP_PAD_PX and a drawn
+// pixel wider: the
 // compositor redraws the canvas's whole visible area every frame (docs/editor.md).
 const MOVING_FRACTIONS = [1, 0.6, 0.4, 0.3];
 const MOVING_SCREEN_PX = 2.6;
@@ -142,6 +143,13 @@ void main() {
 /** {width, height} scaled by ``k`` and rounded, at least 1 px each. */
 function scaledSize({ width, height }, k) {
   return { width: Math.max(1, Math.round(width * k)), height: Math.max(1, Math.round(height * k)) };
+}
+
+/** The pixels [left, right) x [top, bottom) that hold ``bounds`` ({x0, y0, x1, y1}, px),
+ *  ``pad`` px wider, within a width x height image. */
+function pixelRect({ x0, y0, x1, y1 }, pad, width, height) {
+  return { left: Math.max(0, Math.floor(x0) - pad), top: Math.max(0, Math.floor(y0) - pad),
+           right: Math.min(width, Math.ceil(x1) + 1 + pad), bottom: Math.min(height, Math.ceil(y1) + 1 + pad) };
 }
 
 function toGeometry(mesh) {
@@ -273,16 +281,13 @@ class ModelDrawing {
    *  outline (when shown), CLIP_PAD_PX and a drawn pixel wider (photo px); not when a vertex
    *  is behind the camera. */
   clipTo(pose) {
-    const model = this.projectedBounds(pose, this.movingVertices);
-    if (!model) return this.setClip('');
-    const bounds = this.referenceBounds && this.referenceShown ? [model, this.referenceBounds] : [model];
+    let b = this.projectedBounds(pose, this.movingVertices);
+    if (!b) return this.setClip('');
+    const r = this.referenceShown && this.referenceBounds;
+    if (r) b = { x0: Math.min(b.x0, r.x0), y0: Math.min(b.y0, r.y0), x1: Math.max(b.x1, r.x1), y1: Math.max(b.y1, r.y1) };
     const { width, height } = this.image;
-    const pad = CLIP_PAD_PX + Math.ceil(width / this.buffer.width);
-    const left = Math.max(0, Math.floor(Math.min(...bounds.map((b) => b.x0))) - pad);
-    const top = Math.max(0, Math.floor(Math.min(...bounds.map((b) => b.y0))) - pad);
-    const right = Math.max(0, width - Math.ceil(Math.max(...bounds.map((b) => b.x1))) - 1 - pad);
-    const bottom = Math.max(0, height - Math.ceil(Math.max(...bounds.map((b) => b.y1))) - 1 - pad);
-    return this.setClip(`inset(${top}px ${right}px ${bottom}px ${left}px)`);
+    const { left, top, right, bottom } = pixelRect(b, CLIP_PAD_PX + Math.ceil(width / this.buffer.width), width, height);
+    return this.setClip(`inset(${top}px ${width - right}px ${height - bottom}px ${left}px)`);
   }
 
   setClip(clip) {
@@ -398,9 +403,7 @@ class ModelDrawing {
     const { width, height } = this.buffer;
     const projected = this.projectedBounds(rescaled({ ...pose, width: this.image.width, height: this.image.height }, width, height), this.corners);
     if (!projected) return null;
-    const { x0, y0, x1, y1 } = projected;
-    const left = Math.max(0, Math.floor(x0) - pad), right = Math.min(width, Math.ceil(x1) + 1 + pad);
-    const top = Math.max(0, Math.floor(y0) - pad), bottom = Math.min(height, Math.ceil(y1) + 1 + pad);
+    const { left, top, right, bottom } = pixelRect(projected, pad, width, height);
     if (right <= left || bottom <= top) return { x: 0, y: 0, width: 1, height: 1 };
     return { x: left, y: height - bottom, width: right - left, height: bottom - top };
   }
