@@ -43,7 +43,6 @@ from ls_backend.studio.taskdata import import_fields
 from ls_backend.templates import POSE_ANNOTATION, read_template
 from tests.support.world import make_world
 from tests.support.browser import annotate_stream, browser_available, task_view
-from tests.support.label_studio import label_studio, label_studio_legacy  # noqa: F401
 from tests.support.label_studio import numbers, wait_until
 from tests.support.backend_client import serving
 
@@ -223,11 +222,11 @@ def check_outline_in_screenshot(png: Path, box, world, values: dict) -> None:
     assert (np.abs(shot[sy, sx] - photo).sum(axis=1) < 60).mean() > 0.9, "the photo is not visible inside the outline"
 
 
-def test_annotator_day_with_a_personal_access_token(label_studio, tmp_path):  # noqa: F811
+def test_annotator_day_with_a_personal_access_token(label_studio, tmp_path):
     assert label_studio.token_kind == "pat" and label_studio.api_key.count(".") == 2  # a JWT
     annotator_day(label_studio, Path(SCREENSHOTS or tmp_path))
 
 
-def test_annotator_day_with_a_legacy_token(label_studio_legacy, tmp_path):  # noqa: F811
+def test_annotator_day_with_a_legacy_token(label_studio_legacy, tmp_path):
     assert label_studio_legacy.token_kind == "legacy" and "." not in label_studio_legacy.api_key
     annotator_day(label_studio_legacy, Path(SCREENSHOTS or tmp_path))

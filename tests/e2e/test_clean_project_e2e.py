@@ -42,7 +42,6 @@ from ls_backend.studio.predictions import outline
 from ls_backend.studio.tasks import brush_mask, find_brush
 from tests.support.backend_client import serving
 from tests.support.browser import browser_available, walk_steps
-from tests.support.label_studio import label_studio  # noqa: F401
 from tests.support.label_studio import numbers, template_project, wait_until
 from tests.support.world import make_world
 
@@ -66,7 +65,7 @@ def retrieve(ls, project_id: int) -> None:
     taskdata.flush()
 
 
-def test_a_project_stays_clean_as_a_team_works_in_it(label_studio, tmp_path):  # noqa: F811
+def test_a_project_stays_clean_as_a_team_works_in_it(label_studio, tmp_path):
     reason = browser_available()
     if reason:
         pytest.skip(reason)

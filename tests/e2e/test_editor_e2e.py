@@ -25,7 +25,6 @@ from ls_backend.editor import links
 from tests.support.world import make_world
 from tests.support.browser import browser_available
 from tests.support.editor_browser import run_page
-from tests.support.label_studio import label_studio  # noqa: F401
 from tests.support.backend_client import serving
 from tests.support.label_studio import numbers, template_project, wait_until
 
@@ -35,7 +34,7 @@ EDITOR = "window.fineposeEditor"
 
 
 @pytest.fixture(scope="module")
-def editor_project(label_studio, tmp_path_factory):  # noqa: F811
+def editor_project(label_studio, tmp_path_factory):
     ls = label_studio
     world = make_world(tmp_path_factory.mktemp("editor-e2e"))
     client = ls.client()

@@ -27,7 +27,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.support.label_studio import free_port, label_studio  # noqa: F401
+from tests.support.label_studio import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,7 +114,7 @@ def test_installed_dataset_import_reads_its_template(installed, tmp_path):
 
 
 @pytest.mark.e2e
-def test_installed_study_create_makes_its_project(installed, label_studio, tmp_path):  # noqa: F811
+def test_installed_study_create_makes_its_project(installed, label_studio, tmp_path):
     from geometry.pose import Pose
     from ls_backend.datasets.posesets import PoseRecord, write_pose_set
     from tests.support.world import make_world

@@ -33,7 +33,6 @@ from ls_backend.studio.predictions import filled
 from ls_backend.studio.tasks import brush_mask
 from tests.support.world import make_world
 from tests.support.browser import browser_available, screenshot_task
-from tests.support.label_studio import label_studio  # noqa: F401
 from tests.support.label_studio import numbers, template_project, wait_until
 from tests.support.backend_client import serving
 
@@ -44,7 +43,7 @@ SCREENSHOT_DIR = os.environ.get("FINEPOSE_SCREENSHOT_DIR")
 
 
 @pytest.fixture(scope="module")
-def pose_project(label_studio, tmp_path_factory):  # noqa: F811
+def pose_project(label_studio, tmp_path_factory):
     """A project from the finepose template with one task, and the backend serving it."""
     ls = label_studio
     world = make_world(tmp_path_factory.mktemp("e2e-world"))
@@ -137,7 +136,7 @@ def test_interactive_keypoints(pose_project):
     assert len([r for r in result if r["type"] == "keypointlabels"]) == 6
 
 
-def test_dataset_import_export_round_trip(label_studio, tmp_path, rng):  # noqa: F811
+def test_dataset_import_export_round_trip(label_studio, tmp_path, rng):
     ls = label_studio
     client = ls.client()
     project = client.projects.create(title="dataset round trip", label_config=read_template(POSE_ANNOTATION))
@@ -168,7 +167,7 @@ def test_dataset_import_export_round_trip(label_studio, tmp_path, rng):  # noqa:
         assert exported[name].split == "test" and exported[name].model == record["model_id"]
 
 
-def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monkeypatch):  # noqa: F811
+def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monkeypatch):
     from ls_backend.tools.prelabel import prelabel
 
     ls = label_studio
@@ -198,7 +197,7 @@ def test_prelabel_a_project_in_parallel_and_resume(label_studio, tmp_path, monke
     assert (retried["tasks"], retried["done"], retried["failed"]) == (1, 0, 1)
 
 
-def test_evaluate_against_masks_painted_in_label_studio(label_studio, tmp_path):  # noqa: F811
+def test_evaluate_against_masks_painted_in_label_studio(label_studio, tmp_path):
     from ls_backend.tools.evaluate import ProjectMasks, evaluate
     from ls_backend.studio.predictions import brush_result
     from ls_backend.studio.label_config import PoseConfig

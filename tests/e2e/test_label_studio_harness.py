@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 
 from tests.support.browser import browser_available, screenshot_task
-from tests.support.label_studio import RecordingBackend, label_studio  # noqa: F401  (the fixture)
+from tests.support.label_studio import RecordingBackend
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +55,7 @@ def brush_result(mask: np.ndarray, azimuth: float) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def project(label_studio):  # noqa: F811
+def project(label_studio):
     ls = label_studio
     client = ls.client()
     proj = client.projects.create(title="harness", label_config=LABEL_CONFIG)
@@ -71,7 +71,7 @@ def project(label_studio):  # noqa: F811
     return {"id": proj.id, "tasks": [t.id for t in tasks], "paths": paths}
 
 
-def test_server_and_token(label_studio):  # noqa: F811
+def test_server_and_token(label_studio):
     ls = label_studio
     assert ls.url.startswith("http://127.0.0.1:")
     me = ls.client().users.whoami()
@@ -81,7 +81,7 @@ def test_server_and_token(label_studio):  # noqa: F811
     assert r.status_code in (401, 403, 404)
 
 
-def test_image_served(label_studio, project):  # noqa: F811
+def test_image_served(label_studio, project):
     ls = label_studio
     task = ls.client().tasks.get(id=project["tasks"][0])
     url = task.data["image"]
@@ -91,7 +91,7 @@ def test_image_served(label_studio, project):  # noqa: F811
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")), photo())
 
 
-def test_prediction_round_trip(label_studio, project):  # noqa: F811
+def test_prediction_round_trip(label_studio, project):
     from label_studio_sdk.converter.brush import decode_rle
 
     client = label_studio.client()
@@ -111,7 +111,7 @@ def test_prediction_round_trip(label_studio, project):  # noqa: F811
     assert [p.id for p in listed] == [created.id]
 
 
-def test_second_user_annotates(label_studio, project):  # noqa: F811
+def test_second_user_annotates(label_studio, project):
     ls = label_studio
     rater = ls.create_user("rater1@finepose.test", first_name="Rater", last_name="One")
     assert rater.id != ls.admin.id
@@ -130,7 +130,7 @@ def test_second_user_annotates(label_studio, project):  # noqa: F811
     assert authors == {rater.id, rater2.id}
 
 
-def test_ml_backend_connection_and_requests(label_studio, project):  # noqa: F811
+def test_ml_backend_connection_and_requests(label_studio, project):
     """LS 1.23 calls /health + /setup on connect, /predict on 'Retrieve Predictions' and on
     interactive annotating, and POSTs ANNOTATION_CREATED to a webhook (and to the backend's /webhook)."""
     ls = label_studio
@@ -206,7 +206,7 @@ def test_ml_backend_connection_and_requests(label_studio, project):  # noqa: F81
         assert ml_hook["action"] == "ANNOTATION_CREATED"
 
 
-def test_screenshot_of_labeling_screen(label_studio, project, tmp_path):  # noqa: F811
+def test_screenshot_of_labeling_screen(label_studio, project, tmp_path):
     reason = browser_available()
     if reason:
         pytest.skip(reason)

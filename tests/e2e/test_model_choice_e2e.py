@@ -19,7 +19,6 @@ from ls_backend.resources import Resources
 from ls_backend.registry.label_config import label_config_for
 from ls_backend.segmentation.models import SegmentationResult
 from tests.support.world import make_world
-from tests.support.label_studio import label_studio  # noqa: F401
 from tests.support.backend_client import serving
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +54,7 @@ def upload(ls, project_id: int, photo) -> int:
     return task.id
 
 
-def test_an_uploaded_photo_gets_the_project_default_model(label_studio, tmp_path):  # noqa: F811
+def test_an_uploaded_photo_gets_the_project_default_model(label_studio, tmp_path):
     ls = label_studio
     world = make_world(tmp_path)
     settings = replace(world.settings, label_studio_url=ls.url, api_key=ls.api_key, local_files_roots=())

@@ -18,7 +18,6 @@ import psutil
 import pytest
 
 from ls_backend.studio.client import as_dict
-from tests.support.label_studio import label_studio  # noqa: F401
 from tests.support.label_studio import template_project
 from tests.support.ray_cluster import ray_cluster
 from tests.support.weights import plant_whole_image_car
@@ -124,7 +123,7 @@ def finished(run: subprocess.Popen, timeout: float = 400) -> dict:
     return json.loads(out)
 
 
-def test_prelabel_on_a_two_node_ray_cluster(label_studio, world, planted, cluster, tmp_path):  # noqa: F811
+def test_prelabel_on_a_two_node_ray_cluster(label_studio, world, planted, cluster, tmp_path):
     project, ids = project_with(label_studio, world, "prelabel on ray", references=6, segmenting=2)
     env = backend_env(label_studio, world, tmp_path, planted, cluster)
     # batches of one: the two photos go to the two nodes' segmentation actors at once
@@ -142,7 +141,7 @@ def test_prelabel_on_a_two_node_ray_cluster(label_studio, world, planted, cluste
     assert finished(run_prelabel(project, env, "--ray", cluster["RAY_ADDRESS"]))["tasks"] == 0
 
 
-def test_prelabel_locally_with_segmentation(label_studio, world, planted, tmp_path, monkeypatch):  # noqa: F811
+def test_prelabel_locally_with_segmentation(label_studio, world, planted, tmp_path, monkeypatch):
     from ls_backend import resources as resources_module
     from ls_backend.tools.prelabel import prelabel
 
@@ -157,7 +156,7 @@ def test_prelabel_locally_with_segmentation(label_studio, world, planted, tmp_pa
 
 
 @pytest.mark.parametrize("where", ["local", "ray"])
-def test_a_worker_killed_mid_run_loses_no_task(where, label_studio, world, cluster, tmp_path):  # noqa: F811
+def test_a_worker_killed_mid_run_loses_no_task(where, label_studio, world, cluster, tmp_path):
     project, ids = project_with(label_studio, world, f"prelabel kill {where}", references=16)
     state = tmp_path / "state.jsonl"
     env = backend_env(label_studio, world, tmp_path, cluster=cluster if where == "ray" else None)

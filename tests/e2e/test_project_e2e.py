@@ -41,7 +41,6 @@ from ls_backend.studio.resolve import prediction_pose
 from geometry.frame_detection import axis_rotations
 from tests.support.backend_client import serving
 from tests.support.browser import annotate_stream, screenshot_task
-from tests.support.label_studio import label_studio  # noqa: F401
 from tests.support.label_studio import numbers, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +67,7 @@ def photo(path: Path, mask_path: Path, renderer, pose: Pose) -> None:
     write_mask(mask_path, mask)
 
 
-def test_own_model_and_photos_to_predictions(label_studio, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_own_model_and_photos_to_predictions(label_studio, tmp_path, capsys, monkeypatch):
     ls = label_studio
     car = car_mesh()
     turn = axis_rotations()[17]

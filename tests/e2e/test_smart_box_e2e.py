@@ -29,7 +29,6 @@ from ls_backend.studio.tasks import brush_mask
 from ls_backend.templates import POSE_ANNOTATION, read_template
 from tests.support.backend_client import serving
 from tests.support.browser import browser_available, task_view
-from tests.support.label_studio import label_studio  # noqa: F401
 from tests.support.world import TRUE_POSE, make_world
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +37,7 @@ CAR_A = replace(TRUE_POSE, distance=5.0, u=120.0, v=170.0)  # left
 CAR_B = replace(TRUE_POSE, azimuth=70.0, distance=4.5, u=350.0, v=165.0)  # right, turned
 
 
-def test_a_box_drawn_in_label_studio_poses_the_car_inside_it(label_studio, tmp_path):  # noqa: F811
+def test_a_box_drawn_in_label_studio_poses_the_car_inside_it(label_studio, tmp_path):
     reason = browser_available()
     if reason:
         pytest.skip(reason)

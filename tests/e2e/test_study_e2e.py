@@ -33,7 +33,6 @@ from ls_backend.studio.label_config import parse_label_config
 from ls_backend.studio.predictions import number_result, pose_numbers
 from ls_backend.tools.study import RATINGS, unblind
 from tests.support.browser import browser_available, rate_study
-from tests.support.label_studio import label_studio  # noqa: F401
 from tests.support.label_studio import template_project
 from tests.support.world import make_world
 
@@ -45,7 +44,7 @@ ROLE_WORDS = ("human", "refined", "baseline", "candidate", "key.json")
 
 
 @pytest.fixture
-def study_env(label_studio, tmp_path, monkeypatch):  # noqa: F811
+def study_env(label_studio, tmp_path, monkeypatch):
     """The world (a toy car photo), Label Studio's admin token in the environment as a team
     sets it, and a fresh process-wide Resources."""
     ls = label_studio

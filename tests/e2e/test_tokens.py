@@ -12,7 +12,7 @@ from ls_backend.studio import client as labelstudio
 from ls_backend.studio import media
 from ls_backend.errors import CredentialsError
 from ls_backend.settings import Settings
-from tests.support.label_studio import label_studio, label_studio_legacy, login, session_api  # noqa: F401
+from tests.support.label_studio import login, session_api
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ def photo_task(ls, tmp_path):
     return ls.local_file_url(folder / "a.png")
 
 
-def test_a_pat_is_exchanged_and_refreshed_before_it_expires(label_studio, tmp_path, monkeypatch):  # noqa: F811
+def test_a_pat_is_exchanged_and_refreshed_before_it_expires(label_studio, tmp_path, monkeypatch):
     ls = label_studio
     settings = Settings(label_studio_url=ls.url, api_key=ls.api_key, model_dir=tmp_path)
     connection = labelstudio.connection(settings)
@@ -42,7 +42,7 @@ def test_a_pat_is_exchanged_and_refreshed_before_it_expires(label_studio, tmp_pa
     assert connection.sdk().users.whoami().email == ls.username
 
 
-def test_a_legacy_token_works_where_the_organization_allows_it(label_studio_legacy, tmp_path):  # noqa: F811
+def test_a_legacy_token_works_where_the_organization_allows_it(label_studio_legacy, tmp_path):
     ls = label_studio_legacy
     settings = Settings(label_studio_url=ls.url, api_key=ls.api_key, model_dir=tmp_path)
     connection = labelstudio.connection(settings)
@@ -51,7 +51,7 @@ def test_a_legacy_token_works_where_the_organization_allows_it(label_studio_lega
     assert media.fetch(url, settings, task_id=1).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_refused_tokens_name_the_variable(label_studio, tmp_path):  # noqa: F811
+def test_refused_tokens_name_the_variable(label_studio, tmp_path):
     ls = label_studio
     session = login(ls.url, ls.username, ls.password)
     legacy = session_api(session, ls.url, "GET", "/api/current-user/token").json()["token"]

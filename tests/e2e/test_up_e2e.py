@@ -19,7 +19,7 @@ import requests
 
 from ls_backend.studio.client import Connection
 from ls_backend.studio.resolve import prediction_pose
-from tests.support.label_studio import LS_VENV, free_port, label_studio, label_studio_available  # noqa: F401
+from tests.support.label_studio import LS_VENV, free_port, label_studio_available
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

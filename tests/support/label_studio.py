@@ -5,7 +5,8 @@ Label Studio (pinned in ``scripts/setup_label_studio.sh``) lives in its own virt
 starts it once per pytest session on a free loopback port with a throw-away data directory
 and stops it (the whole process group) at the end::
 
-    from tests.support.label_studio import label_studio  # noqa: F401  (or put it in conftest.py)
+    # tests/e2e/conftest.py registers it once for the folder (importing it into each module
+    # would start one server per module)
 
     @pytest.mark.e2e
     def test_something(label_studio):
