@@ -713,17 +713,23 @@ class Editor {
       const number = row.querySelector('input[type=number]');
       range.addEventListener('input', () => this.setPose({ [name]: Number(range.value) }, `field-${name}`));
       number.addEventListener('change', () => this.setPose({ [name]: Number(number.value) }, `field-${name}`));
-      this.fields[name] = { range, number };
+      this.fields[name] = { range, number, shown: null };  // shown: the text last written
     }
   }
 
+  /** The pose in the panel's fields; a field whose text would not change is not written
+   *  (each write costs the page a style, layout and paint of the panel in that frame). */
   showNumbers() {
     const shown = wrapped(this.pose);
+    const focused = document.activeElement;
     for (const name of NAMES) {
-      const { range, number } = this.fields[name];
-      const digits = decimals(this.state.steps[name]);
-      if (document.activeElement !== number) number.value = shown[name].toFixed(digits);
-      if (document.activeElement !== range) range.value = String(shown[name]);
+      const field = this.fields[name];
+      const text = shown[name].toFixed(decimals(this.state.steps[name]));
+      if (text === field.shown) continue;
+      if (focused !== field.number) field.number.value = text;
+      if (focused !== field.range) field.range.value = String(shown[name]);
+      // A field being edited is written once it is left (its text is not taken as shown).
+      field.shown = focused === field.number || focused === field.range ? null : text;
     }
   }
 
