@@ -131,6 +131,14 @@ def session(world):
         "undone": {"op": "eval", "js": f"() => {{ {EDITOR}.editor.undo(); return true; }}"},
         "undone_drawn": FRAME,
         "after_undo": {"op": "eval", "js": f"() => ({{fraction: {EDITOR}.editor.drawing.fraction, coarse: {EDITOR}.editor.drawing.coarse, clip: {EDITOR}.editor.drawing.canvas.style.clipPath}})"},
+        # azimuth 10 shown, then 370 typed (the same azimuth, wrapped) and the field left
+        "azimuth_10": {"op": "eval", "js": f"() => {{ {EDITOR}.editor.setPose({{azimuth: 10}}); return true; }}"},
+        "azimuth_10_drawn": FRAME,
+        "azimuth_10_shown": {"op": "eval", "js": "() => document.getElementById('num-azimuth').value"},
+        "typed": {"op": "fill", "selector": "#num-azimuth", "text": "370"},
+        "typed_left": {"op": "key", "key": "Tab"},
+        "typed_drawn": FRAME,
+        "typed_shown": {"op": "eval", "js": "() => document.getElementById('num-azimuth').value"},
     }
     # The toy car has 1008 triangles: a coarser mesh while moving is made for meshes over 500.
     with pytest.MonkeyPatch.context() as patch, serving_editor(world) as base_url:
@@ -210,6 +218,13 @@ def test_refine_moves_the_model_to_the_result(session):
     assert session["after_refine"] == pytest.approx(refined["pose"])
     assert session["iou_refined"] == pytest.approx(refined["iou_after"], abs=0.01)
     assert abs(session["after_refine"]["azimuth"] - TRUE.azimuth) < 2.0
+
+
+def test_a_typed_value_is_shown_as_the_pose_shows_it(session):
+    # The panel writes a field only when its text changes; a typed 370 that wraps to the
+    # azimuth already shown (10) is replaced by it all the same.
+    assert session["azimuth_10_shown"] == "10.0"
+    assert session["typed_shown"] == "10.0"
 
 
 def test_a_gesture_is_drawn_coarser_then_in_full(session):

@@ -270,8 +270,8 @@ _MESSAGE_JS = """() => Array.from(document.querySelectorAll('[class*=textarea], 
     .map(e => e.innerText.trim()).filter(t => t && !t.includes('submissions') && !t.includes('characters'))[0] || ''"""
 
 
-# What a click on the photo meets: the picked tool(s), the selected label(s), regions listed,
-# the element at the photo's centre.
+# What a click on the photo meets: the picked tool(s), the selected label(s), the regions
+# listed, any modal.
 _CLICK_STATE_JS = """() => ({
     tools: Array.from(document.querySelectorAll('[class*=tool_active], [class*=tool_selected]')).map(e => e.className),
     labels: Array.from(document.querySelectorAll('.lsf-label')).filter(e => /selected|active/.test(e.className))
@@ -329,7 +329,10 @@ def _task_view(page, job) -> dict:
                 if tries > 1 or not clicks:
                     page.locator(".lsf-tool_smart").first.hover()  # Auto-Detect: the smart tools
                     page.locator(".lsf-tool__extra button[aria-label=key-point-tool]").click()
-                page.locator(".lsf-label", has_text=label).first.click()
+                button = page.locator(".lsf-label", has_text=label).first
+                # A label's click switches it on or off: a retry leaves one still on as it is.
+                if tries == 1 or not re.search("selected|active", button.get_attribute("class") or ""):
+                    button.click()
                 x0, y0, bw, bh, nw, nh = page.evaluate(_IMAGE_BOX_JS)  # where the photo is now
                 t0 = time.monotonic()
                 try:
@@ -339,9 +342,12 @@ def _task_view(page, job) -> dict:
                     response = answer.value
                     break
                 except Exception as error:  # Playwright's TimeoutError
-                    page.screenshot(path=str(out / f"keypoint-{label}-no-request-{tries}.png"))
-                    (out / f"keypoint-{label}-no-request-{tries}.json").write_text(
-                        json.dumps(page.evaluate(_CLICK_STATE_JS), indent=1))
+                    try:  # what the page showed, kept; never in place of the error itself
+                        page.screenshot(path=str(out / f"keypoint-{label}-no-request-{tries}.png"))
+                        (out / f"keypoint-{label}-no-request-{tries}.json").write_text(
+                            json.dumps(page.evaluate(_CLICK_STATE_JS), indent=1))
+                    except Exception as unseen:  # noqa: BLE001
+                        print(f"finepose: no state kept after the click without a request: {unseen}")
                     if tries == 3 or "Timeout" not in type(error).__name__:
                         raise
             seconds = time.monotonic() - t0

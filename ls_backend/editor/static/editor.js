@@ -711,9 +711,16 @@ class Editor {
       box.appendChild(row);
       const range = row.querySelector('input[type=range]');
       const number = row.querySelector('input[type=number]');
-      range.addEventListener('input', () => this.setPose({ [name]: Number(range.value) }, `field-${name}`));
-      number.addEventListener('change', () => this.setPose({ [name]: Number(number.value) }, `field-${name}`));
-      this.fields[name] = { range, number, shown: null };  // shown: the text last written
+      // shown: the text last written; what the annotator types or slides is not it
+      this.fields[name] = { range, number, shown: null };
+      range.addEventListener('input', () => {
+        this.fields[name].shown = null;
+        this.setPose({ [name]: Number(range.value) }, `field-${name}`);
+      });
+      number.addEventListener('change', () => {
+        this.fields[name].shown = null;
+        this.setPose({ [name]: Number(number.value) }, `field-${name}`);
+      });
     }
   }
 
