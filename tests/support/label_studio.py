@@ -231,8 +231,11 @@ class LabelStudioServer:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 20) -> None:
-        """Stop the server (SIGINT, then SIGTERM, then SIGKILL to its process group)."""
+    def stop(self, timeout: float = 10) -> None:
+        """Stop the server: SIGTERM, then SIGKILL, to its process group. A throw-away server
+        needs no graceful stop (its data is deleted). With SIGINT first (20 s allowed), the
+        end of a CI run took about 20 s a server (301 s for 13, 40 s for 2); alone, a server
+        stops in 1 s on SIGINT and 0.1 s on SIGTERM."""
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             _kill_group(proc, timeout)
@@ -243,7 +246,7 @@ class LabelStudioServer:
 
 def _kill_group(proc: subprocess.Popen, timeout: float) -> None:
     pgid = os.getpgid(proc.pid)
-    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
