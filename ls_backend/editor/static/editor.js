@@ -26,8 +26,8 @@ const MAX_BUFFER_PIXELS = 4.2e6;
 // keeps the full size; SwiftShader on 2 cores settles at 0.3 (docs/editor.md, "Speed"). In
 // full once the pose has been still for SETTLE_MS. A gesture's canvas is clipped (CSS
 // clip-path) to the bounds of the model and the reference's outline, CLIP_PAD_PX and a drawn
-// pixel wider: the
-// compositor redraws the canvas's whole visible area every frame (docs/editor.md).
+// pixel wider: the compositor redraws the canvas's whole visible area every frame
+// (docs/editor.md).
 const MOVING_FRACTIONS = [1, 0.6, 0.4, 0.3];
 const MOVING_SCREEN_PX = 2.6;
 const SLOW_FRAME_MS = 30;
