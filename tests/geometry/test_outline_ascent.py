@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from geometry.iou import Reference, iou
-from geometry.masks import border_pixels, outline_ceiling, realistic_noise
+from geometry.masks import border_pixels, explained_iou, outline_ceiling, realistic_noise
 from geometry.outline_ascent import ascend_iou, ascent_direction, outline_points
 from geometry.outline_fit import fit_outline
 from geometry.pose import Pose
@@ -84,3 +85,20 @@ def test_outline_ceiling_is_what_a_smooth_outline_allows():
     ragged = disk ^ (edge & (np.random.default_rng(0).random(disk.shape) < 0.3))
     assert outline_ceiling(ragged) < outline_ceiling(disk) - 0.005
     assert outline_ceiling(np.zeros((20, 30), bool)) == 1.0
+
+
+def test_explained_iou_leaves_out_what_no_pose_explains():
+    ys, xs = np.mgrid[0:200, 0:300]
+    disk = (xs - 150) ** 2 + (ys - 100) ** 2 <= 60**2
+    # An occluder's bite out of the reference and a second object merged into it: thick
+    # disagreements, left out of the union.
+    bitten = disk & ((xs - 210) ** 2 + (ys - 100) ** 2 > 25**2)
+    merged = disk | ((xs > 200) & (xs < 260) & (ys > 120) & (ys < 170))
+    for reference in (bitten, merged):
+        assert iou(disk, reference) < 0.93
+        assert explained_iou(disk, reference) > 0.99
+    # A silhouette 2 px off all around (a pose slightly wrong) disagrees in strips thinner
+    # than an occluder: it keeps them.
+    shifted = (xs - 152) ** 2 + (ys - 100) ** 2 <= 60**2
+    assert explained_iou(shifted, disk) == pytest.approx(iou(shifted, disk))
+    assert explained_iou(np.zeros((20, 30), bool), np.zeros((20, 30), bool)) == 1.0

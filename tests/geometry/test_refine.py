@@ -85,12 +85,12 @@ FAR = [50.0, 10.0, -8.0, 0.1, -40.0, -15.0, 10.0]
 LOST = [-40.0, -5.0, 10.0, -0.2, 30.0, 10.0, 5.0]
 
 
-def test_a_far_start_is_recovered_by_the_coarse_restart(car_renderer):
+def test_a_far_start_is_recovered_by_the_fallback(car_renderer):
     reference = car_renderer.render(HIDDEN)
     start = HIDDEN.with_vector(HIDDEN.vector() + FAR)
     fit_only = refine_fast(car_renderer, reference, start, fallback=False)
     assert fit_only.iou_refined < 0.9
-    assert fit_only.details["ceiling"] - fit_only.iou_refined > 0.045  # what the fallback checks
+    assert fit_only.details["ceiling"] - fit_only.details["explained"] > 0.035  # what the fallback checks
     result = refine_fast(car_renderer, reference, start)
     assert result.iou_initial < 0.6
     assert result.details["restarted"]
