@@ -28,7 +28,7 @@ each mesh (full frame and bounding-box window).
 Methods: ``paper`` (Algorithm 1 with full-frame renders, as a plain implementation),
 ``paper-win`` (the same with bounding-box renders: the share of the speed-up that rendering
 alone gives; ``real`` only) and ``fast`` (:func:`geometry.refine.refine`, the outline fit
-and its fallbacks; its renders count every ray-cast silhouette: bounding-box, band-only,
+and its fallback; its renders count every ray-cast silhouette: bounding-box, band-only,
 and the full ones of the reported IoUs). IoUs are against the reference the refiners saw.
 "within 0.002": the share of cases where fast ends at least Algorithm 1's IoU - 0.002;
 "worst vs paper": the lowest ``fast - paper`` IoU. Numbers, not assertions.

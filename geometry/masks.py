@@ -143,11 +143,15 @@ def outline_ceiling(mask: np.ndarray, sigma_px: float = 2.0) -> float:
 
 
 def explained_iou(silhouette: np.ndarray, reference: np.ndarray, occluder_px: int = 3) -> float:
-    """The IoU of ``silhouette`` with ``reference`` (bool masks of one size), the regions where
-    they disagree that are thick enough to hold a disc of ``occluder_px`` radius left out of
-    the union: what an occluder bites out of the reference or a merged second object adds to
-    it, which no pose of the model explains. A pose in a wrong optimum disagrees in strips
-    along the outline, thinner than that, and keeps them. 1.0 when both are empty.
+    """The IoU of ``silhouette`` with ``reference`` (bool masks of one size) with one kind of
+    thick disagreement left out of the union: the regions that hold a disc of ``occluder_px``
+    radius where the silhouette has what the reference lacks (an occluder's bite) or where
+    the reference has what the silhouette lacks (a second object merged into it), whichever
+    covers more. No pose of the model explains those. A pose in a wrong optimum disagrees
+    in strips along the outline; where they are thick (a pose shifted or turned far) it
+    disagrees both ways, and the smaller kind stays. A silhouette too small or too large all
+    around disagrees one way only and is forgiven: the outline fit starts by matching areas
+    (:func:`.outline_fit.align_moments`). 1.0 when both masks are empty.
 
     :func:`.refine.refine_fast` compares it with :func:`outline_ceiling`.
     """
@@ -159,8 +163,10 @@ def explained_iou(silhouette: np.ndarray, reference: np.ndarray, occluder_px: in
         return 1.0
     r = int(occluder_px)
     ys, xs = np.mgrid[-r : r + 1, -r : r + 1]
-    thick = ndimage.binary_opening(silhouette ^ reference, structure=xs**2 + ys**2 <= r**2)
-    return np.count_nonzero(silhouette & reference) / max(1, union - np.count_nonzero(thick))
+    disc = xs**2 + ys**2 <= r**2
+    bitten = np.count_nonzero(ndimage.binary_opening(silhouette & ~reference, structure=disc))
+    merged = np.count_nonzero(ndimage.binary_opening(reference & ~silhouette, structure=disc))
+    return np.count_nonzero(silhouette & reference) / max(1, union - max(bitten, merged))
 
 
 def border_pixels(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
