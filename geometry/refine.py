@@ -194,8 +194,9 @@ def refine_fast(
     """finepose's refiner: the silhouette's outline is pulled onto the reference's by damped
     Gauss-Newton steps in all 7 parameters at once, each taken only when the ray-cast IoU
     improves (:func:`.outline_fit.fit_outline`; ``options`` go to it); when the fit ends
-    more than :data:`ASCENT_GAP` under the reference's outline ceiling (below), the IoU
-    itself is climbed along its gradient from the outline (:func:`.outline_ascent.ascend_iou`).
+    more than :data:`ASCENT_GAP` under the reference's outline ceiling (below) or under
+    ``fallback_floor``, the IoU itself is climbed along its gradient from the outline
+    (:func:`.outline_ascent.ascend_iou`).
 
     ``extra_starts``: more starts (the keypoint fit's far-apart rival, the automatic initial
     pose's other hypotheses, a flipped azimuth), each fitted the same way; the ascent and
@@ -224,8 +225,9 @@ def refine_fast(
 
     Why this trigger (``bench/refine_bench.py --starts rough --references all --cases 7``,
     seed 0: 433 cases, 377 of them with real-like references, the truth off Algorithm 1's
-    lattice; 2-core machine, 2026-12-07). The fit and ascent alone end more than 0.002 under
-    Algorithm 1 in 17 cases; these are other optima, not stalls:
+    lattice; cases and Algorithm 1's results cached, each version run on them; 2-core
+    machine, 2026-12-07). The fit and ascent alone (commit e3b0d73) end more than 0.002
+    under Algorithm 1 in 17 cases; these are other optima, not stalls:
 
     ===================================================  =========  ==================
     trigger                                              fires on   catches of the 17
@@ -239,18 +241,19 @@ def refine_fast(
     The one it misses ends 0.0046 under Algorithm 1 (an aeroplane with a bite, whose thin
     parts put its ceiling under its IoU); the explained IoUs of the 16 it catches are at
     least 0.044 under the ceiling. Leaving out both kinds of thick disagreement fired on
-    36 % and caught the same 16, but forgave a pose shifted far. Where it fires, the
-    fallback ends within 0.002 of Algorithm 1 or above in every case. Algorithm 1 alone as
-    the fallback did as well here, in less time (mean per real-like case 0.24 s against
-    0.31 s), but the coarse restart finds better optima than Algorithm 1 on some far starts
-    (on one aeroplane of ``--starts real``, Algorithm 1 as the fallback ended at IoU 0.78,
-    the coarse restart at 0.97 or more), so it stays, first.
+    36 % and caught the same 16, but forgave a pose shifted far. With this fallback, every
+    case it fires on ends within 0.002 of Algorithm 1 or above. Algorithm 1 alone as the
+    fallback did as well on these cases in less time (mean per real-like case: Algorithm 1
+    alone 0.24 s, the restart first 0.31 s), but the coarse restart finds better optima
+    than Algorithm 1 on some starts (one aeroplane of ``--starts real``: Algorithm 1 as the
+    fallback ended at IoU 0.78, the restart first at 0.97 or more), so it stays, first.
 
     The reported IoUs come from full renders; the result is never worse than ``pose``.
     ``details``: ``iterations`` (of the first fit), ``ascent_iterations``, ``start`` (0:
     ``pose``, k: the k-th alternative), ``ceiling`` (the reference's), ``explained`` (the
-    fit and ascent's explained IoU where the trigger needed it, else their IoU),
-    ``restarted`` (the fallback ran), ``fallback_sweeps`` (its Algorithm 1's sweeps).
+    fit and ascent's explained IoU where it may fire the trigger, else their IoU; computed
+    also with ``fallback=False``), ``restarted`` (the fallback ran), ``fallback_sweeps``
+    (its Algorithm 1's sweeps; 0 when the coarse restart was enough).
 
     ``mask``: the reference (H, W); poses are rescaled to its size when needed.
     """
@@ -272,29 +275,21 @@ def refine_fast(
     if ceiling - value > ASCENT_GAP or value < fallback_floor:
         x, value, ascent_iterations, ascent_renders = _ascend(renderer, reference, pose, exact, x, value)
         renders += ascent_renders
-
-    def explained_at(x, value):
-        """The explained IoU at ``x`` (worth ``value``), where the trigger needs it; else value."""
-        if ceiling - value <= fallback_gap:  # explained >= value: it cannot fire
-            return value
-        silhouette = exact.window_at(x).full(reference.width, reference.height)
-        return explained_iou(silhouette, reference.mask, OCCLUDER_PX)
-
-    def unexplained(explained, value):
-        return ceiling - explained > fallback_gap or value < fallback_floor
-
-    explained = explained_at(x, value)
+    below = ceiling - fallback_gap  # an explained IoU under this: a wrong optimum
+    explained = _explained(exact, reference, x, value, below)
     restarted, sweeps = False, 0
     local = BandedObjective(renderer, reference, pose)
-    if fallback and unexplained(explained, value):
+    if fallback and (explained < below or value < fallback_floor):
         restarted = True
         restart, restart_renders = _coarse_restart(renderer, reference, origin, COARSE_FACTOR, options)
         restart_value = exact(restart)
         restart, restart_value, _, ascent_renders = _ascend(renderer, reference, pose, exact, restart, restart_value)
         renders += restart_renders + ascent_renders
+        unexplained = True  # the restart lost: the result is the one the trigger fired on
         if restart_value > value:
             x, value = restart, restart_value
-        if unexplained(explained_at(x, value), value):
+            unexplained = _explained(exact, reference, x, value, below) < below or value < fallback_floor
+        if unexplained:
             start_x = origin.vector()
             search = greedy_search(local, start_x, RELEASE_STEPS, DEFAULT_ALPHA, DEFAULT_MIN_ALPHA, value0=local.anchor(start_x))
             sweeps = search.sweeps
@@ -331,6 +326,16 @@ def _ascend(renderer, reference: Reference, pose: Pose, exact: ExactObjective, x
     if ascent.value > value and exact(ascent.x) > value:
         x, value = ascent.x, exact.last
     return x, value, ascent.iterations, ascent.renders
+
+
+def _explained(exact: ExactObjective, reference: Reference, x: np.ndarray, value: float, below: float) -> float:
+    """:func:`.masks.explained_iou` at ``x`` (IoU ``value``) where it may fall under ``below``,
+    else ``value`` (the explained IoU is never under the IoU); the silhouette is ``exact``'s
+    (a render, counted, unless its last call was at ``x``)."""
+    if value >= below:
+        return value
+    silhouette = exact.window_at(x).full(reference.width, reference.height)
+    return explained_iou(silhouette, reference.mask, OCCLUDER_PX)
 
 
 def _coarse_restart(renderer, reference: Reference, pose: Pose, factor: int, options: dict) -> tuple[np.ndarray, int]:
