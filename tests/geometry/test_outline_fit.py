@@ -129,9 +129,9 @@ def test_fit_never_returns_a_worse_pose_and_is_deterministic(car_renderer):
     assert first.value >= reference.iou_window(car_renderer.render_window(start))
     result = refine_fast(car_renderer, mask, start)
     assert result.iou_refined >= result.iou_initial
-    # The fit ends far under what the disk allows and hands over to the fallback; still
-    # unexplained after the coarse restart, it runs Algorithm 1 from the start, so the
-    # result is no lower than Algorithm 1's.
+    # The fit ends far under what the disk allows and hands over to the fallback: the
+    # coarse restart, then Algorithm 1 from the start, so the result is no lower than
+    # Algorithm 1's.
     assert result.details["ceiling"] - result.details["explained"] > FALLBACK_GAP
     assert result.details["restarted"] and result.details["fallback_sweeps"] > 0
     assert result.iou_refined >= first.value - 0.01  # (the fit's value may come from band renders)

@@ -85,7 +85,7 @@ FAR = [50.0, 10.0, -8.0, 0.1, -40.0, -15.0, 10.0]
 LOST = [-40.0, -5.0, 10.0, -0.2, 30.0, 10.0, 5.0]
 
 
-def test_a_far_start_is_recovered_by_the_coarse_restart(car_renderer):
+def test_a_far_start_is_recovered_by_the_fallback(car_renderer):
     reference = car_renderer.render(HIDDEN)
     start = HIDDEN.with_vector(HIDDEN.vector() + FAR)
     fit_only = refine_fast(car_renderer, reference, start, fallback=False)
@@ -93,8 +93,7 @@ def test_a_far_start_is_recovered_by_the_coarse_restart(car_renderer):
     assert fit_only.details["ceiling"] - fit_only.details["explained"] > FALLBACK_GAP  # what the fallback checks
     result = refine_fast(car_renderer, reference, start)
     assert result.iou_initial < 0.6
-    # The coarse restart explains the reference: Algorithm 1 from the start does not run.
-    assert result.details["restarted"] and result.details["fallback_sweeps"] == 0
+    assert result.details["restarted"] and result.details["fallback_sweeps"] > 0
     assert iou(car_renderer.render(result.refined), car_renderer.render(HIDDEN)) >= 0.99
     assert abs(wrap_degrees(result.refined.azimuth - HIDDEN.azimuth)) < 1.0
 
