@@ -29,9 +29,6 @@ ASCENT_GAP = 0.01
 #: A result whose explained IoU is this far under the reference's outline ceiling is followed
 #: by the fallback (see :func:`refine_fast` for the figures).
 FALLBACK_GAP = 0.035
-#: Disagreements thick enough to hold a disc of this radius (px) are an occluder's or a merged
-#: object's, not the pose's (:func:`.masks.explained_iou`).
-OCCLUDER_PX = 3
 #: A result under this IoU is followed by the fallback whatever the ceiling (a thin object's
 #: smoothed outline loses its thin parts, which lowers its ceiling).
 FALLBACK_FLOOR = 0.75
@@ -333,7 +330,7 @@ def _explained(exact: ExactObjective, reference: Reference, x: np.ndarray, value
     if value >= below:
         return value
     silhouette = exact.window_at(x).full(reference.width, reference.height)
-    return explained_iou(silhouette, reference.mask, OCCLUDER_PX)
+    return explained_iou(silhouette, reference.mask)
 
 
 def _coarse_restart(renderer, reference: Reference, pose: Pose, factor: int, options: dict) -> tuple[np.ndarray, int]:
