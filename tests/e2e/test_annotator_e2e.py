@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from scipy import ndimage
 
 from geometry.camera import project as project_points
 from geometry.iou import iou
@@ -48,6 +49,15 @@ from tests.support.backend_client import serving
 
 pytestmark = pytest.mark.e2e
 SCREENSHOTS = os.environ.get("FINEPOSE_SCREENSHOT_DIR")
+
+
+def inside_point(mask: np.ndarray, xy, depth_px: float = 4.0) -> tuple[float, float]:
+    """The pixel nearest to ``xy`` (x, y px) that lies ``depth_px`` or more inside ``mask``
+    (``xy`` itself, rounded, when it does): a click there misses the outline's pixels."""
+    deep = ndimage.distance_transform_edt(mask) >= depth_px
+    _, (rows, cols) = ndimage.distance_transform_edt(~deep, return_indices=True)
+    y, x = np.clip(np.round(xy[::-1]).astype(int), 0, np.array(mask.shape) - 1)
+    return float(cols[y, x]), float(rows[y, x])
 
 
 def pose_iou(world, values: dict, true_pose=None) -> float:
@@ -146,8 +156,10 @@ def annotator_day(ls, out: Path) -> dict:
         keypoints = car_keypoints()
         pixels = project_points(world.true_pose, np.array([keypoints[n] for n in names]))
         labels = keypoint_labels(read_template(POSE_ANNOTATION))
+        asides = [inside_point(world.reference, xy) for xy in pixels]  # where a retry clicks
         view = task_view(ls, project.id, out / f"browser-{ls.token_kind}", alternatives_task=ambiguous,
-                         keypoints_task=good, clicks=[(labels[n], x, y) for n, (x, y) in zip(names, pixels)])
+                         keypoints_task=good,
+                         clicks=[(labels[n], *xy, *aside) for n, xy, aside in zip(names, pixels, asides)])
         shown = view["alternatives"]
         assert float(shown["opened_azimuth"]) == pytest.approx(numbers(best.result)["azimuth"])
         assert "second finepose prediction" in shown["opened_message"]
