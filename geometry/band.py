@@ -1,8 +1,8 @@
 """Silhouettes of poses near an anchor pose, ray cast only near the anchor's outline.
 
 Between two nearby poses a pixel can change only where the outline passes: within the
-displacement bound ``D`` (pixels) of the moving model. :class:`OutlineBand` measures the
-chessboard distance of the pixels about an anchor silhouette from its outline (its inside
+displacement bound ``D`` (pixels) of the moving model. :class:`OutlineBand` finds the
+pixels about an anchor silhouette within a chessboard distance of its outline (its inside
 pixels with an outside 4-neighbour: every 2x2 cell of pixel centres that the true outline
 crosses holds one, so the outline lies within distance 1 of them);
 :meth:`OutlineBand.render` re-casts only the pixels within ``ceil(1.25 D + 0.25) + 1`` of
@@ -42,14 +42,19 @@ class OutlineBand:
         self.x0, self.y0 = max(0, x0 - max_radius), max(0, y0 - max_radius)
         x1, y1 = min(pose.width, x1 + max_radius), min(pose.height, y1 + max_radius)
         self.mask = crop(anchor, self.x0, self.y0, x1 - self.x0, y1 - self.y0)
-        self.distance = ndimage.distance_transform_cdt(~border_pixels(self.mask), metric="chessboard")
+        self.border = border_pixels(self.mask)
         self._pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def pixels(self, radius: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ys, xs) in this band's frame of the pixels within ``radius`` of the outline, in
-        raster order (coherent rays cast faster)."""
+        """(ys, xs) in this band's frame of the pixels within chessboard distance ``radius``
+        of the outline (a border pixel in their ``2 radius + 1`` square), in raster order
+        (coherent rays cast faster)."""
         if radius not in self._pixels:
-            self._pixels[radius] = np.nonzero(self.distance <= radius)
+            if self.border.any():
+                near = ndimage.maximum_filter(self.border, size=2 * radius + 1, mode="constant", cval=False)
+            else:  # no outline was seen (a silhouette between pixel centres): any pixel may change
+                near = np.ones_like(self.border)
+            self._pixels[radius] = np.nonzero(near)
         return self._pixels[radius]
 
     def radius(self, pose: Pose) -> int | None:

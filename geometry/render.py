@@ -135,14 +135,15 @@ class SilhouetteRenderer:
     def _rays(pose: Pose, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Rays (origin, direction; mesh frame, float32, shape ``broadcast(xs, ys) + (6,)``)
         through the pixel centres (xs, ys): direction ``inv(M) @ ((x - u) / f, (y - v) / f, 1)``,
-        one direction component at a time (about twice as fast as all three at once)."""
+        one component at a time (about twice as fast as all three at once; the origin's, a
+        scalar each, 3x faster)."""
         mat, t = mesh_extrinsics(pose)
         inv = np.linalg.inv(mat)
         dx = (xs - pose.u) / pose.focal
         dy = (ys - pose.v) / pose.focal
         rays = np.empty(np.broadcast_shapes(dx.shape, dy.shape) + (6,), dtype=np.float32)
-        rays[..., :3] = -inv @ t
-        for k in range(3):
+        for k, origin in enumerate(-inv @ t):
+            rays[..., k] = origin
             rays[..., 3 + k] = dx * inv[k, 0] + dy * inv[k, 1] + inv[k, 2]
         return rays
 
