@@ -30,8 +30,8 @@ from .render import SilhouetteRenderer, Window, crop
 
 class OutlineBand:
     """The silhouette ``anchor`` of ``pose`` (a :class:`Window`) in a frame ``max_radius``
-    pixels larger than its bounding window (clipped to the image), with each pixel's
-    chessboard distance from its outline."""
+    pixels larger than its bounding window (clipped to the image), with its outline pixels
+    (``border``)."""
 
     def __init__(self, renderer: SilhouetteRenderer, pose: Pose, anchor: Window, max_radius: int = 6):
         self.renderer = renderer

@@ -135,8 +135,8 @@ class SilhouetteRenderer:
     def _rays(pose: Pose, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Rays (origin, direction; mesh frame, float32, shape ``broadcast(xs, ys) + (6,)``)
         through the pixel centres (xs, ys): direction ``inv(M) @ ((x - u) / f, (y - v) / f, 1)``,
-        one component at a time (about twice as fast as all three at once; the origin's, a
-        scalar each, 3x faster)."""
+        one component at a time (about twice as fast as all three at once), the origin's as
+        scalars."""
         mat, t = mesh_extrinsics(pose)
         inv = np.linalg.inv(mat)
         dx = (xs - pose.u) / pose.focal

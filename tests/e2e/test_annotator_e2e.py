@@ -52,11 +52,14 @@ SCREENSHOTS = os.environ.get("FINEPOSE_SCREENSHOT_DIR")
 
 
 def inside_point(mask: np.ndarray, xy, depth_px: float = 4.0) -> tuple[float, float]:
-    """The pixel nearest to ``xy`` (x, y px) that lies ``depth_px`` or more inside ``mask``
-    (``xy`` itself, rounded, when it does): a click there misses the outline's pixels."""
-    deep = ndimage.distance_transform_edt(mask) >= depth_px
-    _, (rows, cols) = ndimage.distance_transform_edt(~deep, return_indices=True)
+    """The pixel nearest to ``xy`` (x, y px) lying ``depth_px`` or more inside ``mask`` (the
+    image's edge counts as outside), ``xy`` rounded when no pixel is that deep: a click there
+    misses the mask's outline, and a projection outline drawn within ~2 px of it."""
+    deep = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1] >= depth_px
     y, x = np.clip(np.round(xy[::-1]).astype(int), 0, np.array(mask.shape) - 1)
+    if not deep.any():
+        return float(x), float(y)
+    _, (rows, cols) = ndimage.distance_transform_edt(~deep, return_indices=True)
     return float(cols[y, x]), float(rows[y, x])
 
 

@@ -272,7 +272,7 @@ _MESSAGE_JS = """() => Array.from(document.querySelectorAll('[class*=textarea], 
 
 
 # What a click on the photo meets: the picked tool(s), the selected label(s), the regions
-# listed, any modal.
+# listed, any modal, and Label Studio's own editor state (window.Htx).
 _CLICK_STATE_JS = """() => ({
     tools: Array.from(document.querySelectorAll('[class*=tool_active], [class*=tool_selected]')).map(e => e.className),
     labels: Array.from(document.querySelectorAll('.lsf-label')).filter(e => /selected|active/.test(e.className))
@@ -326,15 +326,11 @@ def _task_view(page, job) -> dict:
         page.get_by_text("Auto-Annotation", exact=True).click()  # the editor's bottom bar switch
         clicks, last = [], None
         for label, x, y, *aside in job["clicks"]:
-            # A click on the pixels of a brush region's outline (the prediction's projection)
-            # is now and then lost by Label Studio 1.23 on a slow machine: Konva's mousedown
-            # and mouseup reach the brush image and no click follows, so no request is sent
-            # (four CI runs of 2026-12-07/08, each time the windshield top, which lies on the
-            # outline; reproduced here with Chromium's CPU throttled 6x, also when the mouse
-            # rests on the point before the click). After 30 s without a request: Escape, the
-            # smart keypoint tool and the label picked again, and the photo clicked again at
-            # the aside point (a few pixels inside the outline) as an annotator whose click
-            # did nothing would; the page's state kept; three tries in all.
+            # A click on a brush region's outline pixels (the prediction's projection) is now
+            # and then lost by Label Studio 1.23 on a slow machine: mousedown and mouseup reach
+            # the brush image, no click follows, nothing is sent. After 30 s without an answer:
+            # Escape, the smart keypoint tool and the label picked again, and the photo clicked
+            # at the aside point (inside the outline), as an annotator would; three tries.
             for tries in range(1, 4):
                 if tries > 1:
                     page.keyboard.press("Escape")
@@ -347,24 +343,26 @@ def _task_view(page, job) -> dict:
                     button.click()
                 x0, y0, bw, bh, nw, nh = page.evaluate(_IMAGE_BOX_JS)  # where the photo is now
                 t0 = time.monotonic()
+                cx, cy = aside if tries > 1 and aside else (x, y)
                 try:
                     with page.expect_response(lambda r: "interactive-annotating" in r.url,
                                               timeout=min(job["timeout_ms"], 30_000)) as answer:
-                        cx, cy = aside if tries > 1 and aside else (x, y)
                         page.mouse.click(x0 + (cx + 0.5) / nw * bw, y0 + (cy + 0.5) / nh * bh)
                     response = answer.value
                     break
                 except Exception as error:  # Playwright's TimeoutError
-                    state = "not read"
+                    if "Timeout" not in type(error).__name__:
+                        raise
+                    state = None
                     try:  # what the page showed, kept; never in place of the error itself
                         page.screenshot(path=str(out / f"keypoint-{label}-no-request-{tries}.png"))
-                        state = json.dumps(page.evaluate(_CLICK_STATE_JS), indent=1)
-                        (out / f"keypoint-{label}-no-request-{tries}.json").write_text(state)
+                        state = page.evaluate(_CLICK_STATE_JS)
+                        (out / f"keypoint-{label}-no-request-{tries}.json").write_text(json.dumps(state, indent=1))
                     except Exception as unseen:  # noqa: BLE001
-                        print(f"finepose: no state kept after the click without a request: {unseen}")
-                    if tries == 3 or "Timeout" not in type(error).__name__:
-                        raise RuntimeError(f"no request for the click of {label!r} ({tries} tries); "
-                                           f"the page's state: {state}") from error
+                        print(f"finepose: no state kept after the click without an answer: {unseen}")
+                    if tries == 3:
+                        raise RuntimeError(f"no answer to the click of {label!r} in {tries} tries; the page's "
+                                           f"state: {json.dumps(state, separators=(',', ':'))}") from error
             seconds = time.monotonic() - t0
             body = response.json()
             last = body.get("data", {}).get("result", [])
